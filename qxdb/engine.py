@@ -1,0 +1,162 @@
+"""Async engine, session factory and sessions.
+
+One ``AsyncEngine`` per database for the life of the process; one ``AsyncSession`` per
+unit of work. :func:`create_engine` applies every setting of
+:class:`~qxdb.settings.DatabaseSettings` the dialect supports:
+
+- PostgreSQL (asyncpg): pool options, and ``statement_timeout`` / ``lock_timeout`` set as
+  server settings of every connection, so a runaway query fails with a timeout error.
+- SQLite (aiosqlite): pool options where SQLite has a pool (not for ``:memory:``), foreign
+  keys enforced, WAL journal and a busy timeout so readers and one writer coexist.
+  SQLite has no statement timeout; the setting is ignored there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+
+from qxdb.errors import DatabaseUnavailableError
+from qxdb.settings import DatabaseSettings
+from qxdb.urls import display_url, is_sqlite_url, redact_secrets
+
+__all__ = [
+    "SessionFactory",
+    "connect_checked",
+    "create_engine",
+    "make_session_factory",
+    "open_session",
+    "unavailable_error",
+]
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def create_engine(settings: DatabaseSettings | None = None, *, url: str | None = None) -> AsyncEngine:
+    """Build the process-wide async engine; ``await engine.dispose()`` at shutdown."""
+    settings = (settings or DatabaseSettings()).with_url(url)
+    target = settings.resolved_url
+    kwargs: dict[str, Any] = {"echo": settings.echo}
+    memory = is_sqlite_url(target) and (":memory:" in target or target.rstrip("/").endswith("sqlite+aiosqlite:"))
+    if settings.pool_kind == "null":
+        kwargs["poolclass"] = NullPool
+    elif not memory:
+        kwargs.update(
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout_seconds,
+            pool_recycle=settings.pool_recycle_seconds,
+            pool_pre_ping=settings.pool_pre_ping,
+        )
+    if is_sqlite_url(target):
+        kwargs["connect_args"] = {"timeout": settings.connect_timeout_seconds}
+        engine = create_async_engine(target, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    if target.startswith("postgresql+asyncpg"):
+        server_settings: dict[str, str] = {}
+        if settings.statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
+        if settings.lock_timeout_ms:
+            server_settings["lock_timeout"] = str(settings.lock_timeout_ms)
+        kwargs["connect_args"] = {"server_settings": server_settings, "timeout": settings.connect_timeout_seconds}
+    return create_async_engine(target, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def make_session_factory(engine: AsyncEngine) -> SessionFactory:
+    """A session factory for the engine: no expiry on commit, no autoflush."""
+    return async_sessionmaker(bind=engine, expire_on_commit=False, autoflush=False, class_=AsyncSession)
+
+
+@asynccontextmanager
+async def open_session(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """A session that is closed whatever happens inside the block."""
+    session = factory()
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+def unavailable_error(exc: BaseException, url: str) -> DatabaseUnavailableError:
+    """Turn a driver's connection failure into one clear, password-free error."""
+    cause: BaseException = exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        cause = exc.orig
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    if isinstance(cause, TimeoutError | asyncio.TimeoutError):
+        reason = "timed out connecting"
+    return DatabaseUnavailableError(
+        f"cannot connect to {display_url(url)}: {redact_secrets(reason, url)}",
+        details={"url": display_url(url), "reason": type(cause).__name__},
+    )
+
+
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+)
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, DBAPIError):
+        # asyncpg reports authentication and missing-database failures as their own
+        # classes; SQLAlchemy wraps them in a plain DBAPIError.
+        name = type(exc.orig).__name__ if exc.orig is not None else ""
+        return name in {
+            "InvalidPasswordError",
+            "InvalidAuthorizationSpecificationError",
+            "InvalidCatalogNameError",
+            "ClientCannotConnectError",
+            "CannotConnectNowError",
+            "ConnectionDoesNotExistError",
+            "TooManyConnectionsError",
+        }
+    return False
+
+
+@asynccontextmanager
+async def connect_checked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection, or :class:`DatabaseUnavailableError` if the database cannot be reached.
+
+    Only the connect is translated: errors from statements run inside the block pass
+    through unchanged.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        conn = await engine.connect()
+    except Exception as exc:
+        if _is_connection_failure(exc):
+            raise unavailable_error(exc, url) from None
+        raise
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def server_version(conn: AsyncConnection) -> str:
+    if conn.dialect.name == "sqlite":
+        return str((await conn.execute(text("select sqlite_version()"))).scalar_one())
+    return str((await conn.execute(text("show server_version"))).scalar_one())

@@ -1,0 +1,130 @@
+"""The error tree of qxdb.
+
+Every error qxdb produces is an :class:`Error`: a code a program can branch on, a message
+a person can read, and details for logs. Expected outcomes travel inside a ``Result`` as
+its failure value; the same classes are raised for bad arguments and for environmental
+failures, so one ``except Error`` catches everything qxdb means to say::
+
+    Exception
+     └── Error                          code, message, details
+          ├── NotFoundError             no such row (or another tenant's row)
+          ├── ConflictError             optimistic-concurrency version mismatch, duplicate
+          ├── ValidationError           bad input (also a ValueError)            exit 2
+          │    ├── CursorError          a bad cursor token, with a ``reason``     exit 2
+          │    └── InvalidQueryError    unlisted filter/sort field, bad operator  exit 2
+          ├── ConfigurationError        bad settings, import path, config file    exit 2
+          ├── TenantScopeError          tenanted access with no tenant in context
+          ├── DatabaseUnavailableError  the database could not be reached        exit 3
+          ├── BrokerUnavailableError    the message broker could not be reached  exit 3
+          └── CheckFailedError          a check ran and found problems           exit 1
+
+The command maps these classes to exit codes in one place (``qxdb_cli.errors``). Messages
+never contain a password: build them with :func:`qxdb.urls.display_url`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "BrokerUnavailableError",
+    "CheckFailedError",
+    "ConfigurationError",
+    "ConflictError",
+    "CursorError",
+    "DatabaseUnavailableError",
+    "Error",
+    "InvalidQueryError",
+    "NotFoundError",
+    "TenantScopeError",
+    "ValidationError",
+]
+
+
+class Error(Exception):
+    """Base of every qxdb error: ``code`` for programs, ``message`` for people."""
+
+    default_code = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, Error)
+            and (self.code, self.message, self.details) == (other.code, other.message, other.details)
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.code, self.message))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "code": self.code, "message": self.message, "details": self.details}
+
+
+class NotFoundError(Error):
+    default_code = "not_found"
+
+
+class ConflictError(Error):
+    default_code = "conflict"
+
+
+class ValidationError(Error, ValueError):
+    default_code = "validation"
+
+
+class InvalidQueryError(ValidationError):
+    """An unlisted filter or sort field, or an operator that does not fit its value."""
+
+    default_code = "invalid_query"
+
+
+class CursorError(ValidationError):
+    """A cursor token that cannot be used; ``reason`` says why, for programs.
+
+    Reasons: ``malformed``, ``tampered``, ``expired``, ``wrong_version``, ``wrong_sort``,
+    ``too_large``, ``unsigned`` (a secret is configured and the token carries no signature).
+    """
+
+    default_code = "cursor_invalid"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, code=f"cursor.{reason}", details={"reason": reason})
+        self.reason = reason
+
+
+class ConfigurationError(Error):
+    default_code = "configuration"
+
+
+class TenantScopeError(Error):
+    """A tenanted repository was used with no tenant and no explicit system scope."""
+
+    default_code = "tenant_scope"
+
+
+class DatabaseUnavailableError(Error):
+    default_code = "database_unavailable"
+
+
+class BrokerUnavailableError(Error):
+    default_code = "broker_unavailable"
+
+
+class CheckFailedError(Error):
+    default_code = "check_failed"

@@ -1,0 +1,55 @@
+"""Writes integration events to the outbox inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from qxdb.domain import Event
+from qxdb.ids import uuid7
+from qxdb.outbox.table import OUTBOX_TABLE_NAME, outbox_table
+
+__all__ = ["DefaultOutboxRecorder", "OutboxRecorder", "outbox_row"]
+
+
+@runtime_checkable
+class OutboxRecorder(Protocol):
+    """What the unit of work needs to persist integration events."""
+
+    async def record(self, session: AsyncSession, events: Sequence[Event]) -> None: ...
+
+
+def outbox_row(event: Event) -> dict[str, Any]:
+    """The outbox row for one event (ids are fresh UUID v7s)."""
+    return {
+        "id": uuid7(),
+        "event_name": event.event_name,
+        "event_version": event.event_version,
+        "payload": event.envelope(),
+        "occurred_at": event.occurred_at,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "tenant_id": event.tenant_id,
+        "delivery_id": uuid7(),
+        "ordering_key": event.effective_ordering_key,
+    }
+
+
+class DefaultOutboxRecorder:
+    """Inserts every event of one commit with one multi-row ``INSERT`` statement.
+
+    The statement is built from a ``Table`` object, so the table name is quoted by
+    SQLAlchemy and never pasted into SQL text.
+    """
+
+    def __init__(self, table: Table | str = OUTBOX_TABLE_NAME) -> None:
+        self.table = table if isinstance(table, Table) else outbox_table(table)
+
+    async def record(self, session: AsyncSession, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        rows = [outbox_row(ev) for ev in events]
+        await session.execute(insert(self.table).values(rows))

@@ -1,0 +1,97 @@
+"""The outbox table: one row per integration event, written in the business transaction.
+
+Columns of the reference design (same names, same meaning):
+
+================  ===========================================================
+id                UUID v7 of the row (time-ordered)
+event_name        e.g. ``orders.placed``
+event_version     schema version of the event
+payload           the whole event envelope (JSONB on PostgreSQL)
+occurred_at       when the event happened
+correlation_id    request that caused it
+causation_id      message that caused it
+tenant_id         tenant it belongs to
+published_at      when the broker acknowledged it; NULL while pending
+attempts          delivery attempts so far
+last_error        the last delivery error, shortened
+================  ===========================================================
+
+Delivery state, shared by the relay and ``qxdb outbox`` operations:
+
+================  ===========================================================
+recorded_at       when the row was written (server default)
+delivery_id       identity of the current delivery (``Nats-Msg-Id``); a replay
+                  gives the row a fresh one so broker de-duplication lets it through
+ordering_key      events with the same key are delivered in recorded order
+                  (the aggregate id unless the event names another key)
+next_attempt_at   not to be tried before this (backoff); NULL means now
+locked_until      lease: a relay owns the row until then
+locked_by         which relay holds the lease
+dead_at           set when the row ran out of attempts; replay clears it
+================  ===========================================================
+
+Status, derived: *pending* (``published_at`` and ``dead_at`` NULL), *failed* (pending with
+a ``last_error``), *dead* (``dead_at`` set), *published* (``published_at`` set).
+
+A table created with the reference's shape is brought up to date by an ordinary Alembic
+revision: include this table in the service's metadata and run
+``qxdb migrate revision --autogenerate -m "outbox delivery state"``; the new columns are
+nullable or have server defaults, so existing rows stay valid.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, func, text
+
+from qxdb.ids import uuid7
+from qxdb.settings import validate_identifier
+from qxdb.types import JSONType, UTCDateTime, UUIDType
+
+__all__ = ["OUTBOX_TABLE_NAME", "PENDING_WHERE", "include_outbox_table", "outbox_table"]
+
+OUTBOX_TABLE_NAME = "qx_outbox_events"
+LAST_ERROR_MAX = 2048
+# Rows a relay still has to deliver; the partial indexes below cover exactly these.
+PENDING_WHERE = "published_at IS NULL AND dead_at IS NULL"
+
+
+def include_outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE_NAME) -> Table:
+    """Register the outbox table in ``metadata`` (so Alembic autogenerate sees it)."""
+    validate_identifier(name, what="outbox table name")
+    if name in metadata.tables:
+        return metadata.tables[name]
+    pending = text(PENDING_WHERE)
+    return Table(
+        name,
+        metadata,
+        Column("id", UUIDType(), primary_key=True, default=uuid7),
+        Column("event_name", String(255), nullable=False),
+        Column("event_version", Integer, nullable=False, default=1, server_default="1"),
+        Column("payload", JSONType(), nullable=False),
+        Column("occurred_at", UTCDateTime(), nullable=False),
+        Column("correlation_id", UUIDType(), nullable=True),
+        Column("causation_id", UUIDType(), nullable=True),
+        Column("tenant_id", UUIDType(), nullable=True),
+        Column("published_at", UTCDateTime(), nullable=True),
+        Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+        Column("last_error", String(LAST_ERROR_MAX), nullable=True),
+        Column("recorded_at", UTCDateTime(), nullable=False, server_default=func.now()),
+        Column("delivery_id", UUIDType(), nullable=True),
+        Column("ordering_key", String(255), nullable=True),
+        Column("next_attempt_at", UTCDateTime(), nullable=True),
+        Column("locked_until", UTCDateTime(), nullable=True),
+        Column("locked_by", String(64), nullable=True),
+        Column("dead_at", UTCDateTime(), nullable=True),
+        Index(f"ix_{name}_pending", "id", postgresql_where=pending, sqlite_where=pending),
+        Index(f"ix_{name}_pending_key", "ordering_key", "id", postgresql_where=pending, sqlite_where=pending),
+        Index(f"ix_{name}_event_name", "event_name"),
+        Index(f"ix_{name}_occurred_at", "occurred_at"),
+        Index(f"ix_{name}_published_at", "published_at"),
+        Index(f"ix_{name}_dead_at", "dead_at"),
+        info={"qxdb_outbox": True},
+    )
+
+
+def outbox_table(name: str = OUTBOX_TABLE_NAME) -> Table:
+    """The outbox table on a private metadata, for code that only reads or writes it."""
+    return include_outbox_table(MetaData(), name)

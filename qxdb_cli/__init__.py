@@ -1,0 +1,1 @@
+"""The ``qxdb`` command: a thin shell over the ``qxdb`` library."""

@@ -1,0 +1,72 @@
+"""The one place where errors become exit codes and a single line on stderr.
+
+0 success; 1 the check ran and found problems; 2 bad usage or bad input; 3 the database
+or broker could not be reached or refused us.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def exit_code_for(exc: BaseException) -> int:
+    from qxdb.errors import (
+        BrokerUnavailableError,
+        CheckFailedError,
+        ConfigurationError,
+        DatabaseUnavailableError,
+        Error,
+        ValidationError,
+    )
+
+    if isinstance(exc, DatabaseUnavailableError | BrokerUnavailableError):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, CheckFailedError):
+        return EXIT_FINDINGS
+    if isinstance(exc, ValidationError | ConfigurationError | ValueError):
+        return EXIT_USAGE
+    if isinstance(exc, Error):
+        return EXIT_FINDINGS
+    if _is_connection_error(exc):
+        return EXIT_UNAVAILABLE
+    return EXIT_FINDINGS
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    # Only consult SQLAlchemy if a command already imported it: light commands stay light.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+def message_for(exc: BaseException) -> str:
+    from qxdb.errors import Error
+    from qxdb.urls import redact_secrets
+
+    from qxdb_cli.state import state
+
+    if isinstance(exc, Error):
+        text = exc.message
+    else:
+        sa_exc = sys.modules.get("sqlalchemy.exc")
+        if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+            text = f"{type(exc.orig).__name__}: {exc.orig}"
+        else:
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = " ".join(text.strip().split("\n")[0].split()) or type(exc).__name__
+    return redact_secrets(text, state.database_url)
+
+
+def report(exc: BaseException, *, debug: bool) -> int:
+    code = exit_code_for(exc)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.stderr.write(f"qxdb: error: {message_for(exc)}\n")
+    return code

@@ -1,0 +1,98 @@
+"""The Typer app: global options, command groups, and the entry point.
+
+Command modules import only Typer at module level; SQLAlchemy, Alembic and the drivers
+are imported inside the commands that need them, so ``qxdb --help`` and
+``qxdb cursor …`` start as fast as Typer itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from qxdb_cli import cursor, demo, doctor, migrate, outbox, schema
+from qxdb_cli._click_compat import click_exceptions
+from qxdb_cli.errors import EXIT_FINDINGS, EXIT_USAGE, report
+from qxdb_cli.state import state
+
+app = typer.Typer(
+    name="qxdb",
+    help="Database operations for qxdb services: migrations, outbox, cursors, schema checks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from qxdb import __version__
+
+        typer.echo(f"qxdb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="QX_DB__URL",
+            show_envvar=True,
+            help="SQLAlchemy async URL; overrides QX_DB__URL. Unset: the embedded SQLite file ./qxdb.sqlite3.",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Database operations for qxdb services: migrations, outbox, cursors, schema checks.
+
+    Exit codes: 0 success, 1 problems found, 2 bad usage or input, 3 database or broker unreachable.
+    """
+    state.database_url = database_url or None
+    state.debug = debug
+
+
+app.command("doctor")(doctor.doctor)
+app.command("demo")(demo.demo)
+app.add_typer(migrate.app, name="migrate")
+app.add_typer(outbox.app, name="outbox")
+app.add_typer(cursor.app, name="cursor")
+app.add_typer(schema.app, name="schema")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script: run, and map any error to one line and an exit code."""
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = command.main(args=args, prog_name="qxdb", standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("qxdb: aborted, nothing was changed\n")
+        return EXIT_FINDINGS
+    except click_exceptions.ClickException as exc:
+        sys.stderr.write(f"qxdb: error: {exc.format_message()}\n")
+        return EXIT_USAGE if isinstance(exc, click_exceptions.UsageError) else exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("qxdb: interrupted\n")
+        return 130
+    except Exception as exc:
+        return report(exc, debug=state.debug or "--debug" in args)
+    return int(result) if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
