@@ -45,8 +45,8 @@ async def diagnose(settings: DatabaseSettings) -> DoctorReport:
             if "alembic_version" in names:
                 from sqlalchemy import column, select, table
 
-                rows = await conn.execute(select(column("version_num")).select_from(table("alembic_version")))
-                revisions = sorted(str(r[0]) for r in rows)
+                query = select(column("version_num")).select_from(table("alembic_version"))
+                revisions = sorted(str(v) for v in (await conn.execute(query)).scalars())
             pool = engine.pool
             pool_info: dict[str, Any] = {"kind": type(pool).__name__}
             if settings.pool_kind == "queue" and hasattr(pool, "size"):
@@ -64,7 +64,9 @@ async def diagnose(settings: DatabaseSettings) -> DoctorReport:
                 driver=conn.dialect.driver,
                 server_version=version,
                 pool=pool_info,
-                statement_timeout_ms=settings.statement_timeout_ms if conn.dialect.name == "postgresql" else None,
+                statement_timeout_ms=settings.statement_timeout_ms
+                if conn.dialect.name == "postgresql"
+                else None,
                 outbox_table=settings.outbox_table,
                 outbox_table_exists=settings.outbox_table.split(".")[-1] in names,
                 alembic_version_table_exists="alembic_version" in names,

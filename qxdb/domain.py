@@ -58,7 +58,10 @@ class Event(BaseModel):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.__dict__.get("event_name") and cls.__name__ not in ("DomainEvent", "IntegrationEvent"):
+        if not cls.__dict__.get("event_name") and cls.__name__ not in (
+            "DomainEvent",
+            "IntegrationEvent",
+        ):
             cls.event_name = cls.__name__
 
     def payload(self) -> dict[str, Any]:

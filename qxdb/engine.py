@@ -21,7 +21,13 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from qxdb.errors import DatabaseUnavailableError
@@ -40,12 +46,16 @@ __all__ = [
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
-def create_engine(settings: DatabaseSettings | None = None, *, url: str | None = None) -> AsyncEngine:
+def create_engine(
+    settings: DatabaseSettings | None = None, *, url: str | None = None
+) -> AsyncEngine:
     """Build the process-wide async engine; ``await engine.dispose()`` at shutdown."""
     settings = (settings or DatabaseSettings()).with_url(url)
     target = settings.resolved_url
     kwargs: dict[str, Any] = {"echo": settings.echo}
-    memory = is_sqlite_url(target) and (":memory:" in target or target.rstrip("/").endswith("sqlite+aiosqlite:"))
+    memory = is_sqlite_url(target) and (
+        ":memory:" in target or target.rstrip("/").endswith("sqlite+aiosqlite:")
+    )
     if settings.pool_kind == "null":
         kwargs["poolclass"] = NullPool
     elif not memory:
@@ -67,7 +77,10 @@ def create_engine(settings: DatabaseSettings | None = None, *, url: str | None =
             server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
         if settings.lock_timeout_ms:
             server_settings["lock_timeout"] = str(settings.lock_timeout_ms)
-        kwargs["connect_args"] = {"server_settings": server_settings, "timeout": settings.connect_timeout_seconds}
+        kwargs["connect_args"] = {
+            "server_settings": server_settings,
+            "timeout": settings.connect_timeout_seconds,
+        }
     return create_async_engine(target, **kwargs)
 
 
@@ -81,7 +94,9 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     """A session factory for the engine: no expiry on commit, no autoflush."""
-    return async_sessionmaker(bind=engine, expire_on_commit=False, autoflush=False, class_=AsyncSession)
+    return async_sessionmaker(
+        bind=engine, expire_on_commit=False, autoflush=False, class_=AsyncSession
+    )
 
 
 @asynccontextmanager

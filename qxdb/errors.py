@@ -66,14 +66,20 @@ class Error(Exception):
         return (
             type(other) is type(self)
             and isinstance(other, Error)
-            and (self.code, self.message, self.details) == (other.code, other.message, other.details)
+            and (self.code, self.message, self.details)
+            == (other.code, other.message, other.details)
         )
 
     def __hash__(self) -> int:
         return hash((type(self), self.code, self.message))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "code": self.code, "message": self.message, "details": self.details}
+        return {
+            "type": type(self).__name__,
+            "code": self.code,
+            "message": self.message,
+            "details": self.details,
+        }
 
 
 class NotFoundError(Error):

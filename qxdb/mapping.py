@@ -70,7 +70,9 @@ def timestamp_column(name: str, **kwargs: Any) -> Column[Any]:
     return Column(name, UTCDateTime(), **kwargs)
 
 
-def standard_audit_columns(*, include_tenant: bool = True, include_deletion: bool = True) -> list[Column[Any]]:
+def standard_audit_columns(
+    *, include_tenant: bool = True, include_deletion: bool = True
+) -> list[Column[Any]]:
     """The audit columns that mirror :class:`~qxdb.domain.Entity`.
 
     ::
@@ -79,7 +81,9 @@ def standard_audit_columns(*, include_tenant: bool = True, include_deletion: boo
                        Column("total", Numeric(12, 2), nullable=False), *standard_audit_columns())
     """
     cols: list[Column[Any]] = [
-        Column("created_at", UTCDateTime(), nullable=False, default=utcnow, server_default=func.now()),
+        Column(
+            "created_at", UTCDateTime(), nullable=False, default=utcnow, server_default=func.now()
+        ),
         Column("updated_at", UTCDateTime(), nullable=True),
         Column("created_by", UUIDType(), nullable=True),
         Column("updated_by", UUIDType(), nullable=True),

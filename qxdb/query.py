@@ -19,6 +19,7 @@ __all__ = [
     "OffsetPagination",
     "Sort",
     "SortDirection",
+    "order_spec",
 ]
 
 T = TypeVar("T")
@@ -42,7 +43,9 @@ class Filter:
 
     def __post_init__(self) -> None:
         if self.op not in FILTER_OPS:
-            raise ValueError(f"unknown filter operator {self.op!r}; expected one of {sorted(FILTER_OPS)}")
+            raise ValueError(
+                f"unknown filter operator {self.op!r}; expected one of {sorted(FILTER_OPS)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +125,22 @@ class CursorPage(Generic[T]):
     has_next: bool = False
     has_previous: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def order_spec(sort: Sequence[Sort], *, tiebreaker: str = "id") -> tuple[Sort, ...]:
+    """The full ORDER BY of a listing: the requested sort, then the unique tiebreaker.
+
+    The one policy that offset listings and keyset cursors share: the ``id`` tiebreaker
+    takes the direction of the last requested key (ascending when there is none), and
+    keys after ``id`` are dropped because ``id`` is unique. NULL placement is always
+    explicit (:attr:`Sort.effective_nulls`), so SQLite and PostgreSQL order alike.
+    """
+    spec: list[Sort] = []
+    for key in sort:
+        if key.field == tiebreaker:
+            spec.append(Sort(tiebreaker, key.direction, "last"))
+            return tuple(spec)
+        spec.append(key)
+    direction: SortDirection = spec[-1].direction if spec else "asc"
+    spec.append(Sort(tiebreaker, direction, "last"))
+    return tuple(spec)

@@ -25,7 +25,9 @@ class Result(Generic[T]):
 
     def __init__(self, value: T = _MISSING, error: Error | None = None) -> None:
         if (value is _MISSING) == (error is None):
-            raise TypeError("Result holds exactly one of a value or an error; use Result.success/failure")
+            raise TypeError(
+                "Result holds exactly one of a value or an error; use Result.success/failure"
+            )
         self._value = value
         self._error = error
 
@@ -96,7 +98,10 @@ class Result(Generic[T]):
         raise TypeError("use result.is_success / result.is_failure")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Result) and (self._value, self._error) == (other._value, other._error)
+        return isinstance(other, Result) and (self._value, self._error) == (
+            other._value,
+            other._error,
+        )
 
     __hash__ = None  # type: ignore[assignment]  # holds arbitrary values; equality only
 

@@ -42,25 +42,44 @@ class DatabaseSettings(BaseSettings):
         extra="ignore",
     )
 
-    url: SecretStr | None = Field(default=None, description="SQLAlchemy async URL; unset means the embedded SQLite file")
+    url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy async URL; unset means the embedded SQLite file"
+    )
     pool_size: int = Field(default=10, ge=1, description="connections kept open (queue pool)")
     max_overflow: int = Field(default=10, ge=0, description="extra connections beyond pool_size")
-    pool_timeout_seconds: float = Field(default=30.0, gt=0, description="wait for a free pooled connection")
-    pool_recycle_seconds: int = Field(default=1800, description="recycle connections older than this (-1: never)")
+    pool_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="wait for a free pooled connection"
+    )
+    pool_recycle_seconds: int = Field(
+        default=1800, description="recycle connections older than this (-1: never)"
+    )
     pool_pre_ping: bool = Field(default=True, description="test a pooled connection before use")
-    pool_kind: PoolKind = Field(default="queue", description="queue, or null for no pooling (serverless)")
+    pool_kind: PoolKind = Field(
+        default="queue", description="queue, or null for no pooling (serverless)"
+    )
     echo: bool = Field(default=False, description="log every SQL statement (SQLAlchemy echo)")
     statement_timeout_ms: int | None = Field(
-        default=10_000, ge=0, description="PostgreSQL statement_timeout for every connection; 0 or unset: none"
+        default=10_000,
+        ge=0,
+        description="PostgreSQL statement_timeout for every connection; 0 or unset: none",
     )
-    lock_timeout_ms: int | None = Field(default=None, ge=0, description="PostgreSQL lock_timeout for every connection")
-    connect_timeout_seconds: float = Field(default=10.0, gt=0, description="give up connecting after this")
-    outbox_table: str = Field(default="qx_outbox_events", description="name of the transactional outbox table")
+    lock_timeout_ms: int | None = Field(
+        default=None, ge=0, description="PostgreSQL lock_timeout for every connection"
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="give up connecting after this"
+    )
+    outbox_table: str = Field(
+        default="qx_outbox_events", description="name of the transactional outbox table"
+    )
     cursor_secret: SecretStr | None = Field(default=None, description="HMAC key that signs cursors")
     cursor_previous_secrets: list[SecretStr] = Field(
-        default_factory=list, description="older cursor keys that still verify (JSON list), for rotation"
+        default_factory=list,
+        description="older cursor keys that still verify (JSON list), for rotation",
     )
-    cursor_max_age_seconds: int | None = Field(default=None, gt=0, description="refuse cursors older than this")
+    cursor_max_age_seconds: int | None = Field(
+        default=None, gt=0, description="refuse cursors older than this"
+    )
 
     @field_validator("outbox_table")
     @classmethod
@@ -74,7 +93,11 @@ class DatabaseSettings(BaseSettings):
     @property
     def resolved_url(self) -> str:
         """The URL to connect with (contains the password: never print it)."""
-        return DEFAULT_SQLITE_URL if self.url_is_default or self.url is None else self.url.get_secret_value()
+        return (
+            DEFAULT_SQLITE_URL
+            if self.url_is_default or self.url is None
+            else self.url.get_secret_value()
+        )
 
     @property
     def display_url(self) -> str:
@@ -82,7 +105,11 @@ class DatabaseSettings(BaseSettings):
 
     @property
     def dialect_name(self) -> str:
-        return "sqlite" if is_sqlite_url(self.resolved_url) else self.resolved_url.split(":", 1)[0].split("+", 1)[0]
+        return (
+            "sqlite"
+            if is_sqlite_url(self.resolved_url)
+            else self.resolved_url.split(":", 1)[0].split("+", 1)[0]
+        )
 
     def with_url(self, url: str | None) -> DatabaseSettings:
         """A copy pointing at another URL (the command's ``--database-url``)."""

@@ -23,12 +23,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = ["JSONType", "UTCDateTime", "UUIDType"]
 
 
-def UUIDType() -> Uuid[Any]:  # noqa: N802 - reads as a type in column declarations
+def UUIDType() -> Uuid[Any]:
     return Uuid(as_uuid=True)
 
 
-def JSONType() -> JSON:  # noqa: N802
-    return JSON().with_variant(JSONB(), "postgresql")  # type: ignore[return-value]
+def JSONType() -> JSON:
+    return JSON().with_variant(JSONB(), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -47,7 +47,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             raise TypeError(f"UTCDateTime takes a datetime, got {type(value).__name__}")
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone (e.g. UTC)")
+            raise ValueError(
+                f"naive datetime {value.isoformat()} refused: give it a timezone (e.g. UTC)"
+            )
         value = value.astimezone(UTC)
         # SQLite stores text; keep it naive-in-UTC there so ordering by text is correct.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value

@@ -31,7 +31,9 @@ def display_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
-            query = urlencode([(k, _MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*")
+            query = urlencode(
+                [(k, _MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
+            )
     if netloc == parts.netloc and query == parts.query:
         return url  # nothing secret; urlunsplit would also drop the // of sqlite:///path
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -9,7 +9,7 @@ def _load() -> ModuleType:
     try:
         from typer._click import exceptions
     except ImportError:  # Typer releases that depend on Click itself
-        from click import exceptions  # type: ignore[no-redef]
+        from click import exceptions  # type: ignore[no-redef,unused-ignore]
     return exceptions
 
 

@@ -21,7 +21,6 @@ def doctor(
     import asyncio
 
     from qxdb.doctor import diagnose
-
     from qxdb_cli.state import load_settings
 
     settings = load_settings()
@@ -33,13 +32,18 @@ def doctor(
     from rich.table import Table
 
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_row("database", report.url + ("  (embedded default)" if report.url_is_default else ""))
+    table.add_row(
+        "database", report.url + ("  (embedded default)" if report.url_is_default else "")
+    )
     table.add_row("dialect", f"{report.dialect} ({report.driver})")
     table.add_row("server version", report.server_version)
     table.add_row("pool", ", ".join(f"{k}={v}" for k, v in report.pool.items()))
     if report.statement_timeout_ms is not None:
         table.add_row("statement timeout", f"{report.statement_timeout_ms} ms")
-    table.add_row("outbox table", f"{report.outbox_table} ({'present' if report.outbox_table_exists else 'missing'})")
+    table.add_row(
+        "outbox table",
+        f"{report.outbox_table} ({'present' if report.outbox_table_exists else 'missing'})",
+    )
     alembic = "present" if report.alembic_version_table_exists else "missing"
     if report.alembic_revision:
         alembic += f", at {', '.join(report.alembic_revision)}"

@@ -49,7 +49,6 @@ def _is_connection_error(exc: BaseException) -> bool:
 def message_for(exc: BaseException) -> str:
     from qxdb.errors import Error
     from qxdb.urls import redact_secrets
-
     from qxdb_cli.state import state
 
     if isinstance(exc, Error):

@@ -1,7 +1,11 @@
-"""``qxdb outbox``: commands land here with their issue."""
+"""``qxdb outbox``: inspect and operate the transactional outbox."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="outbox commands.", no_args_is_help=True)
+from qxdb_cli import relay as _relay
+
+app = typer.Typer(help="Inspect and operate the transactional outbox.", no_args_is_help=True)
+
+app.command("relay")(_relay.relay)

@@ -32,7 +32,9 @@ def out() -> Console:
 def err() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True)
+    return Console(
+        stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -46,7 +48,9 @@ def _json_default(value: Any) -> Any:
 
 
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, default=_json_default, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(
+        json.dumps(document, default=_json_default, indent=2, ensure_ascii=False) + "\n"
+    )
     sys.stdout.flush()
 
 

@@ -30,5 +30,7 @@ def load_settings() -> DatabaseSettings:
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
-        raise ConfigurationError(f"invalid setting QX_DB__{where.upper()}: {first.get('msg')}") from None
+        raise ConfigurationError(
+            f"invalid setting QX_DB__{where.upper()}: {first.get('msg')}"
+        ) from None
     return settings.with_url(state.database_url)

@@ -1,0 +1,1 @@
+"""Our own tests use the same plugin services use (enabled with -p in pyproject)."""
