@@ -45,7 +45,7 @@ async def diagnose(settings: DatabaseSettings) -> DoctorReport:
             if "alembic_version" in names:
                 from sqlalchemy import column, select, table
 
-                query = select(column("version_num")).select_from(table("alembic_version"))
+                query: Any = select(column("version_num")).select_from(table("alembic_version"))
                 revisions = sorted(str(v) for v in (await conn.execute(query)).scalars())
             pool = engine.pool
             pool_info: dict[str, Any] = {"kind": type(pool).__name__}

@@ -66,7 +66,7 @@ _pg: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
-def qxdb_postgres_server() -> Iterator[Server]:
+def qxdb_postgres_server() -> Server:
     if "server" not in _pg and "reason" not in _pg:
         try:
             _pg["server"] = find_postgres()
