@@ -64,6 +64,13 @@ _EXPORTS: dict[str, str] = {
     "OffsetPage": "qxdb.query",
     "CursorPagination": "qxdb.query",
     "CursorPage": "qxdb.query",
+    # cursors and keyset pagination
+    "CursorCodec": "qxdb.cursor",
+    "DecodedCursor": "qxdb.cursor",
+    "encode_cursor": "qxdb.cursor",
+    "decode_cursor": "qxdb.cursor",
+    "build_cursor_page": "qxdb.pagination",
+    "fetch_cursor_page": "qxdb.pagination",
     # outbox
     "OUTBOX_TABLE_NAME": "qxdb.outbox.table",
     "include_outbox_table": "qxdb.outbox.table",
@@ -96,6 +103,7 @@ if TYPE_CHECKING:
         set_context,
         system_scope,
     )
+    from qxdb.cursor import CursorCodec, DecodedCursor, decode_cursor, encode_cursor
     from qxdb.domain import AggregateRoot, DomainEvent, Entity, Event, IntegrationEvent
     from qxdb.engine import SessionFactory, create_engine, make_session_factory, open_session
     from qxdb.errors import (
@@ -122,6 +130,7 @@ if TYPE_CHECKING:
     )
     from qxdb.outbox.recorder import DefaultOutboxRecorder, OutboxRecorder
     from qxdb.outbox.table import OUTBOX_TABLE_NAME, include_outbox_table
+    from qxdb.pagination import build_cursor_page, fetch_cursor_page
     from qxdb.query import (
         CursorPage,
         CursorPagination,

@@ -1,0 +1,371 @@
+"""Keyset pagination: WHERE and ORDER BY from one sort spec, cursors bound to their query.
+
+The sort spec is :func:`qxdb.query.order_spec` of the requested sort: the keys, then the
+unique ``id`` tiebreaker, each with an explicit NULL placement. From it come
+
+- the ORDER BY (:func:`keyset_order_by`);
+- the "strictly after this row" predicate (:func:`keyset_segments`), null-aware so no row
+  is ever dropped, with a range bound on every key so PostgreSQL walks an index instead of
+  filtering the table: ``a <= :a AND (a < :a OR (a = :a AND id > :id))`` (0.3 ms on a
+  million rows where the bare OR expansion takes 166-249 ms);
+- the cursor fingerprint (:func:`sort_fingerprint`), so a cursor is refused with reason
+  ``wrong_sort`` under another sort, filter or resource.
+
+A nullable leading key splits the rows after a cursor into two index ranges (its values,
+its NULLs); they are queried one after the other, each as an index range, rather than
+as one ``OR`` that no btree can serve in order.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, or_
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.expression import FromClause
+
+from qxdb.cursor import CursorCodec, CursorDirection, cursor_fingerprint
+from qxdb.errors import CursorError, InvalidQueryError
+from qxdb.query import MAX_PAGE_SIZE, CursorPage, CursorPagination, Filter, Sort, order_spec
+
+__all__ = [
+    "build_cursor_page",
+    "fetch_cursor_page",
+    "keyset_order_by",
+    "keyset_predicate",
+    "keyset_segments",
+    "reverse_spec",
+    "sort_fingerprint",
+    "validate_limit",
+]
+
+_INT64 = 2**63
+
+
+def reverse_spec(spec: Sequence[Sort]) -> tuple[Sort, ...]:
+    """The exact reverse order: every direction and every NULL placement flipped."""
+    return tuple(
+        Sort(
+            key.field,
+            "desc" if key.direction == "asc" else "asc",
+            "first" if key.effective_nulls == "last" else "last",
+        )
+        for key in spec
+    )
+
+
+def sort_fingerprint(resource: str, spec: Sequence[Sort], filters: Iterable[Filter] = ()) -> str:
+    """The fingerprint a cursor carries: resource, full sort spec and filters."""
+    return cursor_fingerprint(
+        resource,
+        [(key.field, key.direction, key.effective_nulls) for key in spec],
+        [(f.field, f.op, f.value) for f in filters],
+    )
+
+
+def validate_limit(limit: Any, max_limit: int = MAX_PAGE_SIZE) -> int:
+    """``limit`` if it is an integer of at least 1, capped at ``max_limit``."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidQueryError(f"limit must be an integer of at least 1, got {limit!r}")
+    if max_limit < 1:
+        raise ValueError("max_limit must be at least 1")
+    return min(limit, max_limit)
+
+
+def _nullable(column: ColumnElement[Any]) -> bool:
+    return bool(getattr(column, "nullable", True))
+
+
+def keyset_order_by(
+    columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort]
+) -> list[UnaryExpression[Any]]:
+    """The ORDER BY of ``spec``, NULL placement explicit for every nullable column.
+
+    A NOT NULL column gets no NULLS clause: it changes nothing there, and PostgreSQL only
+    matches an index when the NULLS clause agrees with the index's own.
+    """
+    clauses: list[UnaryExpression[Any]] = []
+    for column, key in zip(columns, spec, strict=True):
+        clause = column.asc() if key.direction == "asc" else column.desc()
+        if _nullable(column):
+            clause = clause.nulls_first() if key.effective_nulls == "first" else clause.nulls_last()
+        clauses.append(clause)
+    return clauses
+
+
+def _beyond(column: ColumnElement[Any], key: Sort, value: Any) -> ColumnElement[bool]:
+    if key.direction == "asc":
+        return column.__gt__(value)
+    return column.__lt__(value)
+
+
+def _at_or_beyond(column: ColumnElement[Any], key: Sort, value: Any) -> ColumnElement[bool]:
+    if key.direction == "asc":
+        return column.__ge__(value)
+    return column.__le__(value)
+
+
+def _after_from(
+    columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort], values: Sequence[Any], i: int
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor, deciding on keys ``i..`` (keys before ``i`` equal)."""
+    if i == len(spec):
+        return false()
+    column, key, value = columns[i], spec[i], values[i]
+    rest = _after_from(columns, spec, values, i + 1)
+    if value is None:
+        beyond: ColumnElement[bool] = (
+            column.is_not(None) if key.effective_nulls == "first" else false()
+        )
+        return or_(beyond, and_(column.is_(None), rest))
+    beyond = _beyond(column, key, value)
+    if i == len(spec) - 1:
+        return beyond  # the unique tiebreaker: nothing to break further
+    bound = _at_or_beyond(column, key, value)
+    if _nullable(column) and key.effective_nulls == "last":
+        beyond = or_(beyond, column.is_(None))
+        bound = or_(bound, column.is_(None))
+    return and_(bound, or_(beyond, and_(column == value, rest)))
+
+
+def keyset_segments(
+    columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort], values: Sequence[Any]
+) -> list[ColumnElement[bool]]:
+    """The rows strictly after ``values`` in ``spec`` order, as disjoint predicates in order.
+
+    Each is one index range on the leading key (its non-NULL values from the cursor on, or
+    its NULLs); together, in this order, they are exactly the rows after the cursor.
+    """
+    lead, key, value = columns[0], spec[0], values[0]
+    rest = _after_from(columns, spec, values, 1)
+    if value is None:
+        nulls = and_(lead.is_(None), rest)
+        return [nulls, lead.is_not(None)] if key.effective_nulls == "first" else [nulls]
+    if len(spec) == 1:
+        in_values = _beyond(lead, key, value)
+    else:
+        in_values = and_(
+            _at_or_beyond(lead, key, value),
+            or_(_beyond(lead, key, value), and_(lead == value, rest)),
+        )
+    if _nullable(lead) and key.effective_nulls == "last":
+        return [in_values, lead.is_(None)]
+    return [in_values]
+
+
+def keyset_predicate(
+    columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """One WHERE clause for the rows after ``values`` (the segments, ORed)."""
+    return or_(*keyset_segments(columns, spec, values))
+
+
+@dataclass(frozen=True, slots=True)
+class _Position:
+    values: tuple[Any, ...]
+    direction: CursorDirection
+
+
+def _sort_columns(table: FromClause, spec: Sequence[Sort]) -> list[ColumnElement[Any]]:
+    columns: list[ColumnElement[Any]] = []
+    for key in spec:
+        try:
+            columns.append(table.c[key.field])
+        except KeyError:
+            raise InvalidQueryError(
+                f"cannot sort {_resource_name(table)} by {key.field!r}: no such column"
+            ) from None
+    return columns
+
+
+def _resource_name(table: FromClause) -> str:
+    return str(getattr(table, "fullname", None) or getattr(table, "name", None) or table)
+
+
+def _check_value(column: ColumnElement[Any], field: str, value: Any) -> None:
+    """Refuse a value that the column could not compare with (an unsigned, forged cursor)."""
+    if value is None:
+        if not _nullable(column):
+            raise CursorError("malformed", f"malformed cursor: {field} cannot be null")
+        return
+    try:
+        expected = column.type.python_type
+    except NotImplementedError:
+        return
+    ok = isinstance(value, expected)
+    if expected is int:
+        ok = ok and not isinstance(value, bool) and -_INT64 <= value < _INT64
+    elif expected is float:
+        ok = isinstance(value, float | int) and not isinstance(value, bool)
+    elif expected is datetime and isinstance(value, datetime):
+        impl = getattr(column.type, "impl", column.type)
+        ok = not (getattr(impl, "timezone", False) and value.tzinfo is None)
+    if not ok:
+        raise CursorError("malformed", f"malformed cursor: {field} holds a {type(value).__name__}")
+
+
+def _read_cursor(
+    codec: CursorCodec,
+    token: str | None,
+    fingerprint: str,
+    spec: Sequence[Sort],
+    columns: Sequence[ColumnElement[Any]],
+) -> _Position | None:
+    if token is None:
+        return None
+    decoded = codec.decode(token)
+    if decoded.version == 0:
+        raise CursorError(
+            "wrong_version",
+            "this cursor is in the unversioned reference format, which is not bound to a "
+            "sort; start again from the first page",
+        )
+    if decoded.fingerprint != fingerprint:
+        raise CursorError(
+            "wrong_sort",
+            "this cursor belongs to another sort, filter or resource; start again from the "
+            "first page",
+        )
+    fields = [key.field for key in spec]
+    if set(decoded.values) != set(fields):
+        raise CursorError("malformed", "malformed cursor: its fields do not match the sort")
+    for column, name in zip(columns, fields, strict=True):
+        _check_value(column, name, decoded.values[name])
+    return _Position(tuple(decoded.values[name] for name in fields), decoded.direction)
+
+
+async def fetch_cursor_page(
+    executor: AsyncConnection | AsyncSession,
+    stmt: Select[Any],
+    table: FromClause,
+    pagination: CursorPagination,
+    *,
+    codec: CursorCodec | None = None,
+    resource: str | None = None,
+    max_limit: int = MAX_PAGE_SIZE,
+    tiebreaker: str = "id",
+) -> CursorPage[RowMapping]:
+    """One page of ``stmt`` (a Core ``select`` over ``table``) by keyset.
+
+    ``stmt`` carries the WHERE of ``pagination.filters`` (and any scoping) already: the
+    filters enter the cursor's fingerprint here, they are not applied again. Its ORDER BY,
+    LIMIT and OFFSET are replaced. It must select the sort columns of ``table``.
+
+    Raises :class:`~qxdb.errors.CursorError` for a bad cursor (``wrong_sort`` when it was
+    issued for another sort, filter or resource) and
+    :class:`~qxdb.errors.InvalidQueryError` for an unknown sort column or a bad limit.
+    """
+    limit = validate_limit(pagination.limit, max_limit)
+    spec = order_spec(pagination.sort, tiebreaker=tiebreaker)
+    columns = _sort_columns(table, spec)
+    fingerprint = sort_fingerprint(resource or _resource_name(table), spec, pagination.filters)
+    codec = codec or CursorCodec.from_env()
+    position = _read_cursor(codec, pagination.cursor, fingerprint, spec, columns)
+    backwards = position is not None and position.direction == "previous"
+    walk = reverse_spec(spec) if backwards else tuple(spec)
+
+    base = stmt.order_by(None).limit(None).offset(None).order_by(*keyset_order_by(columns, walk))
+    segments = [None] if position is None else keyset_segments(columns, walk, position.values)
+    rows: list[RowMapping] = []
+    for segment in segments:
+        query = base if segment is None else base.where(segment)
+        result = await executor.execute(query.limit(limit + 1 - len(rows)))
+        rows.extend(result.mappings().all())
+        if len(rows) > limit:
+            break
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+
+    def token(values: Sequence[Any], direction: CursorDirection) -> str:
+        return codec.encode(
+            dict(zip([k.field for k in spec], values, strict=True)),
+            fingerprint=fingerprint,
+            direction=direction,
+        )
+
+    has_next = True if backwards else more
+    has_previous = more if backwards else position is not None
+    first = _row_values(rows[0], columns, spec) if rows else None
+    last = _row_values(rows[-1], columns, spec) if rows else None
+    if position is not None and not rows:
+        # An empty page still knows where it is: the way back starts at the cursor itself.
+        first = last = position.values
+        has_next, has_previous = (True, False) if backwards else (False, True)
+    return CursorPage(
+        items=rows,
+        next_cursor=token(last, "next") if has_next and last is not None else None,
+        previous_cursor=token(first, "previous") if has_previous and first is not None else None,
+        has_next=has_next,
+        has_previous=has_previous,
+    )
+
+
+def _row_values(
+    row: RowMapping, columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort]
+) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for column, key in zip(columns, spec, strict=True):
+        try:
+            values.append(row[column])
+        except KeyError:
+            raise InvalidQueryError(
+                f"the statement does not select the sort column {key.field!r}"
+            ) from None
+    return tuple(values)
+
+
+_MISSING = object()
+
+
+def _item_values(item: Any, fields: Sequence[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in fields:
+        value = (
+            item.get(name, _MISSING) if isinstance(item, Mapping) else getattr(item, name, _MISSING)
+        )
+        if value is _MISSING:
+            raise InvalidQueryError(
+                f"cursor field {name!r} is missing on {type(item).__name__}; "
+                "a cursor cannot point at a row it cannot locate"
+            )
+        values[name] = value
+    return values
+
+
+def build_cursor_page(
+    items: Sequence[Any],
+    *,
+    limit: int,
+    sort: Sequence[Sort] = (),
+    cursor_fields: Sequence[str] | None = None,
+    codec: CursorCodec | None = None,
+    fingerprint: str | None = None,
+    has_previous: bool = False,
+) -> CursorPage[Any]:
+    """A page from ``limit + 1`` fetched items: trim, and point ``next_cursor`` at the last.
+
+    ``cursor_fields`` default to the fields of ``order_spec(sort)``. A field missing on the
+    last item raises :class:`~qxdb.errors.InvalidQueryError` (never a silent NULL).
+    """
+    limit = validate_limit(limit, max_limit=sys.maxsize)
+    has_next = len(items) > limit
+    yielded = list(items[:limit])
+    fields = (
+        list(cursor_fields) if cursor_fields is not None else [k.field for k in order_spec(sort)]
+    )
+    next_cursor: str | None = None
+    if has_next and yielded:
+        next_cursor = (codec or CursorCodec.from_env()).encode(
+            _item_values(yielded[-1], fields), fingerprint=fingerprint
+        )
+    return CursorPage(
+        items=yielded, next_cursor=next_cursor, has_next=has_next, has_previous=has_previous
+    )
