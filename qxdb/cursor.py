@@ -372,11 +372,11 @@ class CursorCodec:
         return decoded
 
     def _decode_v0(self, token: str) -> DecodedCursor:
-        if self._requires_signature:
-            raise CursorError("unsigned", "cursor is not signed, and a signature is required")
         document = json.loads(_b64decode(token).decode("utf-8"))
         if not isinstance(document, dict):
             raise CursorError("malformed", "malformed cursor: not a JSON object")
+        if self._requires_signature:
+            raise CursorError("unsigned", "cursor is not signed, and a signature is required")
         decoded = DecodedCursor(values=document, version=0, signed=False, verified=False)
         self._check_age(decoded)
         return decoded
