@@ -175,7 +175,8 @@ def test_from_env_reads_secret_rotation_and_max_age() -> None:
             "QX_DB__CURSOR_MAX_AGE_SECONDS": "30",
         }
     )
-    assert codec.signs and codec.max_age_seconds == 30
+    assert codec.signs
+    assert codec.max_age_seconds == 30
     assert codec.decode(CursorCodec(secret="old2").encode({"a": 1})).key_index == 2
     assert CursorCodec.from_env({}).signs is False
     with pytest.raises(ValueError, match="MAX_AGE"):

@@ -58,11 +58,7 @@ def bit_flipped(rng: random.Random) -> Case:
     where = rng.randrange(len(token))
     token[where] ^= 1 << rng.randrange(7)
     mutated = token.decode("ascii")
-    if (
-        where >= 3
-        and "." not in mutated[2 : where + 1].replace(".", "", 1)
-        and mutated.count(".") == 2
-    ):
+    if where >= 3 and mutated.count(".") == 2:
         # A flip inside the payload or signature: caught by the signature or the base64 check.
         return SIGNING, mutated, {"tampered", "malformed"}
     return SIGNING, mutated, {"tampered", "malformed", "wrong_version", "unsigned"}
@@ -139,25 +135,27 @@ MUTATORS: list[Callable[[random.Random], Case]] = [
 ]  # fmt: skip
 
 
+def _error_of(codec: CursorCodec, token: Any) -> CursorError | None:
+    """The CursorError a token raises; any other exception propagates and fails the test."""
+    try:
+        codec.decode(token)
+    except CursorError as exc:
+        return exc
+    return None
+
+
 def test_ten_thousand_hostile_tokens_raise_only_cursor_error_with_the_right_reason() -> None:
     rng = random.Random(20261127)
     seen: Counter[str] = Counter()
     for i in range(10_000):
         mutate = MUTATORS[i % len(MUTATORS)]
         codec, token, expected = mutate(rng)
-        try:
-            decoded = codec.decode(token)
-        except CursorError as exc:
-            assert exc.reason in expected, (mutate.__name__, token, exc.reason, exc.message)
-            assert isinstance(exc, ValueError)
-            assert "\n" not in exc.message
-            seen[exc.reason] += 1
-            continue
-        # Only a mutation that left the signed token intact may decode (a flipped bit in a
-        # character that maps to the same byte never happens: the check is canonical).
-        raise AssertionError(
-            f"{mutate.__name__} produced a token that decoded: {token!r} {decoded}"
-        )
+        error = _error_of(codec, token)
+        assert error is not None, f"{mutate.__name__} produced a token that decoded: {token!r}"
+        assert error.reason in expected, (mutate.__name__, token, error.reason, error.message)
+        assert isinstance(error, ValueError)
+        assert "\n" not in error.message
+        seen[error.reason] += 1
     # Every reason was exercised, so no category silently degenerated into another.
     for reason in ("malformed", "tampered", "expired", "wrong_version", "too_large", "unsigned"):
         assert seen[reason] > 0, (reason, seen)
