@@ -37,14 +37,16 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-from qxdb.errors import CursorError
+from qxdb.errors import CursorError, ValidationError
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
     "CursorCodec",
     "CursorDirection",
+    "CursorSpec",
     "DecodedCursor",
     "cursor_fingerprint",
+    "cursor_spec_from_json",
     "decode_cursor",
     "encode_cursor",
     "tag_value",
@@ -497,6 +499,88 @@ def _b64decode(text: str) -> bytes:
     if _b64encode(raw) != text:
         raise CursorError("malformed", "malformed cursor: not canonical base64url")
     return raw
+
+
+# -- typed JSON documents (what ``qxdb cursor decode --json`` prints, ``encode`` reads) ------
+
+_TAGS_BY_NAME = {name: tag for tag, name in _TYPE_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class CursorSpec:
+    """What a token is made from: values, and the fingerprint and direction it carries."""
+
+    values: dict[str, Any]
+    fingerprint: str | None = None
+    direction: CursorDirection = "next"
+
+
+def cursor_spec_from_json(document: Any) -> CursorSpec:
+    """Read a cursor description from JSON data; :class:`~qxdb.errors.ValidationError` if bad.
+
+    Either the document ``qxdb cursor decode --json`` prints (``values`` as a list of
+    ``{"field", "type", "value"}``), or a flat object of field -> value, where a value is a
+    JSON string, integer, boolean or null, or ``{"type": "datetime", "value": "..."}``
+    (types: str, int, bool, null, datetime, date, uuid, decimal, float).
+    """
+    if not isinstance(document, dict):
+        raise ValidationError("cursor JSON must be an object")
+    fingerprint: Any = None
+    direction: Any = "next"
+    if "values" in document:
+        fingerprint = document.get("fingerprint")
+        direction = document.get("direction") or "next"
+        raw_values = document["values"]
+        if isinstance(raw_values, list):
+            pairs = []
+            for item in raw_values:
+                if not isinstance(item, dict) or not isinstance(item.get("field"), str):
+                    raise ValidationError('each of "values" needs a "field" name')
+                pairs.append((item["field"], item))
+        elif isinstance(raw_values, dict):
+            pairs = list(raw_values.items())
+        else:
+            raise ValidationError('"values" must be a list or an object')
+    else:
+        pairs = list(document.items())
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        raise ValidationError('"fingerprint" must be a string')
+    if direction not in _DIRECTION_CODES:
+        raise ValidationError('"direction" must be "next" or "previous"')
+    values = {name: _typed_value(name, raw) for name, raw in pairs}
+    return CursorSpec(values=values, fingerprint=fingerprint, direction=direction)
+
+
+def _typed_value(name: str, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        if isinstance(raw, float):
+            raise ValidationError(
+                f'{name}: write a float as {{"type": "float", "value": "{raw!r}"}} '
+                "(or a decimal), so its precision is explicit"
+            )
+        if raw is None or isinstance(raw, bool | int | str):
+            return raw
+        raise ValidationError(f"{name}: a value must be a scalar or a typed object")
+    kind, value = raw.get("type"), raw.get("value")
+    try:
+        if kind in ("str", "int", "bool", "null"):
+            expected = {"str": str, "int": int, "bool": bool, "null": type(None)}[kind]
+            if kind == "int" and isinstance(value, str):
+                value = int(value)
+            if not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
+                raise ValueError(f"not a {kind}")
+            return value
+        if kind in _TAGS_BY_NAME:
+            text = value if isinstance(value, str) else repr(value)
+            if kind in ("decimal", "float") and isinstance(value, int | float):
+                text = str(value)
+            return untag_value([_TAGS_BY_NAME[kind], text])
+    except (ValueError, ArithmeticError) as exc:
+        raise ValidationError(f"{name}: {value!r} is not a valid {kind}: {exc}") from None
+    raise ValidationError(
+        f"{name}: unknown type {kind!r}; expected one of str, int, bool, null, "
+        + ", ".join(_TAGS_BY_NAME)
+    )
 
 
 # -- module-level shortcuts -----------------------------------------------------------------
