@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, tuple_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
@@ -114,7 +114,10 @@ def _at_or_beyond(column: ColumnElement[Any], key: Sort, value: Any) -> ColumnEl
 def _after_from(
     columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort], values: Sequence[Any], i: int
 ) -> ColumnElement[bool]:
-    """Rows strictly after the cursor, deciding on keys ``i..`` (keys before ``i`` equal)."""
+    """Rows strictly after the cursor, deciding on keys ``i..`` (keys before ``i`` equal).
+
+    ``values`` are bound parameters, or None where the cursor's value is NULL.
+    """
     if i == len(spec):
         return false()
     column, key, value = columns[i], spec[i], values[i]
@@ -134,6 +137,18 @@ def _after_from(
     return and_(bound, or_(beyond, and_(column == value, rest)))
 
 
+def _as_row_value(columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort]) -> bool:
+    """Whether ``(a, b, id) > (:a, :b, :id)`` means "after" for the non-NULL lead values.
+
+    True when every key runs the same direction and no key after the lead can be NULL:
+    then the row comparison is exact, and it is one index condition for PostgreSQL and
+    SQLite alike.
+    """
+    return all(k.direction == spec[0].direction for k in spec) and not any(
+        _nullable(c) for c in columns[1:]
+    )
+
+
 def keyset_segments(
     columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort], values: Sequence[Any]
 ) -> list[ColumnElement[bool]]:
@@ -142,17 +157,27 @@ def keyset_segments(
     Each is one index range on the leading key (its non-NULL values from the cursor on, or
     its NULLs); together, in this order, they are exactly the rows after the cursor.
     """
-    lead, key, value = columns[0], spec[0], values[0]
-    rest = _after_from(columns, spec, values, 1)
+    # One bound parameter per value, referenced wherever the value appears.
+    binds = [
+        None if value is None else bindparam(None, value, type_=column.type, unique=True)
+        for column, value in zip(columns, values, strict=True)
+    ]
+    lead, key, value = columns[0], spec[0], binds[0]
     if value is None:
-        nulls = and_(lead.is_(None), rest)
+        nulls = and_(lead.is_(None), _after_from(columns, spec, binds, 1))
         return [nulls, lead.is_not(None)] if key.effective_nulls == "first" else [nulls]
+    in_values: ColumnElement[bool]
     if len(spec) == 1:
         in_values = _beyond(lead, key, value)
+    elif _as_row_value(columns, spec):
+        row, cursor_row = tuple_(*columns), tuple_(*binds)
+        in_values = row > cursor_row if key.direction == "asc" else row < cursor_row
     else:
         in_values = and_(
             _at_or_beyond(lead, key, value),
-            or_(_beyond(lead, key, value), and_(lead == value, rest)),
+            or_(
+                _beyond(lead, key, value), and_(lead == value, _after_from(columns, spec, binds, 1))
+            ),
         )
     if _nullable(lead) and key.effective_nulls == "last":
         return [in_values, lead.is_(None)]

@@ -216,22 +216,28 @@ async def test_works_on_an_orm_session_and_past_the_end(engine: AsyncEngine) -> 
         assert [r["id"] for r in back.items] == [r["id"] for r in page.items[:2]]
 
 
+def _sql(clause: Any) -> str:
+    return str(clause.compile(dialect=postgresql.dialect()))
+
+
 def test_the_leading_key_gets_a_range_bound() -> None:
-    spec = order_spec([Sort("occurred_at", "desc")])
-    columns = [events.c.occurred_at, events.c.id]
-    (segment,) = keyset_segments(columns, spec, [T0, uuid7()])
-    sql = str(segment.compile(dialect=postgresql.dialect()))
+    # Mixed directions: a range bound on the lead, then the OR expansion as a filter.
+    spec = order_spec([Sort("occurred_at", "desc"), Sort("id", "asc")])
+    (segment,) = keyset_segments([events.c.occurred_at, events.c.id], spec, [T0, uuid7()])
+    sql = _sql(segment)
     assert sql.startswith("keyset_events.occurred_at <= ")
     assert "keyset_events.occurred_at < " in sql
     assert " OR " in sql
+    # One direction throughout: a row-value comparison, one index condition.
+    uniform = order_spec([Sort("occurred_at", "desc")])
+    (segment,) = keyset_segments([events.c.occurred_at, events.c.id], uniform, [T0, uuid7()])
+    assert _sql(segment).startswith("(keyset_events.occurred_at, keyset_events.id) < (")
     # A nullable leading key, NULLS LAST: its values and its NULLs are two index ranges.
     nullable = keyset_segments(
         [events.c.score, events.c.id], order_spec([Sort("score")]), [3, uuid7()]
     )
-    assert [str(s.compile(dialect=postgresql.dialect())).split(" ")[1] for s in nullable] == [
-        ">=",
-        "IS",
-    ]
+    assert _sql(nullable[0]).startswith("(keyset_events.score, keyset_events.id) > (")
+    assert _sql(nullable[1]) == "keyset_events.score IS NULL"
 
 
 @dataclass
