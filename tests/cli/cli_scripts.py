@@ -42,7 +42,7 @@ class Format(StrEnum):
     csv = "csv"
 
 
-extra = typer.Typer()
+extra = typer.Typer(add_completion=False)
 
 
 @extra.command()
