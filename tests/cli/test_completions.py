@@ -26,6 +26,14 @@ def test_shipped_completions_match_the_app() -> None:
     assert code == 0, stderr
 
 
+def test_the_installed_package_finds_them() -> None:
+    from qxdb.resources import resource_dir
+
+    folder = resource_dir("completions")
+    for shell in SHELLS:
+        assert (folder / f"qxdb.{shell}").read_text() == (SHIPPED / f"qxdb.{shell}").read_text()
+
+
 def test_check_names_the_stale_file(tmp_path: Path) -> None:
     for shell in SHELLS:
         shutil.copy(SHIPPED / f"qxdb.{shell}", tmp_path)
