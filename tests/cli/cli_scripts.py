@@ -64,6 +64,6 @@ def root_with_extra_command() -> Any:
     """The real qxdb command tree plus ``qxdb load``: what an unregenerated file misses."""
     from qxdb_cli.main import app
 
-    root = typer.main.get_command(app)
+    root: Any = typer.main.get_command(app)  # a group: it has add_command
     root.add_command(typer.main.get_command(extra), "load")
     return root

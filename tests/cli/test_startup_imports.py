@@ -41,7 +41,13 @@ def _modules_after(argv: list[str], cwd: Path | None = None) -> tuple[str, set[s
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["migrate", "--help"], ["outbox", "--help"], ["schema", "--help"]],
+    [
+        ["--help"],
+        ["migrate", "--help"],
+        ["outbox", "--help"],
+        ["schema", "--help"],
+        ["cursor", "--help"],
+    ],
     ids=lambda argv: " ".join(argv),
 )
 def test_help_imports_no_database_stack(argv: list[str]) -> None:
