@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "nats")
+# rich too: command modules import it inside the commands, and help is plain Click
+# (qxdb_cli.main sets rich_markup_mode=None), so help never needs it.
+HEAVY = ("sqlalchemy", "alembic", "asyncpg", "aiosqlite", "nats", "rich")
 
 _PROBE = """
 import contextlib, io, json, sys
