@@ -77,7 +77,7 @@ def run_rules(
         rules=[r.id for r, _ in rules],
         source_file=source_file,
     )
-    for table in tables.values():
+    for table in sorted(tables.values(), key=lambda t: t.name):
         configured = config.ignores.get(table.name, {})
         for rule, severity in rules:
             if severity is None or not rule.applies_to(table, source):

@@ -17,7 +17,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import conv
 
+from qxdb.conventions.naming import truncated
 from qxdb.conventions.snapshot import (
     ColumnInfo,
     ForeignKeyInfo,
@@ -43,7 +45,10 @@ def snapshot_metadata(metadata: MetaData, dialect: Dialect = POSTGRESQL) -> list
 
 def _name(value: Any) -> str | None:
     # Unnamed constraints carry a non-string sentinel until DDL time.
-    return str(value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    # PostgreSQL gets convention names shortened with a hash suffix; judge that name.
+    return truncated(str(value)) if isinstance(value, conv) else str(value)
 
 
 _INTEGER_KINDS = frozenset({"smallint", "integer", "bigint"})
@@ -75,13 +80,14 @@ def snapshot_table(table: Table, dialect: Dialect = POSTGRESQL) -> TableSnapshot
         elif isinstance(constraint, CheckConstraint):
             checks.append(_name(constraint.name))
         elif isinstance(constraint, ForeignKeyConstraint):
-            first = constraint.elements[0]
+            # target_fullname needs no resolution: the target may live in another MetaData.
+            targets = [e.target_fullname.split(".") for e in constraint.elements]
             foreign_keys.append(
                 ForeignKeyInfo(
                     name=_name(constraint.name),
                     columns=tuple(c.name for c in constraint.columns),
-                    referred_table=first.column.table.name,
-                    referred_columns=tuple(e.column.name for e in constraint.elements),
+                    referred_table=targets[0][-2],
+                    referred_columns=tuple(t[-1] for t in targets),
                     ondelete=constraint.ondelete,
                 )
             )

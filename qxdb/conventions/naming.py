@@ -11,10 +11,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["MAX_IDENTIFIER_BYTES", "NamePattern", "expected_name"]
+__all__ = ["MAX_IDENTIFIER_BYTES", "NamePattern", "convention_for", "expected_name", "truncated"]
 
 MAX_IDENTIFIER_BYTES = 63
 _TOKEN = re.compile(r"%\((\w+)\)s")
+_KEEP = MAX_IDENTIFIER_BYTES - 8
+_SHORTENED = re.compile(rf".{{{_KEEP}}}_[0-9a-f]{{4}}")
 _COLUMN_TOKEN = re.compile(r"(referred_)?column_(0_N|0N|\d+)_(name|key|label)")
 
 
@@ -28,7 +30,9 @@ class NamePattern:
 
     def matches(self, name: str) -> bool:
         if self.exact is not None:
-            return name == self.exact or name == _truncated(self.exact)
+            return name == self.exact or name == truncated(self.exact)
+        if _SHORTENED.fullmatch(name) and (self.prefix + self.suffix).startswith(name[:_KEEP]):
+            return True  # an over-long name that SQLAlchemy shortened for PostgreSQL
         return (
             name.startswith(self.prefix)
             and name.endswith(self.suffix)
@@ -39,12 +43,12 @@ class NamePattern:
         return self.exact if self.exact is not None else f"{self.prefix}…{self.suffix}"
 
 
-def _truncated(name: str) -> str:
-    # SQLAlchemy shortens over-long convention names the same way when it emits DDL.
+def truncated(name: str) -> str:
+    """The name SQLAlchemy gives PostgreSQL for an over-long convention name."""
     if len(name.encode()) <= MAX_IDENTIFIER_BYTES:
         return name
     digest = hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()
-    return f"{name[: MAX_IDENTIFIER_BYTES - 8]}_{digest[-4:]}"
+    return f"{name[:_KEEP]}_{digest[-4:]}"
 
 
 def _columns(table: str, names: Sequence[str], selector: str, part: str) -> str:

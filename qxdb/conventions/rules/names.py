@@ -65,8 +65,8 @@ def naming_convention(table: TableSnapshot, ctx: CheckContext) -> Iterator[Viola
             yield Violation(f"{label} {name} should be named {expected.describe()}", name)
 
 
-def _identifier_problem(name: str, *, reserved: bool) -> str | None:
-    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+def _identifier_problem(name: str, *, reserved: bool, limit: bool = True) -> str | None:
+    if limit and len(name.encode()) > MAX_IDENTIFIER_BYTES:
         return (
             f"is {len(name.encode())} bytes long (PostgreSQL truncates at {MAX_IDENTIFIER_BYTES})"
         )
@@ -90,6 +90,11 @@ def identifiers(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     for column in table.columns:
         if problem := _identifier_problem(column, reserved=True):
             yield Violation(f"column {column!r} {problem}", column)
+    # SQLite has no length limit, and SQLAlchemy shortens long convention names only
+    # where there is one: on SQLite those names are legitimately long.
+    limit = ctx.source != "sqlite"
     for kind, name, _ in _named_objects(table, ctx):
-        if name is not None and (problem := _identifier_problem(name, reserved=False)):
+        if name is None:
+            continue
+        if problem := _identifier_problem(name, reserved=False, limit=limit):
             yield Violation(f"{_KIND_LABEL[kind]} {name!r} {problem}", name)
