@@ -113,7 +113,7 @@ def check_metadata(
     snapshots = [snapshot_table(t, POSTGRESQL) for t in metadata.tables.values()]
     for snap in snapshots:
         snap.ignores = {
-            resolve_rule(ref, where=f"rule in {snap.name}.info ignores").id: reason
+            resolve_rule(ref, where=f"Table.info of {snap.name}").id: reason
             for ref, reason in snap.ignores.items()
         }
     return run_rules(

@@ -35,12 +35,12 @@ _BY_NAME = {r.name: r for r in RULES.values()}
 _KEYS = {"metadata", "skip-tables", "outbox-tables", "rules", "ignore"}
 
 
-def resolve_rule(ref: str, *, where: str = "rule") -> Rule:
+def resolve_rule(ref: str, *, where: str | None = None) -> Rule:
     """A rule by id (``QX004``, any case) or by name (``tenant-indexed``)."""
     found = RULES.get(ref.strip().upper()) or _BY_NAME.get(ref.strip().lower())
     if found is None:
-        known = ", ".join(RULES)
-        raise ConfigurationError(f"unknown {where} {ref!r} (known: {known})")
+        context = f" in {where}" if where else ""
+        raise ConfigurationError(f"unknown rule {ref!r}{context} (known: {', '.join(RULES)})")
     return found
 
 
@@ -109,13 +109,13 @@ def parse_config(section: Mapping[str, Any], *, origin: str = "config") -> Schem
         )
     severities: dict[str, Severity | None] = {}
     for ref, value in _table(normalized.get("rules", {}), f"{where}.rules").items():
-        severities[resolve_rule(ref, where=f"rule in {where}.rules").id] = _severity(
+        severities[resolve_rule(ref, where=f"{where}.rules").id] = _severity(
             value, f"{where}.rules.{ref}"
         )
     ignores: dict[str, dict[str, str]] = {}
     for table, rules in _table(normalized.get("ignore", {}), f"{where}.ignore").items():
         for ref, reason in _table(rules, f"{where}.ignore.{table}").items():
-            rule = resolve_rule(ref, where=f"rule in {where}.ignore.{table}")
+            rule = resolve_rule(ref, where=f"{where}.ignore.{table}")
             if not isinstance(reason, str) or not reason.strip():
                 raise ConfigurationError(
                     f"{where}.ignore.{table}.{ref}: give the reason for ignoring it as a string"
