@@ -152,6 +152,12 @@ def _print_table(report: CheckReport) -> None:
                 markup=False,
             )
             console.print(f"           hint: {f.hint}", markup=False)
+    for f in report.ignored:
+        console.print(
+            f"ignored: {f.table} {f.rule_id} {f.rule_name}: {f.message} ({f.ignored_reason})",
+            style="dim",
+            markup=False,
+        )
     console.print(_summary(report), markup=False)
 
 

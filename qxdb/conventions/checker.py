@@ -10,7 +10,7 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def _naming(metadata: MetaData | None) -> dict[str, str]:
     }
 
 
-def _outbox_reference(dialect: Dialect) -> Any:
+def _outbox_reference(dialect: Dialect) -> Callable[[str], TableSnapshot]:
     def build(name: str) -> TableSnapshot:
         from qxdb.outbox.table import include_outbox_table
 

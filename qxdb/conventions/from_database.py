@@ -54,6 +54,7 @@ def snapshot_database(
             _snapshot(
                 name,
                 dialect,
+                schema=schema,
                 columns=columns.get(key, []),
                 pk=pks.get(key) or {},
                 fks=fks.get(key, []),
@@ -70,6 +71,7 @@ def _snapshot(
     name: str,
     dialect: Dialect,
     *,
+    schema: str | None,
     columns: list[Any],
     pk: Any,
     fks: list[Any],
@@ -111,7 +113,12 @@ def _snapshot(
             ForeignKeyInfo(
                 name=fk.get("name"),
                 columns=tuple(fk["constrained_columns"]),
-                referred_table=fk["referred_table"],
+                # A key into another schema must not be compared with a namesake here.
+                referred_table=(
+                    fk["referred_table"]
+                    if fk.get("referred_schema") in (None, schema)
+                    else f"{fk['referred_schema']}.{fk['referred_table']}"
+                ),
                 referred_columns=tuple(fk["referred_columns"]),
                 ondelete=(fk.get("options") or {}).get("ondelete"),
             )

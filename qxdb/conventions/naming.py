@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["MAX_IDENTIFIER_BYTES", "NamePattern", "convention_for", "expected_name", "truncated"]
+__all__ = ["MAX_IDENTIFIER_BYTES", "NamePattern", "expected_name", "truncated"]
 
 MAX_IDENTIFIER_BYTES = 63
 _TOKEN = re.compile(r"%\((\w+)\)s")
@@ -105,8 +105,3 @@ def expected_name(
         return NamePattern(exact=text)
     prefix, _, rest = text.partition("\x00")
     return NamePattern(prefix=prefix, suffix=rest.rpartition("\x00")[2])
-
-
-def convention_for(naming: Mapping[str, object], key: str) -> str | None:
-    template = naming.get(key)
-    return template if isinstance(template, str) else None
