@@ -58,16 +58,17 @@ def check(
         Path | None,
         typer.Option(
             "--config",
-            help="pyproject.toml with a [tool.qxdb.schema] table. Default: ./pyproject.toml if present.",
+            help="pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.",
             show_default=False,
         ),
     ] = None,
 ) -> None:
     """Check every table for qxdb's conventions; print findings grouped by table.
 
-    With neither --metadata nor --database: the `metadata` set in [tool.qxdb.schema],
-    else the live database. Read-only. Exits 0 when clean (warnings allowed), 1 when a
-    finding has error severity, 2 on bad usage, 3 when the database cannot be reached.
+    With neither --metadata nor --database: the metadata named in pyproject.toml
+    (tool.qxdb.schema), else the live database. Read-only. Exits 0 when clean (warnings
+    allowed), 1 when a finding has error severity, 2 on bad usage, 3 when the database
+    cannot be reached.
 
     Example: qxdb schema check --metadata myservice.db:metadata --format github
     """
