@@ -54,6 +54,14 @@ def check(
             "--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False
         ),
     ] = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            help="With --database: the schema to reflect. Default: the connection's default.",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -74,7 +82,7 @@ def check(
     """
     import asyncio
 
-    from qxdb.conventions import check_database, check_metadata, load_config, load_metadata
+    from qxdb.conventions import check_database, check_import_path, load_config
     from qxdb.errors import ValidationError
 
     if metadata and database:
@@ -84,16 +92,15 @@ def check(
     if import_path:
         source = f" (from {settings_config.path})" if not metadata and settings_config.path else ""
         render.note(f"metadata: {import_path}{source}")
-        models, source_file = load_metadata(import_path)
-        report = check_metadata(
-            models, settings_config, target=import_path, source_file=source_file
-        )
+        report = check_import_path(import_path, settings_config)
     else:
         from qxdb_cli.state import load_settings
 
         settings = load_settings()
         render.announce_database(settings)
-        report = asyncio.run(check_database(settings, settings_config))
+        report = asyncio.run(check_database(settings, settings_config, schema=schema))
+    if not report.tables:
+        render.note("note: no tables to check (an empty database or metadata, or all skipped)")
     fmt = OutputFormat.json if as_json else output
     if fmt is OutputFormat.json:
         render.print_json(report.to_dict())

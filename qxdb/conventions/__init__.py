@@ -14,6 +14,7 @@ from __future__ import annotations
 from qxdb.conventions.checker import (
     check_connection,
     check_database,
+    check_import_path,
     check_metadata,
     load_metadata,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Severity",
     "check_connection",
     "check_database",
+    "check_import_path",
     "check_metadata",
     "load_config",
     "load_metadata",

@@ -28,7 +28,13 @@ from qxdb.errors import ConfigurationError
 from qxdb.mapping import NAMING_CONVENTION, make_metadata
 from qxdb.settings import DatabaseSettings
 
-__all__ = ["check_connection", "check_database", "check_metadata", "load_metadata"]
+__all__ = [
+    "check_connection",
+    "check_database",
+    "check_import_path",
+    "check_metadata",
+    "load_metadata",
+]
 
 
 def _naming(metadata: MetaData | None) -> dict[str, str]:
@@ -182,6 +188,12 @@ async def check_database(
             )
     finally:
         await engine.dispose()
+
+
+def check_import_path(path: str, config: SchemaConfig | None = None) -> CheckReport:
+    """Import ``package.module:metadata`` and check it (``qxdb schema check --metadata``)."""
+    metadata, source_file = load_metadata(path)
+    return check_metadata(metadata, config, target=path, source_file=source_file)
 
 
 def load_metadata(path: str) -> tuple[MetaData, str | None]:

@@ -95,7 +95,7 @@ def snapshot_table(table: Table, dialect: Dialect = POSTGRESQL) -> TableSnapshot
         KeyInfo(
             "index",
             _name(index.name),
-            tuple(getattr(e, "name", str(e)) for e in index.expressions),
+            tuple(e.name if isinstance(e, Column) else str(e) for e in index.expressions),
             unique=bool(index.unique),
             where=normalize_where(_where(index)),
         )

@@ -161,6 +161,14 @@ def test_live_postgresql_from_helper_models_is_clean(project: Path, postgres_url
     assert result.stdout.startswith("ok: no findings (2 tables, 15 rules, postgresql ")
 
 
+def test_unreachable_database_exit_3_without_password(project: Path) -> None:
+    url = "postgresql+asyncpg://app:s3cret-pw@127.0.0.1:1/app"
+    result = qxdb("--database-url", url, "schema", "check", "--database", cwd=project)
+    assert result.returncode == 3
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert result.stderr.splitlines()[-1].startswith("qxdb: error: cannot connect to ")
+
+
 def test_rules_lists_every_rule(project: Path) -> None:
     listing = qxdb("schema", "rules", cwd=project)
     assert listing.returncode == 0
