@@ -72,9 +72,14 @@ class SchemaConfig:
         return any(fnmatch.fnmatchcase(table, pattern) for pattern in self.skip_tables)
 
     def with_flags(self, *, only: Iterable[str] = (), ignore: Iterable[str] = ()) -> SchemaConfig:
-        """The command's ``--rule`` (run only these) and ``--ignore`` (turn these off)."""
+        """The command's ``--rule`` (run only these) and ``--ignore`` (turn these off),
+        which win over the configuration."""
         selected = frozenset(resolve_rule(r, where="--rule").id for r in only)
         severities = dict(self.severities)
+        for rule_id in selected:
+            # Naming a rule on the command line runs it, even if the config turned it off.
+            if severities.get(rule_id, RULES[rule_id].severity) is None:
+                severities.pop(rule_id)
         for ref in ignore:
             severities[resolve_rule(ref, where="--ignore").id] = None
         return replace(self, only=selected or self.only, severities=severities)

@@ -135,6 +135,8 @@ def test_command_flags_select_and_turn_off_rules() -> None:
     assert rule_ids(only, "legacy_orders") == {"QX013"}
     off = check_metadata(md, SchemaConfig().with_flags(ignore=["QX001", "no-serial-key"]))
     assert off.findings == []
+    config_off = parse_config({"rules": {"QX013": "off"}})
+    assert check_metadata(md, config_off.with_flags(only=["QX013"])).rules == ["QX013"]
     with pytest.raises(ConfigurationError, match="unknown rule 'nope' in --rule"):
         SchemaConfig().with_flags(only=["nope"])
 
