@@ -26,6 +26,7 @@ from qxdb.conventions.rules import CheckContext, Source
 from qxdb.conventions.snapshot import TableSnapshot
 from qxdb.errors import ConfigurationError
 from qxdb.mapping import NAMING_CONVENTION, make_metadata
+from qxdb.outbox.table import include_outbox_table
 from qxdb.settings import DatabaseSettings
 
 __all__ = [
@@ -50,8 +51,6 @@ def _naming(metadata: MetaData | None) -> dict[str, str]:
 
 def _outbox_reference(dialect: Dialect) -> Callable[[str], TableSnapshot]:
     def build(name: str) -> TableSnapshot:
-        from qxdb.outbox.table import include_outbox_table
-
         return snapshot_table(include_outbox_table(make_metadata(), name), dialect)
 
     return build
