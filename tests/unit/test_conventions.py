@@ -196,3 +196,27 @@ def test_report_is_one_json_document() -> None:
     assert document["ok"] is False
     assert document["counts"] == {"error": 2, "warning": 0, "ignored": 0}
     assert {f["rule_id"] for f in document["findings"]} == {"QX001", "QX013"}
+
+
+def test_each_part_of_the_column_rules_speaks_plainly() -> None:
+    md = make_metadata()
+    audit = [c for c in standard_audit_columns(include_deletion=False) if c.name != "created_at"]
+    Table(
+        "user",
+        md,
+        uuid_column("id", primary_key=True),
+        Column("created_at", String(30)),
+        Column("x" * 64, String(10)),
+        Column("offset", Integer),
+        Column("deleted_by", UUIDType()),
+        *audit,
+    )
+    messages = {(f.rule_id, f.message) for f in check_metadata(md).findings}
+    assert messages == {
+        ("QX002", "created_at is VARCHAR(30), not a timestamp"),
+        ("QX002", "created_at is nullable; it must be NOT NULL"),
+        ("QX003", "deleted_by without deleted_at"),
+        ("QX011", "table name 'user' is a reserved word in SQL and must be quoted everywhere"),
+        ("QX011", f"column '{'x' * 64}' is 64 bytes long (PostgreSQL truncates at 63)"),
+        ("QX011", "column 'offset' is a reserved word in SQL and must be quoted everywhere"),
+    }
