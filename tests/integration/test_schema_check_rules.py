@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
 )
+from sqlalchemy.engine import make_url
 
 from qxdb.conventions import CheckReport, SchemaConfig, check_database, check_metadata
 from qxdb.mapping import (
@@ -38,7 +39,7 @@ from qxdb.mapping import (
 )
 from qxdb.outbox.table import include_outbox_table, outbox_table
 from qxdb.settings import DatabaseSettings
-from qxdb.testing.plugin import _admin, _with_database, run_coro
+from qxdb.testing.plugin import run_coro
 from qxdb.testing.servers import Server
 from qxdb.types import UTCDateTime, UUIDType
 
@@ -170,12 +171,25 @@ def sqlite_report(tmp_path_factory: pytest.TempPathFactory) -> CheckReport:
     return run_coro(_create_and_check(f"sqlite+aiosqlite:///{path}"))
 
 
+async def _admin(server_url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server_url.replace("+asyncpg", ""))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
 def postgresql_report(qxdb_postgres_server: Server) -> Iterator[CheckReport]:
+    # One database for the module (the plugin's postgres_url is per test).
     name = f"qxdb_t_{uuid.uuid4().hex[:16]}"
+    server = make_url(qxdb_postgres_server.url)
     run_coro(_admin(qxdb_postgres_server.url, f'CREATE DATABASE "{name}"'))
     try:
-        yield run_coro(_create_and_check(_with_database(qxdb_postgres_server.url, name)))
+        url = server.set(drivername="postgresql+asyncpg", database=name)
+        yield run_coro(_create_and_check(url.render_as_string(hide_password=False)))
     finally:
         run_coro(_admin(qxdb_postgres_server.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
