@@ -69,6 +69,10 @@ _EXPORTS: dict[str, str] = {
     "include_outbox_table": "qxdb.outbox.table",
     "OutboxRecorder": "qxdb.outbox.recorder",
     "DefaultOutboxRecorder": "qxdb.outbox.recorder",
+    # schema conventions
+    "SchemaConfig": "qxdb.conventions",
+    "check_metadata": "qxdb.conventions",
+    "check_database": "qxdb.conventions",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -96,6 +100,7 @@ if TYPE_CHECKING:
         set_context,
         system_scope,
     )
+    from qxdb.conventions import SchemaConfig, check_database, check_metadata
     from qxdb.domain import AggregateRoot, DomainEvent, Entity, Event, IntegrationEvent
     from qxdb.engine import SessionFactory, create_engine, make_session_factory, open_session
     from qxdb.errors import (
