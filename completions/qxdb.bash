@@ -9,6 +9,7 @@ __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
         'qxdb outbox') printf '%s\n' relay ;;
+        'qxdb schema') printf '%s\n' check rules ;;
     esac
 }
 
@@ -22,6 +23,8 @@ __qxdb_options() {
         'qxdb outbox relay') printf '%s\n' -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
         'qxdb schema') printf '%s\n' -h --help ;;
+        'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config -h --help ;;
+        'qxdb schema rules') printf '%s\n' --json -h --help ;;
     esac
 }
 
@@ -29,6 +32,12 @@ __qxdb_options() {
 __qxdb_value() {
     case "$1" in
         'qxdb --database-url') echo 'text' ;;
+        'qxdb schema check --metadata') echo 'text' ;;
+        'qxdb schema check --format') echo 'choice table json github' ;;
+        'qxdb schema check --rule') echo 'text' ;;
+        'qxdb schema check --ignore') echo 'text' ;;
+        'qxdb schema check --schema') echo 'text' ;;
+        'qxdb schema check --config') echo 'file' ;;
     esac
 }
 

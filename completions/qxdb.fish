@@ -9,6 +9,8 @@ function __qxdb_commands
             printf '%s\n' doctor demo migrate outbox cursor schema
         case 'qxdb outbox'
             printf '%s\n' relay
+        case 'qxdb schema'
+            printf '%s\n' check rules
     end
 end
 
@@ -16,6 +18,8 @@ function __qxdb_value_options
     switch $argv[1]
         case 'qxdb'
             printf '%s\n' --database-url
+        case 'qxdb schema check'
+            printf '%s\n' --metadata --format --rule --ignore --schema --config
     end
 end
 
@@ -47,7 +51,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb'" -a demo -d 'Run a small example service e
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a migrate -d 'migrate commands'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a outbox -d 'Inspect and operate the transactional outbox'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a cursor -d 'cursor commands'
-complete -c qxdb -n "__qxdb_at 'qxdb'" -a schema -d 'schema commands'
+complete -c qxdb -n "__qxdb_at 'qxdb'" -a schema -d 'Check tables against qxdb\'s schema conventions'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -l database-url -x -d 'SQLAlchemy async URL; overrides QX_DB__URL. Unset: the embedded SQLite file ./qxdb.sqlite3.'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -l debug -d 'Show tracebacks on errors.'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -l version -d 'Print the version and exit.'
@@ -62,4 +66,17 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbo
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a check -d 'Check every table for qxdb\'s conventions; print findings grouped by table'
+complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a rules -d 'List the rules: id, name, default severity, where they apply, rationale and fix'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l metadata -x -d 'Check the models: a MetaData (or an object with .metadata) to import.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l database -d 'Check the live database (--database-url / QX_DB__URL).'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l format -x -a 'table json github' -d 'table for people, json for programs, github for CI.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l json -d 'Same as --format json.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l rule -x -d 'Run only this rule (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l ignore -x -d 'Turn this rule off (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l schema -x -d 'With --database: the schema to reflect. Default: the connection\'s default.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l config -r -F -d 'pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -s h -l help -d 'Show this message and exit.'

@@ -9,8 +9,9 @@
 _qxdb_commands() {
   reply=()
   case "$1" in
-    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:migrate commands' 'outbox:Inspect and operate the transactional outbox' 'cursor:cursor commands' 'schema:schema commands') ;;
+    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:migrate commands' 'outbox:Inspect and operate the transactional outbox' 'cursor:cursor commands' 'schema:Check tables against qxdb'\''s schema conventions') ;;
     ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream') ;;
+    ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules: id, name, default severity, where they apply, rationale and fix') ;;
   esac
 }
 
@@ -25,6 +26,8 @@ _qxdb_options() {
     ('qxdb outbox relay') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb schema check') reply=('--metadata:Check the models: a MetaData (or an object with .metadata) to import.' '--database:Check the live database (--database-url / QX_DB__URL).' '--format:table for people, json for programs, github for CI.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--schema:With --database: the schema to reflect. Default: the connection'\''s default.' '--config:pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb schema rules') reply=('--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
   esac
 }
 
@@ -33,6 +36,12 @@ _qxdb_value() {
   reply=()
   case "$1" in
     ('qxdb --database-url') reply=('text') ;;
+    ('qxdb schema check --metadata') reply=('text') ;;
+    ('qxdb schema check --format') reply=('choice table json github') ;;
+    ('qxdb schema check --rule') reply=('text') ;;
+    ('qxdb schema check --ignore') reply=('text') ;;
+    ('qxdb schema check --schema') reply=('text') ;;
+    ('qxdb schema check --config') reply=('file') ;;
   esac
 }
 
