@@ -56,16 +56,16 @@ RenderItem = Callable[[str, Any, AutogenContext], str | bool]
 
 
 def target_metadata_from_config(config: Config | None = None) -> MetaData:
-    """Import the metadata named by ``[qxdb] metadata = package.module:metadata``."""
+    """Import the metadata named by ``[qxdb] metadata = package.module:metadata``.
+
+    The project root must be importable: the template's ``prepend_sys_path`` sees to it;
+    a config without that option has its own folder searched.
+    """
     config = config or context.config
-    root = Path(config.config_file_name).resolve().parent if config.config_file_name else None
-    return import_metadata(metadata_path_from_config(config), search_path=_project_root(root))
-
-
-def _project_root(config_dir: Path | None) -> Path | None:
-    # prepend_sys_path already put the project root on sys.path when Alembic read the
-    # config; fall back to the config's parent for configs that do not set it.
-    return config_dir.parent if config_dir is not None else None
+    search: Path | None = None
+    if not config.get_main_option("prepend_sys_path") and config.config_file_name:
+        search = Path(config.config_file_name).resolve().parent
+    return import_metadata(metadata_path_from_config(config), search_path=search)
 
 
 def settings_for(config: Config) -> DatabaseSettings:
