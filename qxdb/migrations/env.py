@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -170,8 +169,9 @@ def _running_command(config: Config) -> str | None:
 
 
 def _say_waiting(message: str) -> None:
-    log.warning("%s", message)
-    sys.stderr.write(f"qxdb: {message}\n")
+    # Under plain alembic the ini's logging prints this; unconfigured logging still
+    # shows warnings on stderr (logging.lastResort).
+    log.warning("qxdb: %s", message)
 
 
 def _configure_logging(config: Config) -> None:

@@ -246,12 +246,12 @@ async def _on_connection(
     try:
         if not lock:
             async with connect_checked(engine) as conn:
-                return await conn.run_sync(lambda c: call(c)), 0.0
+                return await conn.run_sync(call), 0.0
         async with (
             migration_lock(engine, max_wait=lock_timeout, on_wait=on_wait) as waited,
             connect_checked(engine) as conn,
         ):
-            return await conn.run_sync(lambda c: call(c)), waited
+            return await conn.run_sync(call), waited
     finally:
         await engine.dispose()
 
