@@ -16,6 +16,7 @@ from qxdb_cli import render
 
 if TYPE_CHECKING:
     from qxdb.migrations import AppliedStep, MigrationRun, RevisionInfo
+    from qxdb.settings import DatabaseSettings
 
 app = typer.Typer(
     help="Alembic migrations: init, revision, up, down, current, history, heads, stamp, check.",
@@ -27,7 +28,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="Alembic config file. Default: ./alembic.ini, else [tool.qxdb.migrate] config "
+        help="Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key "
         "in ./pyproject.toml, else ./migrations/alembic.ini.",
         show_default=False,
     ),
@@ -56,7 +57,7 @@ def _step(step: AppliedStep) -> None:
     )
 
 
-def _settings() -> Any:
+def _settings() -> DatabaseSettings:
     from qxdb_cli.state import load_settings
 
     settings = load_settings()

@@ -85,9 +85,11 @@ class RevisionInfo:
 
     @classmethod
     def of(cls, script: Script) -> RevisionInfo:
+        from alembic.util import to_tuple
+
         return cls(
             revision=script.revision,
-            down_revisions=list(script._normalized_down_revisions),
+            down_revisions=[str(r) for r in to_tuple(script.down_revision, default=())],
             message=(script.doc or "").strip(),
             is_head=script.is_head,
             path=script.path,
@@ -471,7 +473,7 @@ async def revision(
     if not message.strip():
         raise ValidationError("a revision needs a message (-m 'what it does')")
     cfg = _load(config, settings)
-    script = _scripts(cfg)
+    _scripts(cfg)  # a broken script folder fails before we connect
     changes: list[Difference] = []
 
     def capture(context: MigrationContext, _rev: Any, directives: list[MigrationScript]) -> None:
@@ -492,7 +494,7 @@ async def revision(
     first = written[0] if isinstance(written, list) else written
     if first is None:
         raise MigrationError("Alembic wrote no revision")
-    return NewRevision(RevisionInfo.of(script.get_revision(first.revision) or first), changes)
+    return NewRevision(RevisionInfo.of(first), changes)
 
 
 async def check(
