@@ -6,7 +6,7 @@ so one revision runs on PostgreSQL and on SQLite.
 
 Comparing needs no help: Alembic compares a ``TypeDecorator`` through its implementation
 and a variant through the dialect's type, so a database created from these types shows no
-drift on either dialect (``tests/cli/test_migrate_journey.py`` holds us to it).
+drift on either dialect (``tests/integration/test_migrations_drift.py`` holds us to it).
 """
 
 from __future__ import annotations
