@@ -29,6 +29,7 @@ from sqlalchemy import JSON, MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
+from qxdb.errors import ConfigurationError
 from qxdb.migrations.project import import_metadata, metadata_path_from_config
 from qxdb.migrations.types import render_qxdb_type
 from qxdb.settings import DatabaseSettings
@@ -150,7 +151,7 @@ async def _run_online(
     try:
         if _running_command(config) in _WRITING_COMMANDS:
             async with (
-                migration_lock(engine, max_wait=LOCK_TIMEOUT_SECONDS, on_wait=_say_waiting),
+                migration_lock(engine, max_wait=_lock_timeout(), on_wait=_say_waiting),
                 connect_checked(engine) as conn,
             ):
                 await conn.run_sync(_run, options, render_as_batch)
@@ -159,6 +160,17 @@ async def _run_online(
                 await conn.run_sync(_run, options, render_as_batch)
     finally:
         await engine.dispose()
+
+
+def _lock_timeout() -> float:
+    """``alembic … -x lock_timeout=SECONDS``, else the default."""
+    raw = context.get_x_argument(as_dictionary=True).get("lock_timeout")
+    if raw is None:
+        return LOCK_TIMEOUT_SECONDS
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        raise ConfigurationError(f"-x lock_timeout={raw!r} is not a number of seconds") from None
 
 
 def _running_command(config: Config) -> str | None:
