@@ -10,6 +10,7 @@ __qxdb_commands() {
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
         'qxdb migrate') printf '%s\n' init revision up down stamp current history heads check ;;
         'qxdb outbox') printf '%s\n' relay ;;
+        'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
     esac
 }
@@ -32,6 +33,8 @@ __qxdb_options() {
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
+        'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
+        'qxdb cursor encode') printf '%s\n' --secret --fingerprint --direction --json -h --help ;;
         'qxdb schema') printf '%s\n' -h --help ;;
         'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config -h --help ;;
         'qxdb schema rules') printf '%s\n' --json -h --help ;;
@@ -64,6 +67,10 @@ __qxdb_value() {
         'qxdb migrate heads --config') echo 'file' ;;
         'qxdb migrate check -c') echo 'file' ;;
         'qxdb migrate check --config') echo 'file' ;;
+        'qxdb cursor decode --secret') echo 'text' ;;
+        'qxdb cursor encode --secret') echo 'text' ;;
+        'qxdb cursor encode --fingerprint') echo 'text' ;;
+        'qxdb cursor encode --direction') echo 'text' ;;
         'qxdb schema check --metadata') echo 'text' ;;
         'qxdb schema check --format') echo 'choice table json github' ;;
         'qxdb schema check --rule') echo 'text' ;;

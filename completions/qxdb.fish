@@ -11,6 +11,8 @@ function __qxdb_commands
             printf '%s\n' init revision up down stamp current history heads check
         case 'qxdb outbox'
             printf '%s\n' relay
+        case 'qxdb cursor'
+            printf '%s\n' decode encode
         case 'qxdb schema'
             printf '%s\n' check rules
     end
@@ -38,6 +40,10 @@ function __qxdb_value_options
             printf '%s\n' -c --config
         case 'qxdb migrate check'
             printf '%s\n' -c --config
+        case 'qxdb cursor decode'
+            printf '%s\n' --secret
+        case 'qxdb cursor encode'
+            printf '%s\n' --secret --fingerprint --direction
         case 'qxdb schema check'
             printf '%s\n' --metadata --format --rule --ignore --schema --config
     end
@@ -70,7 +76,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb'" -a doctor -d 'Connect and report the dial
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a demo -d 'Run a small example service end to end on the embedded database'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a migrate -d 'Alembic migrations: init, revision, up, down, current, history, heads, stamp, check'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a outbox -d 'Inspect and operate the transactional outbox'
-complete -c qxdb -n "__qxdb_at 'qxdb'" -a cursor -d 'cursor commands'
+complete -c qxdb -n "__qxdb_at 'qxdb'" -a cursor -d 'Decode and encode opaque pagination cursors (no database needed)'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a schema -d 'Check tables against qxdb\'s schema conventions'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -l database-url -x -d 'SQLAlchemy async URL; overrides QX_DB__URL. Unset: the embedded SQLite file ./qxdb.sqlite3.'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -l debug -d 'Show tracebacks on errors.'
@@ -124,7 +130,18 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -s h -l help -d 'Show this 
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -a decode -d 'Show the values in a cursor, with their types, and whether its signature verified'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -a encode -d 'Build a cursor token from JSON values; signed when a secret is given or configured'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor decode'" -l secret -x -d 'HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor decode'" -l allow-unsigned -d 'Show an unsigned token even though a secret is configured.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor decode'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor decode'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l secret -x -d 'HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l fingerprint -x -d 'Fingerprint to carry (default: the document\'s).'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l direction -x -d 'next or previous (default: the document\'s, else next).'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a check -d 'Check every table for qxdb\'s conventions; print findings grouped by table'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a rules -d 'List the rules: id, name, default severity, where they apply, rationale and fix'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -s h -l help -d 'Show this message and exit.'

@@ -9,9 +9,10 @@
 _qxdb_commands() {
   reply=()
   case "$1" in
-    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, stamp, check' 'outbox:Inspect and operate the transactional outbox' 'cursor:cursor commands' 'schema:Check tables against qxdb'\''s schema conventions') ;;
+    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, stamp, check' 'outbox:Inspect and operate the transactional outbox' 'cursor:Decode and encode opaque pagination cursors (no database needed)' 'schema:Check tables against qxdb'\''s schema conventions') ;;
     ('qxdb migrate') reply=('init:Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako' 'revision:Write a new revision file; --autogenerate fills it from the models (database at head)' 'up:Upgrade the database to REVISION (default: head) under the migration lock' 'down:Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)' 'stamp:Record REVISION as the database'\''s current one without running migrations (locked)' 'current:Show the revision(s) the database is at' 'history:List every revision, newest first' 'heads:List the head revision(s); more than one means branches to merge' 'check:Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head') ;;
     ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream') ;;
+    ('qxdb cursor') reply=('decode:Show the values in a cursor, with their types, and whether its signature verified' 'encode:Build a cursor token from JSON values; signed when a secret is given or configured') ;;
     ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules: id, name, default severity, where they apply, rationale and fix') ;;
   esac
 }
@@ -35,6 +36,8 @@ _qxdb_options() {
     ('qxdb outbox') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox relay') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb cursor decode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--allow-unsigned:Show an unsigned token even though a secret is configured.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb cursor encode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--fingerprint:Fingerprint to carry (default: the document'\''s).' '--direction:next or previous (default: the document'\''s, else next).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema check') reply=('--metadata:Check the models: a MetaData (or an object with .metadata) to import.' '--database:Check the live database (--database-url / QX_DB__URL).' '--format:table for people, json for programs, github for CI.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--schema:With --database: the schema to reflect. Default: the connection'\''s default.' '--config:pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema rules') reply=('--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
@@ -68,6 +71,10 @@ _qxdb_value() {
     ('qxdb migrate heads --config') reply=('file') ;;
     ('qxdb migrate check -c') reply=('file') ;;
     ('qxdb migrate check --config') reply=('file') ;;
+    ('qxdb cursor decode --secret') reply=('text') ;;
+    ('qxdb cursor encode --secret') reply=('text') ;;
+    ('qxdb cursor encode --fingerprint') reply=('text') ;;
+    ('qxdb cursor encode --direction') reply=('text') ;;
     ('qxdb schema check --metadata') reply=('text') ;;
     ('qxdb schema check --format') reply=('choice table json github') ;;
     ('qxdb schema check --rule') reply=('text') ;;
