@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, tuple_
@@ -162,6 +163,31 @@ def keyset_segments(
         None if value is None else bindparam(None, value, type_=column.type, unique=True)
         for column, value in zip(columns, values, strict=True)
     ]
+    return _segments(columns, spec, binds)
+
+
+_PARAM = "qx_keyset_{}"
+
+
+@lru_cache(maxsize=512)
+def _segment_template(
+    columns: tuple[ColumnElement[Any], ...], spec: tuple[Sort, ...], nulls: tuple[bool, ...]
+) -> tuple[ColumnElement[bool], ...]:
+    """The segments for one shape of cursor, values left as named parameters.
+
+    Built once per (columns, spec, which values are NULL): a page then costs no expression
+    building, only the execution parameters.
+    """
+    binds = [
+        None if is_null else bindparam(_PARAM.format(i), type_=column.type)
+        for i, (column, is_null) in enumerate(zip(columns, nulls, strict=True))
+    ]
+    return tuple(_segments(columns, spec, binds))
+
+
+def _segments(
+    columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort], binds: Sequence[Any]
+) -> list[ColumnElement[bool]]:
     lead, key, value = columns[0], spec[0], binds[0]
     if value is None:
         nulls = and_(lead.is_(None), _after_from(columns, spec, binds, 1))
@@ -296,11 +322,16 @@ async def fetch_cursor_page(
     walk = reverse_spec(spec) if backwards else tuple(spec)
 
     base = stmt.order_by(None).limit(None).offset(None).order_by(*keyset_order_by(columns, walk))
-    segments = [None] if position is None else keyset_segments(columns, walk, position.values)
+    segments: tuple[ColumnElement[bool] | None, ...] = (None,)
+    params: dict[str, Any] = {}
+    if position is not None:
+        nulls = tuple(value is None for value in position.values)
+        segments = _segment_template(tuple(columns), walk, nulls)
+        params = {_PARAM.format(i): v for i, v in enumerate(position.values) if v is not None}
     rows: list[RowMapping] = []
     for segment in segments:
         query = base if segment is None else base.where(segment)
-        result = await executor.execute(query.limit(limit + 1 - len(rows)))
+        result = await executor.execute(query.limit(limit + 1 - len(rows)), params)
         rows.extend(result.mappings().all())
         if len(rows) > limit:
             break
