@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from migrate_support import make_project, one_error, run
 
 from qxdb.migrations import current, init_project, stamp
 from qxdb.settings import DatabaseSettings
 from qxdb.testing.plugin import run_coro
+from tests.cli.migrate_support import make_project, one_error, run
 
 UNREACHABLE = "postgresql+asyncpg://deploy:s3cret-pw@127.0.0.1:9/app"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from migrate_support import ALEMBIC, make_project, ok, run
+from tests.cli.migrate_support import ALEMBIC, make_project, ok, run
 
 
 def test_new_user_journey(db_url: str, tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from migrate_support import QXDB, make_project
 
 from qxdb.migrations import init_project
 from qxdb.testing.plugin import run_coro
+from tests.cli.migrate_support import QXDB, make_project
 
 FIRST = '''
 """create the log, slowly"""
