@@ -10,8 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from qxdb import CursorCodec, CursorError, decode_cursor, encode_cursor
 from qxdb.cursor import cursor_fingerprint
@@ -225,3 +224,17 @@ def test_issued_at_is_reported() -> None:
     codec = CursorCodec(clock=lambda: 1_700_000_000.5)
     decoded = codec.decode(codec.encode({"a": 1}))
     assert decoded.issued_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+
+
+def test_the_codec_imports_no_sqlalchemy_or_pydantic() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from qxdb import CursorCodec, decode_cursor, encode_cursor\n"
+        "decode_cursor(encode_cursor({'a': 1}, codec=CursorCodec()), codec=CursorCodec())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'pydantic'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
