@@ -93,7 +93,13 @@ def include_outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE_NAME) -> T
         Index(f"ix_{name}_event_name", "event_name"),
         Index(f"ix_{name}_occurred_at", "occurred_at"),
         Index(f"ix_{name}_published_at", "published_at"),
-        Index(f"ix_{name}_dead_at", "dead_at"),
+        # Dead rows are few: a partial index keeps the NULLs of every other row out of it.
+        Index(
+            f"ix_{name}_dead_at",
+            "dead_at",
+            postgresql_where=text("dead_at IS NOT NULL"),
+            sqlite_where=text("dead_at IS NOT NULL"),
+        ),
         info={"qxdb_outbox": True},
     )
 
