@@ -37,8 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qxdb.engine import connect_checked, create_engine
@@ -286,46 +285,56 @@ class OutboxStore:
         where = selection.where(t)
         async with self._connect() as conn:
             count = await self._count(conn, where)
-            first = await conn.execute(select(t).where(where).order_by(t.c.id).limit(sample))
+            key = _walk_column(t, selection)
+            first = await conn.execute(select(t).where(where).order_by(key, t.c.id).limit(sample))
             rows = [_to_row(r) for r in first.all()]
         return ReplayPlan(selection=selection.describe(), count=count, sample=rows)
 
     async def replay(
-        self, selection: OutboxSelection, *, progress: Progress | None = None
+        self,
+        selection: OutboxSelection,
+        *,
+        progress: Progress | None = None,
+        expected: int | None = None,
     ) -> BulkChangeReport:
         """Put the selected rows back to pending, each with a fresh ``delivery_id``.
 
         Cleared: ``published_at``, ``attempts`` (to 0), ``last_error``, ``dead_at``,
         ``next_attempt_at`` and the lease. The envelope (with the event's own id) is not
         touched, so consumers still de-duplicate by event id, while the broker, which
-        de-duplicates by delivery id, accepts the re-send.
+        de-duplicates by delivery id, accepts the re-send. ``expected`` (from
+        :meth:`plan_replay`) saves a count for the progress callback.
         """
         t = self.table
         where = selection.where(t)
+        key = _walk_column(t, selection)
         started = time.perf_counter()
         longest = 0.0
         done = batches = 0
         async with self._connect() as conn:
-            expected = await self._count(conn, where)
-            await conn.commit()
-            last: UUID | None = None
+            if expected is None:
+                expected = await self._count(conn, where)
+                await conn.commit()
+            last: tuple[Any, UUID] | None = None
             while True:
-                page = select(t.c.id).where(where).order_by(t.c.id).limit(self.batch_size)
+                page = select(t.c.id, key).where(where).order_by(key, t.c.id).limit(self.batch_size)
                 if last is not None:
-                    page = page.where(t.c.id > last)
+                    page = page.where(_after(key, t.c.id, *last))
                 async with conn.begin():
-                    ids, took = await _timed_ids(conn, page)
-                    longest = max(longest, took)
-                    if not ids:
+                    t0 = time.perf_counter()
+                    found = (await conn.execute(page)).all()
+                    longest = max(longest, time.perf_counter() - t0)
+                    if not found:
                         break
+                    ids = [r[0] for r in found]
                     changed, took = await self._reset(conn, ids, where)
                     longest = max(longest, took)
                 done += changed
                 batches += 1
-                last = ids[-1]
+                last = (found[-1][1], found[-1][0])
                 if progress is not None:
                     progress(done, max(expected, done))
-                if len(ids) < self.batch_size:
+                if len(found) < self.batch_size:
                     break
         return BulkChangeReport(
             operation="replay",
@@ -421,7 +430,6 @@ class OutboxStore:
         entries of rows already deleted.
         """
         cutoff = _cutoff(older_than, now)
-        t = self.table
         started = time.perf_counter()
         longest = 0.0
         done = batches = 0
@@ -434,27 +442,15 @@ class OutboxStore:
             for _, key, where in self._purge_conditions(cutoff, include_dead):
                 floor: datetime | None = None
                 while True:
-                    page = select(t.c.id, key).where(where).order_by(key).limit(self.batch_size)
-                    if floor is not None:
-                        page = page.where(key >= floor)
                     async with conn.begin():
-                        t0 = time.perf_counter()
-                        found = (await conn.execute(page)).all()
-                        longest = max(longest, time.perf_counter() - t0)
-                        if not found:
-                            break
-                        ids = [r[0] for r in found]
-                        removed, took = await _timed_rowcount(
-                            conn, delete(t).where(self._id_in(ids), where)
-                        )
-                        longest = max(longest, took)
+                        removed, floor, took = await self._delete_batch(conn, key, where, floor)
+                    longest = max(longest, took)
+                    if removed == 0:
+                        break
                     done += removed
                     batches += 1
-                    floor = found[-1][1]
                     if progress is not None:
                         progress(done, max(expected, done))
-                    if len(found) < self.batch_size:
-                        break
         return BulkChangeReport(
             operation="purge",
             rows=done,
@@ -462,6 +458,39 @@ class OutboxStore:
             seconds=time.perf_counter() - started,
             longest_statement_seconds=longest,
         )
+
+    async def _delete_batch(
+        self,
+        conn: AsyncConnection,
+        key: ColumnElement[Any],
+        where: ColumnElement[bool],
+        floor: datetime | None,
+    ) -> tuple[int, datetime | None, float]:
+        """Delete the next batch at or above ``floor``; (rows, new floor, seconds)."""
+        t = self.table
+        doomed = select(t.c.id, key).where(where).order_by(key).limit(self.batch_size)
+        if floor is not None:
+            doomed = doomed.where(key >= floor)
+        started = time.perf_counter()
+        if self._is_postgres:
+            # One statement, no ids over the wire: the CTE picks the batch, the DELETE
+            # re-checks the condition, and only the count and the new floor come back.
+            picked = doomed.cte("doomed")
+            gone = (
+                delete(t)
+                .where(t.c.id.in_(select(picked.c.id)), where)
+                .returning(key.label("k"))
+                .cte("gone")
+            )
+            count, top = (await conn.execute(select(func.count(), func.max(gone.c.k)))).one()
+            return int(count), top, time.perf_counter() - started
+        found = (await conn.execute(doomed)).all()
+        if not found:
+            return 0, floor, time.perf_counter() - started
+        removed, _ = await _timed_rowcount(
+            conn, delete(t).where(self._id_in([r[0] for r in found]), where)
+        )
+        return removed, found[-1][1], time.perf_counter() - started
 
     def _id_in(self, ids: Sequence[UUID]) -> ColumnElement[bool]:
         if self._is_postgres:
@@ -471,16 +500,35 @@ class OutboxStore:
         return self.table.c.id.in_(ids)
 
 
+def _walk_column(table: Table, selection: OutboxSelection) -> ColumnElement[Any]:
+    """The column a bulk change walks the selection by, so each batch is an index range.
+
+    Walking by id alone, a window of old rows would make the first batch read the
+    primary key from the very start (ids and occurred_at correlate; the planner does not
+    know it). A window walks ``occurred_at``, dead rows their partial ``dead_at`` index.
+    """
+    if selection.since is not None or selection.until is not None:
+        return table.c.occurred_at
+    if selection.status == "dead":
+        return table.c.dead_at
+    return table.c.id
+
+
+def _after(key: ColumnElement[Any], id_col: ColumnElement[Any], k: Any, i: UUID) -> Any:
+    """Rows after ``(k, i)`` in ``(key, id)`` order, with a range bound on ``key``.
+
+    ``key >= k AND (key > k OR id > i)`` lets the index serve the range; the equivalent
+    ``key > k OR (key = k AND id > i)`` is not an index range and reads far more.
+    """
+    if key is id_col:
+        return id_col > i
+    return (key >= k) & ((key > k) | (id_col > i))
+
+
 def _cutoff(older_than: timedelta, now: datetime | None) -> datetime:
     if older_than < timedelta(0):
         raise ValidationError("the age to purge must not be negative")
     return (now or datetime.now(UTC)) - older_than
-
-
-async def _timed_ids(conn: AsyncConnection, query: Executable) -> tuple[list[UUID], float]:
-    started = time.perf_counter()
-    ids = list((await conn.execute(query)).scalars())
-    return ids, time.perf_counter() - started
 
 
 async def _timed_rowcount(
