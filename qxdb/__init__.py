@@ -69,6 +69,13 @@ _EXPORTS: dict[str, str] = {
     "include_outbox_table": "qxdb.outbox.table",
     "OutboxRecorder": "qxdb.outbox.recorder",
     "DefaultOutboxRecorder": "qxdb.outbox.recorder",
+    "OutboxStore": "qxdb.outbox.store",
+    "open_outbox_store": "qxdb.outbox.store",
+    "OutboxSelection": "qxdb.outbox.selection",
+    "OutboxRow": "qxdb.outbox.reports",
+    "OutboxStats": "qxdb.outbox.reports",
+    "parse_duration": "qxdb.durations",
+    "parse_timestamp": "qxdb.durations",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -97,6 +104,7 @@ if TYPE_CHECKING:
         system_scope,
     )
     from qxdb.domain import AggregateRoot, DomainEvent, Entity, Event, IntegrationEvent
+    from qxdb.durations import parse_duration, parse_timestamp
     from qxdb.engine import SessionFactory, create_engine, make_session_factory, open_session
     from qxdb.errors import (
         BrokerUnavailableError,
@@ -121,6 +129,9 @@ if TYPE_CHECKING:
         uuid_column,
     )
     from qxdb.outbox.recorder import DefaultOutboxRecorder, OutboxRecorder
+    from qxdb.outbox.reports import OutboxRow, OutboxStats
+    from qxdb.outbox.selection import OutboxSelection
+    from qxdb.outbox.store import OutboxStore, open_outbox_store
     from qxdb.outbox.table import OUTBOX_TABLE_NAME, include_outbox_table
     from qxdb.query import (
         CursorPage,

@@ -28,10 +28,10 @@ from sqlalchemy import (
     Table,
     Uuid,
     bindparam,
-    column,
     delete,
     func,
     inspect,
+    literal_column,
     select,
     text,
     update,
@@ -317,24 +317,16 @@ class OutboxStore:
                 await conn.commit()
             last: tuple[Any, UUID] | None = None
             while True:
-                page = select(t.c.id, key).where(where).order_by(key, t.c.id).limit(self.batch_size)
-                if last is not None:
-                    page = page.where(_after(key, t.c.id, *last))
                 async with conn.begin():
-                    t0 = time.perf_counter()
-                    found = (await conn.execute(page)).all()
-                    longest = max(longest, time.perf_counter() - t0)
-                    if not found:
-                        break
-                    ids = [r[0] for r in found]
-                    changed, took = await self._reset(conn, ids, where)
-                    longest = max(longest, took)
+                    changed, picked, last, took = await self._replay_batch(conn, key, where, last)
+                longest = max(longest, took)
+                if picked == 0:
+                    break
                 done += changed
                 batches += 1
-                last = (found[-1][1], found[-1][0])
                 if progress is not None:
                     progress(done, max(expected, done))
-                if len(found) < self.batch_size:
+                if picked < self.batch_size:
                     break
         return BulkChangeReport(
             operation="replay",
@@ -344,9 +336,14 @@ class OutboxStore:
             longest_statement_seconds=longest,
         )
 
-    async def _reset(
-        self, conn: AsyncConnection, ids: Sequence[UUID], where: ColumnElement[bool]
-    ) -> tuple[int, float]:
+    async def _replay_batch(
+        self,
+        conn: AsyncConnection,
+        key: ColumnElement[Any],
+        where: ColumnElement[bool],
+        last: tuple[Any, UUID] | None,
+    ) -> tuple[int, int, tuple[Any, UUID] | None, float]:
+        """Reset the next batch after ``last``: (rows changed, rows picked, new last, seconds)."""
         t = self.table
         cleared: dict[str, Any] = {
             "published_at": None,
@@ -357,31 +354,54 @@ class OutboxStore:
             "locked_until": None,
             "locked_by": None,
         }
-        fresh = [uuid7() for _ in ids]
+        batch = (
+            select(t.c.id.label("rid"), key.label("k"))
+            .where(where)
+            .order_by(key, t.c.id)
+            .limit(self.batch_size)
+        )
+        if last is not None:
+            batch = batch.where(_after(key, t.c.id, *last))
+        started = time.perf_counter()
         if self._is_postgres:
-            # One statement per batch: the new delivery ids travel as a second array and
-            # are joined to the rows by position (unnest of two arrays).
-            pairs = (
-                func.unnest(
-                    bindparam("b_ids", list(ids), type_=ARRAY(Uuid())),
-                    bindparam("b_dids", fresh, type_=ARRAY(Uuid())),
-                )
-                .table_valued(column("rid", Uuid()), column("did", Uuid()))
-                .render_derived()
-            )
-            stmt = (
+            # One statement, no ids over the wire: the CTE picks the batch, the UPDATE
+            # re-checks the selection and makes each row a new UUID v7 on the server.
+            picked_rows = batch.cte("batch")
+            changed_rows = (
                 update(t)
-                .where(t.c.id == pairs.c.rid, where)
-                .values(**cleared, delivery_id=pairs.c.did)
+                .where(t.c.id == picked_rows.c.rid, where)
+                .values(**cleared, delivery_id=_SERVER_UUID7)
+                .returning(t.c.id)
+                .cte("changed")
             )
-            return await _timed_rowcount(conn, stmt)
-        stmt = (
+            tail = (
+                select(picked_rows.c.rid, picked_rows.c.k)
+                .order_by(picked_rows.c.k.desc(), picked_rows.c.rid.desc())
+                .limit(1)
+                .subquery("tail")
+            )
+            stmt = select(
+                select(func.count()).select_from(changed_rows).scalar_subquery(),
+                select(func.count()).select_from(picked_rows).scalar_subquery(),
+                tail.c.rid,
+                tail.c.k,
+            ).select_from(tail)
+            found = (await conn.execute(stmt)).first()
+            took = time.perf_counter() - started
+            if found is None:
+                return 0, 0, last, took
+            return int(found[0]), int(found[1]), (found[3], found[2]), took
+        picked = (await conn.execute(batch)).all()
+        if not picked:
+            return 0, 0, last, time.perf_counter() - started
+        reset = (
             update(t)
             .where(t.c.id == bindparam("b_id"), where)
             .values(**cleared, delivery_id=bindparam("b_did"))
         )
-        params = [{"b_id": i, "b_did": d} for i, d in zip(ids, fresh, strict=True)]
-        return await _timed_rowcount(conn, stmt, params)
+        params = [{"b_id": r[0], "b_did": uuid7()} for r in picked]
+        changed, _ = await _timed_rowcount(conn, reset, params)
+        return changed, len(picked), (picked[-1][1], picked[-1][0]), time.perf_counter() - started
 
     # -- purge -------------------------------------------------------------------------
 
@@ -498,6 +518,16 @@ class OutboxStore:
             # for every batch, where an IN list would be a new statement per length.
             return self.table.c.id == func.any(bindparam("b_ids", list(ids), type_=ARRAY(Uuid())))
         return self.table.c.id.in_(ids)
+
+
+# A UUID v7 made by the server (PostgreSQL 13+): a random v4 whose first 48 bits are
+# replaced by the Unix time in milliseconds and whose version nibble is set to 7.
+_SERVER_UUID7 = literal_column(
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+    "substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) "
+    "from 3) from 1 for 6), 52, 1), 53, 1), 'hex')::uuid",
+    type_=Uuid(),
+)
 
 
 def _walk_column(table: Table, selection: OutboxSelection) -> ColumnElement[Any]:
