@@ -207,15 +207,16 @@ async def bench_reads(engine: AsyncEngine, store: OutboxStore, table: Table) -> 
 async def restore_published(engine: AsyncEngine, table: Table, base_ms: int) -> None:
     """Put rows REPLAY_FROM < g <= REPLAY_TO back to published (as built)."""
     async with engine.begin() as conn:
-        await conn.execute(
+        result = await conn.execute(
             text(
                 f"UPDATE {table.name} SET published_at = occurred_at + interval '1 second', "
                 "attempts = 1, last_error = NULL WHERE occurred_at >= :a AND occurred_at < :b "
-                "AND dead_at IS NULL"
+                "AND dead_at IS NULL AND published_at IS NULL"
             ),
             {"a": occurred(base_ms, REPLAY_FROM + 1), "b": occurred(base_ms, REPLAY_TO + 1)},
         )
-    await vacuum(engine, table)
+    if result.rowcount:
+        await vacuum(engine, table)
 
 
 async def bench_replay(

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qxdb_cli import relay as _relay
-from qxdb_cli import render
+from qxdb_cli import relay as _relay, render
 
 if TYPE_CHECKING:
     from qxdb.outbox.reports import OutboxRow
@@ -118,14 +117,15 @@ def _rows_table(rows: list[OutboxRow]) -> Any:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("id", no_wrap=True)
-    table.add_column("event", no_wrap=True)
-    table.add_column("v", justify="right")
-    table.add_column("tenant", no_wrap=True)
-    table.add_column("occurred", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("attempts", justify="right")
-    table.add_column("last error")
+    # Ids stay whole, even on a narrow terminal: operators copy them into `show`/`--id`.
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("event", min_width=8, overflow="fold")
+    table.add_column("v", justify="right", min_width=1)
+    table.add_column("tenant", min_width=8, overflow="fold")
+    table.add_column("occurred", min_width=10)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("attempts", justify="right", min_width=3)
+    table.add_column("last error", min_width=10)
     for row in rows:
         table.add_row(
             str(row.id),
@@ -337,7 +337,8 @@ class _Bar:
 
 def _report_line(report: Any) -> str:
     return (
-        f"{report.operation}: {report.rows} rows in {report.batches} batches, "
+        f"{report.operation}: {report.rows} rows in {report.batches} "
+        f"batch{'' if report.batches == 1 else 'es'}, "
         f"{report.seconds:.2f} s ({report.rows_per_second:,.0f} rows/s), "
         f"longest statement {report.longest_statement_seconds * 1000:.0f} ms"
     )
