@@ -8,7 +8,7 @@
 __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
-        'qxdb outbox') printf '%s\n' relay ;;
+        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
         'qxdb schema') printf '%s\n' check rules ;;
     esac
 }
@@ -21,6 +21,11 @@ __qxdb_options() {
         'qxdb migrate') printf '%s\n' -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' -h --help ;;
+        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --json -h --help ;;
+        'qxdb outbox show') printf '%s\n' --row -h --help ;;
+        'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
+        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id -y --yes --dry-run --json -h --help ;;
+        'qxdb outbox purge') printf '%s\n' --older-than --include-dead -y --yes --dry-run --json -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
         'qxdb schema') printf '%s\n' -h --help ;;
         'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config -h --help ;;
@@ -32,6 +37,26 @@ __qxdb_options() {
 __qxdb_value() {
     case "$1" in
         'qxdb --database-url') echo 'text' ;;
+        'qxdb outbox inspect -s') echo 'text' ;;
+        'qxdb outbox inspect --status') echo 'text' ;;
+        'qxdb outbox inspect -e') echo 'text' ;;
+        'qxdb outbox inspect --event') echo 'text' ;;
+        'qxdb outbox inspect --tenant') echo 'text' ;;
+        'qxdb outbox inspect --since') echo 'text' ;;
+        'qxdb outbox inspect --until') echo 'text' ;;
+        'qxdb outbox inspect --id') echo 'text' ;;
+        'qxdb outbox inspect -n') echo 'text' ;;
+        'qxdb outbox inspect --limit') echo 'text' ;;
+        'qxdb outbox inspect --after') echo 'text' ;;
+        'qxdb outbox replay -s') echo 'text' ;;
+        'qxdb outbox replay --status') echo 'text' ;;
+        'qxdb outbox replay -e') echo 'text' ;;
+        'qxdb outbox replay --event') echo 'text' ;;
+        'qxdb outbox replay --tenant') echo 'text' ;;
+        'qxdb outbox replay --since') echo 'text' ;;
+        'qxdb outbox replay --until') echo 'text' ;;
+        'qxdb outbox replay --id') echo 'text' ;;
+        'qxdb outbox purge --older-than') echo 'text' ;;
         'qxdb schema check --metadata') echo 'text' ;;
         'qxdb schema check --format') echo 'choice table json github' ;;
         'qxdb schema check --rule') echo 'text' ;;

@@ -10,7 +10,7 @@ _qxdb_commands() {
   reply=()
   case "$1" in
     ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:migrate commands' 'outbox:Inspect and operate the transactional outbox' 'cursor:cursor commands' 'schema:Check tables against qxdb'\''s schema conventions') ;;
-    ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream') ;;
+    ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream' 'inspect:List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error' 'show:Print the event envelope of one outbox row as pretty JSON' 'stats:Counts by status and by event name, and the lag (age of the oldest pending row)' 'replay:Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids' 'purge:Delete rows published longer ago than --older-than, in batches of 10,000') ;;
     ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules: id, name, default severity, where they apply, rationale and fix') ;;
   esac
 }
@@ -24,6 +24,11 @@ _qxdb_options() {
     ('qxdb migrate') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox relay') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox inspect') reply=('-s:pending (undelivered, incl. failed), failed, published, dead or all.' '--status:pending (undelivered, incl. failed), failed, published, dead or all.' '-e:Event name, exact or a glob such as '\''orders.*'\''.' '--event:Event name, exact or a glob such as '\''orders.*'\''.' '--tenant:Tenant id (UUID).' '--since:Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).' '--until:Occurred before (same forms as --since).' '--id:A row id; repeat for several.' '-n:' '--limit:' '--after:Continue after this id (from the previous page).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox show') reply=('--row:Print the whole row (delivery state and envelope).' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox stats') reply=('--exact:Count published rows exactly, by event (reads the whole table).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox replay') reply=('-s:pending (undelivered, incl. failed), failed, published, dead or all.' '--status:pending (undelivered, incl. failed), failed, published, dead or all.' '-e:Event name, exact or a glob such as '\''orders.*'\''.' '--event:Event name, exact or a glob such as '\''orders.*'\''.' '--tenant:Tenant id (UUID).' '--since:Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).' '--until:Occurred before (same forms as --since).' '--id:A row id; repeat for several.' '-y:Do not ask; needed without a terminal.' '--yes:Do not ask; needed without a terminal.' '--dry-run:Show what would change, change nothing.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox purge') reply=('--older-than:Age, e.g. 7d, 12h, 1h30m (units s m h d w).' '--include-dead:Also delete dead rows that old (by dead_at).' '-y:Do not ask; needed without a terminal.' '--yes:Do not ask; needed without a terminal.' '--dry-run:Show what would change, change nothing.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema check') reply=('--metadata:Check the models: a MetaData (or an object with .metadata) to import.' '--database:Check the live database (--database-url / QX_DB__URL).' '--format:table for people, json for programs, github for CI.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--schema:With --database: the schema to reflect. Default: the connection'\''s default.' '--config:pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
@@ -36,6 +41,26 @@ _qxdb_value() {
   reply=()
   case "$1" in
     ('qxdb --database-url') reply=('text') ;;
+    ('qxdb outbox inspect -s') reply=('text') ;;
+    ('qxdb outbox inspect --status') reply=('text') ;;
+    ('qxdb outbox inspect -e') reply=('text') ;;
+    ('qxdb outbox inspect --event') reply=('text') ;;
+    ('qxdb outbox inspect --tenant') reply=('text') ;;
+    ('qxdb outbox inspect --since') reply=('text') ;;
+    ('qxdb outbox inspect --until') reply=('text') ;;
+    ('qxdb outbox inspect --id') reply=('text') ;;
+    ('qxdb outbox inspect -n') reply=('text') ;;
+    ('qxdb outbox inspect --limit') reply=('text') ;;
+    ('qxdb outbox inspect --after') reply=('text') ;;
+    ('qxdb outbox replay -s') reply=('text') ;;
+    ('qxdb outbox replay --status') reply=('text') ;;
+    ('qxdb outbox replay -e') reply=('text') ;;
+    ('qxdb outbox replay --event') reply=('text') ;;
+    ('qxdb outbox replay --tenant') reply=('text') ;;
+    ('qxdb outbox replay --since') reply=('text') ;;
+    ('qxdb outbox replay --until') reply=('text') ;;
+    ('qxdb outbox replay --id') reply=('text') ;;
+    ('qxdb outbox purge --older-than') reply=('text') ;;
     ('qxdb schema check --metadata') reply=('text') ;;
     ('qxdb schema check --format') reply=('choice table json github') ;;
     ('qxdb schema check --rule') reply=('text') ;;
