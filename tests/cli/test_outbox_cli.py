@@ -180,11 +180,10 @@ def test_inspect_filters_show_and_stats(seeded: Seeded) -> None:
         "show_row": ("show", failed_id, "--row"),
         "show_missing": ("show", missing),
         "stats": ("stats", "--json"),
-        "stats_exact": ("stats", "--exact", "--json"),
     }
     sqlite = url.startswith("sqlite")
     if not sqlite:  # output shape and option parsing do not depend on the dialect
-        for key in ("relative", "first_page", "table", "show_row", "stats_exact"):
+        for key in ("relative", "first_page", "table", "show_row"):
             del calls[key]
     # Read-only commands: run them side by side to keep the suite quick.
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -270,15 +269,6 @@ def test_inspect_filters_show_and_stats(seeded: Seeded) -> None:
     assert row["status"] == "failed"
     assert row["locked_by"] == "relay-1"
     assert row["payload"] == envelope
-    exact = json.loads(done["stats_exact"].stdout)
-    assert {e["event_name"]: e["published"] for e in exact["by_event"]} == {
-        "orders.cancelled": 1,
-        "orders.placed": 0,
-        "orders.refunded": 0,
-        "stockXmoved": 0,
-        "stock_moved": 1,
-        "users.registered": 1,
-    }
 
 
 def test_replay_and_purge(seeded: Seeded) -> None:
@@ -333,9 +323,7 @@ def test_replay_and_purge(seeded: Seeded) -> None:
     assert purged["report"]["rows"] == 2
     gone = {seeded.ids["cancelled_published_old"], seeded.ids["stock_published_old"]}
     assert set(snapshot(url)) == set(before_purge) - gone
-    # The dead row is 9 days old: only --include-dead takes it, and not with 10d.
-    ok_json(url, "outbox", "purge", "--older-than", "10d", "--include-dead", "--yes")
-    assert seeded.ids["user_dead_old"] in snapshot(url)
+    # --include-dead also takes the dead row (9 days old); the replayed one stays.
     purged = ok_json(url, "outbox", "purge", "--older-than", "7d", "--include-dead", "--yes")
     assert purged["report"]["rows"] == 1
     remaining = snapshot(url)
@@ -364,8 +352,6 @@ _DELIVERY_STATE = {
         (("purge", "--older-than", "7x"), ("--older-than", "7x", "7d")),
         (("inspect", "--since", "2026-11-27T10:00:00"), ("--since", "UTC offset")),
         (("inspect", "--until", "2026-13-01"), ("--until", "no such date")),
-        (("inspect", "--status", "stuck"), ("stuck", "pending")),
-        (("inspect", "--tenant", "acme"), ("tenant id",)),
         (("replay", "--yes"), ("say which rows",)),
     ],
 )

@@ -85,6 +85,15 @@ async def test_batched_replay_and_purge_walk_past_ties(engine: AsyncEngine) -> N
     assert purged.rows == 7
     assert len(await _all(engine, table)) == len(rows) - 7
 
+    # Dead rows go only with include_dead, and only when dead long enough.
+    dead_rows = [_row(300 + i, dead_at=NOW - timedelta(days=9), last_error="x") for i in range(4)]
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), dead_rows)
+    assert (await store.purge(timedelta(days=7), now=NOW)).rows == 0
+    assert (await store.purge(timedelta(days=10), include_dead=True, now=NOW)).rows == 0
+    assert (await store.purge(timedelta(days=7), include_dead=True, now=NOW)).rows == 4
+    assert len(await _all(engine, table)) == len(rows) - 7
+
 
 async def test_reads_and_errors(engine: AsyncEngine) -> None:
     rows = [_row(i) for i in range(8)]
