@@ -7,15 +7,15 @@ since it was selected (a replayed row is no longer "published before the cutoff"
 left alone.
 
 On PostgreSQL the hot queries use the table's indexes: pending rows through the partial
-``…_pending`` index, purge ranges through ``…_published_at`` and ``…_dead_at``, batches
-by primary key with one array parameter (``id = ANY($1)``). On SQLite the same
-operations run with ``IN`` lists and ``executemany``.
+``…_pending`` index, purge ranges through ``…_published_at`` and ``…_dead_at``, and each
+batch of a replay or purge is one statement (:mod:`qxdb.outbox.batches`). On SQLite the
+same operations run with ``IN`` lists and ``executemany``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,26 +23,19 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    Executable,
     MetaData,
     Table,
-    Uuid,
-    bindparam,
-    delete,
     func,
     inspect,
-    literal_column,
     select,
     text,
-    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.engine import CursorResult, Row
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qxdb.engine import connect_checked, create_engine
 from qxdb.errors import ConfigurationError, NotFoundError, ValidationError
-from qxdb.ids import uuid7
+from qxdb.outbox.batches import delete_batch, replay_batch, walk_column
 from qxdb.outbox.reports import (
     BulkChangeReport,
     EventCounts,
@@ -285,7 +278,7 @@ class OutboxStore:
         where = selection.where(t)
         async with self._connect() as conn:
             count = await self._count(conn, where)
-            key = _walk_column(t, selection)
+            key = walk_column(t, selection)
             first = await conn.execute(select(t).where(where).order_by(key, t.c.id).limit(sample))
             rows = [_to_row(r) for r in first.all()]
         return ReplayPlan(selection=selection.describe(), count=count, sample=rows)
@@ -307,7 +300,7 @@ class OutboxStore:
         """
         t = self.table
         where = selection.where(t)
-        key = _walk_column(t, selection)
+        key = walk_column(t, selection)
         started = time.perf_counter()
         longest = 0.0
         done = batches = 0
@@ -318,7 +311,9 @@ class OutboxStore:
             last: tuple[Any, UUID] | None = None
             while True:
                 async with conn.begin():
-                    changed, picked, last, took = await self._replay_batch(conn, key, where, last)
+                    changed, picked, last, took = await replay_batch(
+                        conn, t, key, where, last, self.batch_size
+                    )
                 longest = max(longest, took)
                 if picked == 0:
                     break
@@ -335,73 +330,6 @@ class OutboxStore:
             seconds=time.perf_counter() - started,
             longest_statement_seconds=longest,
         )
-
-    async def _replay_batch(
-        self,
-        conn: AsyncConnection,
-        key: ColumnElement[Any],
-        where: ColumnElement[bool],
-        last: tuple[Any, UUID] | None,
-    ) -> tuple[int, int, tuple[Any, UUID] | None, float]:
-        """Reset the next batch after ``last``: (rows changed, rows picked, new last, seconds)."""
-        t = self.table
-        cleared: dict[str, Any] = {
-            "published_at": None,
-            "attempts": 0,
-            "last_error": None,
-            "dead_at": None,
-            "next_attempt_at": None,
-            "locked_until": None,
-            "locked_by": None,
-        }
-        batch = (
-            select(t.c.id.label("rid"), key.label("k"))
-            .where(where)
-            .order_by(key, t.c.id)
-            .limit(self.batch_size)
-        )
-        if last is not None:
-            batch = batch.where(_after(key, t.c.id, *last))
-        started = time.perf_counter()
-        if self._is_postgres:
-            # One statement, no ids over the wire: the CTE picks the batch, the UPDATE
-            # re-checks the selection and makes each row a new UUID v7 on the server.
-            picked_rows = batch.cte("batch")
-            changed_rows = (
-                update(t)
-                .where(t.c.id == picked_rows.c.rid, where)
-                .values(**cleared, delivery_id=_SERVER_UUID7)
-                .returning(t.c.id)
-                .cte("changed")
-            )
-            tail = (
-                select(picked_rows.c.rid, picked_rows.c.k)
-                .order_by(picked_rows.c.k.desc(), picked_rows.c.rid.desc())
-                .limit(1)
-                .subquery("tail")
-            )
-            stmt = select(
-                select(func.count()).select_from(changed_rows).scalar_subquery(),
-                select(func.count()).select_from(picked_rows).scalar_subquery(),
-                tail.c.rid,
-                tail.c.k,
-            ).select_from(tail)
-            found = (await conn.execute(stmt)).first()
-            took = time.perf_counter() - started
-            if found is None:
-                return 0, 0, last, took
-            return int(found[0]), int(found[1]), (found[3], found[2]), took
-        picked = (await conn.execute(batch)).all()
-        if not picked:
-            return 0, 0, last, time.perf_counter() - started
-        reset = (
-            update(t)
-            .where(t.c.id == bindparam("b_id"), where)
-            .values(**cleared, delivery_id=bindparam("b_did"))
-        )
-        params = [{"b_id": r[0], "b_did": uuid7()} for r in picked]
-        changed, _ = await _timed_rowcount(conn, reset, params)
-        return changed, len(picked), (picked[-1][1], picked[-1][0]), time.perf_counter() - started
 
     # -- purge -------------------------------------------------------------------------
 
@@ -463,7 +391,9 @@ class OutboxStore:
                 floor: datetime | None = None
                 while True:
                     async with conn.begin():
-                        removed, floor, took = await self._delete_batch(conn, key, where, floor)
+                        removed, floor, took = await delete_batch(
+                            conn, self.table, key, where, floor, self.batch_size
+                        )
                     longest = max(longest, took)
                     if removed == 0:
                         break
@@ -479,98 +409,11 @@ class OutboxStore:
             longest_statement_seconds=longest,
         )
 
-    async def _delete_batch(
-        self,
-        conn: AsyncConnection,
-        key: ColumnElement[Any],
-        where: ColumnElement[bool],
-        floor: datetime | None,
-    ) -> tuple[int, datetime | None, float]:
-        """Delete the next batch at or above ``floor``; (rows, new floor, seconds)."""
-        t = self.table
-        doomed = select(t.c.id, key).where(where).order_by(key).limit(self.batch_size)
-        if floor is not None:
-            doomed = doomed.where(key >= floor)
-        started = time.perf_counter()
-        if self._is_postgres:
-            # One statement, no ids over the wire: the CTE picks the batch, the DELETE
-            # re-checks the condition, and only the count and the new floor come back.
-            picked = doomed.cte("doomed")
-            gone = (
-                delete(t)
-                .where(t.c.id.in_(select(picked.c.id)), where)
-                .returning(key.label("k"))
-                .cte("gone")
-            )
-            count, top = (await conn.execute(select(func.count(), func.max(gone.c.k)))).one()
-            return int(count), top, time.perf_counter() - started
-        found = (await conn.execute(doomed)).all()
-        if not found:
-            return 0, floor, time.perf_counter() - started
-        removed, _ = await _timed_rowcount(
-            conn, delete(t).where(self._id_in([r[0] for r in found]), where)
-        )
-        return removed, found[-1][1], time.perf_counter() - started
-
-    def _id_in(self, ids: Sequence[UUID]) -> ColumnElement[bool]:
-        if self._is_postgres:
-            # One array parameter: the statement text (and its prepared plan) is the same
-            # for every batch, where an IN list would be a new statement per length.
-            return self.table.c.id == func.any(bindparam("b_ids", list(ids), type_=ARRAY(Uuid())))
-        return self.table.c.id.in_(ids)
-
-
-# A UUID v7 made by the server (PostgreSQL 13+): a random v4 whose first 48 bits are
-# replaced by the Unix time in milliseconds and whose version nibble is set to 7.
-_SERVER_UUID7 = literal_column(
-    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
-    "substring(int8send(floor(extract(epoch from clock_timestamp()) * 1000)::bigint) "
-    "from 3) from 1 for 6), 52, 1), 53, 1), 'hex')::uuid",
-    type_=Uuid(),
-)
-
-
-def _walk_column(table: Table, selection: OutboxSelection) -> ColumnElement[Any]:
-    """The column a bulk change walks the selection by, so each batch is an index range.
-
-    Walking by id alone, a window of old rows would make the first batch read the
-    primary key from the very start (ids and occurred_at correlate; the planner does not
-    know it). A window walks ``occurred_at``, dead rows their partial ``dead_at`` index.
-    """
-    if selection.since is not None or selection.until is not None:
-        return table.c.occurred_at
-    if selection.status == "dead":
-        return table.c.dead_at
-    return table.c.id
-
-
-def _after(key: ColumnElement[Any], id_col: ColumnElement[Any], k: Any, i: UUID) -> Any:
-    """Rows after ``(k, i)`` in ``(key, id)`` order, with a range bound on ``key``.
-
-    ``key >= k AND (key > k OR id > i)`` lets the index serve the range; the equivalent
-    ``key > k OR (key = k AND id > i)`` is not an index range and reads far more.
-    """
-    if key is id_col:
-        return id_col > i
-    return (key >= k) & ((key > k) | (id_col > i))
-
 
 def _cutoff(older_than: timedelta, now: datetime | None) -> datetime:
     if older_than < timedelta(0):
         raise ValidationError("the age to purge must not be negative")
     return (now or datetime.now(UTC)) - older_than
-
-
-async def _timed_rowcount(
-    conn: AsyncConnection, stmt: Executable, params: list[dict[str, Any]] | None = None
-) -> tuple[int, float]:
-    started = time.perf_counter()
-    result: CursorResult[Any] = await (
-        conn.execute(stmt, params) if params is not None else conn.execute(stmt)
-    )
-    took = time.perf_counter() - started
-    # executemany on SQLite reports the sum of the rows each statement changed.
-    return int(result.rowcount), took
 
 
 def _to_row(row: Row[Any]) -> OutboxRow:
