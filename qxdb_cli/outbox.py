@@ -10,7 +10,7 @@ be reached.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -18,7 +18,7 @@ from qxdb_cli import relay as _relay, render
 
 if TYPE_CHECKING:
     from qxdb.outbox.reports import OutboxRow
-    from qxdb.outbox.selection import OutboxSelection
+    from qxdb.outbox.selection import OutboxSelection, OutboxStatus
 
 app = typer.Typer(help="Inspect and operate the transactional outbox.", no_args_is_help=True)
 
@@ -83,8 +83,6 @@ def _selection(
     since: str | None,
     until: str | None,
     ids: list[str] | None,
-    *,
-    default_status: str = "all",
 ) -> OutboxSelection:
     from datetime import UTC, datetime
 
@@ -93,7 +91,8 @@ def _selection(
 
     now = datetime.now(UTC)
     return OutboxSelection(
-        status=(status or default_status).strip().lower(),  # type: ignore[arg-type]
+        # OutboxSelection checks the value and names the valid ones.
+        status=cast("OutboxStatus", (status or "all").strip().lower()),
         event=event,
         tenant_id=None if tenant is None else _uuid(tenant, "tenant id"),
         since=None if since is None else parse_instant(since, now=now, what="--since"),
