@@ -8,6 +8,7 @@
 __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
+        'qxdb migrate') printf '%s\n' init revision up down stamp current history heads check ;;
         'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
         'qxdb schema') printf '%s\n' check rules ;;
     esac
@@ -19,6 +20,15 @@ __qxdb_options() {
         'qxdb doctor') printf '%s\n' --json -h --help ;;
         'qxdb demo') printf '%s\n' -h --help ;;
         'qxdb migrate') printf '%s\n' -h --help ;;
+        'qxdb migrate init') printf '%s\n' --metadata -h --help ;;
+        'qxdb migrate revision') printf '%s\n' -m --message --autogenerate -c --config -h --help ;;
+        'qxdb migrate up') printf '%s\n' --sql -c --config --lock-timeout -h --help ;;
+        'qxdb migrate down') printf '%s\n' -y --yes -c --config --lock-timeout -h --help ;;
+        'qxdb migrate stamp') printf '%s\n' -c --config --lock-timeout -h --help ;;
+        'qxdb migrate current') printf '%s\n' -c --config --json -h --help ;;
+        'qxdb migrate history') printf '%s\n' -c --config --json -h --help ;;
+        'qxdb migrate heads') printf '%s\n' -c --config --json -h --help ;;
+        'qxdb migrate check') printf '%s\n' -c --config --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' -h --help ;;
         'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --json -h --help ;;
@@ -37,6 +47,28 @@ __qxdb_options() {
 __qxdb_value() {
     case "$1" in
         'qxdb --database-url') echo 'text' ;;
+        'qxdb migrate init --metadata') echo 'text' ;;
+        'qxdb migrate revision -m') echo 'text' ;;
+        'qxdb migrate revision --message') echo 'text' ;;
+        'qxdb migrate revision -c') echo 'file' ;;
+        'qxdb migrate revision --config') echo 'file' ;;
+        'qxdb migrate up -c') echo 'file' ;;
+        'qxdb migrate up --config') echo 'file' ;;
+        'qxdb migrate up --lock-timeout') echo 'text' ;;
+        'qxdb migrate down -c') echo 'file' ;;
+        'qxdb migrate down --config') echo 'file' ;;
+        'qxdb migrate down --lock-timeout') echo 'text' ;;
+        'qxdb migrate stamp -c') echo 'file' ;;
+        'qxdb migrate stamp --config') echo 'file' ;;
+        'qxdb migrate stamp --lock-timeout') echo 'text' ;;
+        'qxdb migrate current -c') echo 'file' ;;
+        'qxdb migrate current --config') echo 'file' ;;
+        'qxdb migrate history -c') echo 'file' ;;
+        'qxdb migrate history --config') echo 'file' ;;
+        'qxdb migrate heads -c') echo 'file' ;;
+        'qxdb migrate heads --config') echo 'file' ;;
+        'qxdb migrate check -c') echo 'file' ;;
+        'qxdb migrate check --config') echo 'file' ;;
         'qxdb outbox inspect -s') echo 'text' ;;
         'qxdb outbox inspect --status') echo 'text' ;;
         'qxdb outbox inspect -e') echo 'text' ;;
@@ -68,6 +100,7 @@ __qxdb_value() {
 
 __qxdb_argument() {
     case "$1" in
+        'qxdb migrate init') echo 'file' ;;
     esac
 }
 

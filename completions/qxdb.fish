@@ -7,6 +7,8 @@ function __qxdb_commands
     switch $argv[1]
         case 'qxdb'
             printf '%s\n' doctor demo migrate outbox cursor schema
+        case 'qxdb migrate'
+            printf '%s\n' init revision up down stamp current history heads check
         case 'qxdb outbox'
             printf '%s\n' relay inspect show stats replay purge
         case 'qxdb schema'
@@ -18,6 +20,24 @@ function __qxdb_value_options
     switch $argv[1]
         case 'qxdb'
             printf '%s\n' --database-url
+        case 'qxdb migrate init'
+            printf '%s\n' --metadata
+        case 'qxdb migrate revision'
+            printf '%s\n' -m --message -c --config
+        case 'qxdb migrate up'
+            printf '%s\n' -c --config --lock-timeout
+        case 'qxdb migrate down'
+            printf '%s\n' -c --config --lock-timeout
+        case 'qxdb migrate stamp'
+            printf '%s\n' -c --config --lock-timeout
+        case 'qxdb migrate current'
+            printf '%s\n' -c --config
+        case 'qxdb migrate history'
+            printf '%s\n' -c --config
+        case 'qxdb migrate heads'
+            printf '%s\n' -c --config
+        case 'qxdb migrate check'
+            printf '%s\n' -c --config
         case 'qxdb outbox inspect'
             printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after
         case 'qxdb outbox replay'
@@ -54,7 +74,7 @@ end
 complete -c qxdb -f
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a doctor -d 'Connect and report the dialect, server version, URL (password hidden), pool and tables'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a demo -d 'Run a small example service end to end on the embedded database'
-complete -c qxdb -n "__qxdb_at 'qxdb'" -a migrate -d 'migrate commands'
+complete -c qxdb -n "__qxdb_at 'qxdb'" -a migrate -d 'Alembic migrations: init, revision, up, down, current, history, heads, stamp, check'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a outbox -d 'Inspect and operate the transactional outbox'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a cursor -d 'cursor commands'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a schema -d 'Check tables against qxdb\'s schema conventions'
@@ -67,7 +87,46 @@ complete -c qxdb -n "__qxdb_at 'qxdb'" -s h -l help -d 'Show this message and ex
 complete -c qxdb -n "__qxdb_at 'qxdb doctor'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb doctor'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb demo'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a init -d 'Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a revision -d 'Write a new revision file; --autogenerate fills it from the models (database at head)'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a up -d 'Upgrade the database to REVISION (default: head) under the migration lock'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a down -d 'Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a stamp -d 'Record REVISION as the database\'s current one without running migrations (locked)'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a current -d 'Show the revision(s) the database is at'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a history -d 'List every revision, newest first'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a heads -d 'List the head revision(s); more than one means branches to merge'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a check -d 'Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l metadata -x -d 'Import path of the models\' MetaData: package.module:metadata.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -F
+complete -c qxdb -n "__qxdb_at 'qxdb migrate revision'" -s m -l message -x -d 'What the revision does.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate revision'" -l autogenerate -d 'Write the differences between models and database.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate revision'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate revision'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -l sql -d 'Print the SQL instead of running it (start:end allowed).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -l lock-timeout -x -d 'Seconds to wait while another migration holds the migration lock.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -s y -l yes -d 'Do not ask for confirmation.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -l lock-timeout -x -d 'Seconds to wait while another migration holds the migration lock.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate stamp'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate stamp'" -l lock-timeout -x -d 'Seconds to wait while another migration holds the migration lock.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate stamp'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate current'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate current'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate current'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate history'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate history'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate history'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate heads'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate heads'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate heads'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'

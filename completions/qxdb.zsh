@@ -9,7 +9,8 @@
 _qxdb_commands() {
   reply=()
   case "$1" in
-    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:migrate commands' 'outbox:Inspect and operate the transactional outbox' 'cursor:cursor commands' 'schema:Check tables against qxdb'\''s schema conventions') ;;
+    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, stamp, check' 'outbox:Inspect and operate the transactional outbox' 'cursor:cursor commands' 'schema:Check tables against qxdb'\''s schema conventions') ;;
+    ('qxdb migrate') reply=('init:Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako' 'revision:Write a new revision file; --autogenerate fills it from the models (database at head)' 'up:Upgrade the database to REVISION (default: head) under the migration lock' 'down:Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)' 'stamp:Record REVISION as the database'\''s current one without running migrations (locked)' 'current:Show the revision(s) the database is at' 'history:List every revision, newest first' 'heads:List the head revision(s); more than one means branches to merge' 'check:Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head') ;;
     ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream' 'inspect:List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error' 'show:Print the event envelope of one outbox row as pretty JSON' 'stats:Counts by status and by event name, and the lag (age of the oldest pending row)' 'replay:Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids' 'purge:Delete rows published longer ago than --older-than, in batches of 10,000') ;;
     ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules: id, name, default severity, where they apply, rationale and fix') ;;
   esac
@@ -22,6 +23,15 @@ _qxdb_options() {
     ('qxdb doctor') reply=('--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb demo') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate init') reply=('--metadata:Import path of the models'\'' MetaData: package.module:metadata.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate revision') reply=('-m:What the revision does.' '--message:What the revision does.' '--autogenerate:Write the differences between models and database.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate up') reply=('--sql:Print the SQL instead of running it (start:end allowed).' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate down') reply=('-y:Do not ask for confirmation.' '--yes:Do not ask for confirmation.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate stamp') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate current') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate history') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate heads') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate check') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox relay') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox inspect') reply=('-s:pending (undelivered, incl. failed), failed, published, dead or all.' '--status:pending (undelivered, incl. failed), failed, published, dead or all.' '-e:Event name, exact or a glob such as '\''orders.*'\''.' '--event:Event name, exact or a glob such as '\''orders.*'\''.' '--tenant:Tenant id (UUID).' '--since:Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).' '--until:Occurred before (same forms as --since).' '--id:A row id; repeat for several.' '-n:' '--limit:' '--after:Continue after this id (from the previous page).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
@@ -41,6 +51,28 @@ _qxdb_value() {
   reply=()
   case "$1" in
     ('qxdb --database-url') reply=('text') ;;
+    ('qxdb migrate init --metadata') reply=('text') ;;
+    ('qxdb migrate revision -m') reply=('text') ;;
+    ('qxdb migrate revision --message') reply=('text') ;;
+    ('qxdb migrate revision -c') reply=('file') ;;
+    ('qxdb migrate revision --config') reply=('file') ;;
+    ('qxdb migrate up -c') reply=('file') ;;
+    ('qxdb migrate up --config') reply=('file') ;;
+    ('qxdb migrate up --lock-timeout') reply=('text') ;;
+    ('qxdb migrate down -c') reply=('file') ;;
+    ('qxdb migrate down --config') reply=('file') ;;
+    ('qxdb migrate down --lock-timeout') reply=('text') ;;
+    ('qxdb migrate stamp -c') reply=('file') ;;
+    ('qxdb migrate stamp --config') reply=('file') ;;
+    ('qxdb migrate stamp --lock-timeout') reply=('text') ;;
+    ('qxdb migrate current -c') reply=('file') ;;
+    ('qxdb migrate current --config') reply=('file') ;;
+    ('qxdb migrate history -c') reply=('file') ;;
+    ('qxdb migrate history --config') reply=('file') ;;
+    ('qxdb migrate heads -c') reply=('file') ;;
+    ('qxdb migrate heads --config') reply=('file') ;;
+    ('qxdb migrate check -c') reply=('file') ;;
+    ('qxdb migrate check --config') reply=('file') ;;
     ('qxdb outbox inspect -s') reply=('text') ;;
     ('qxdb outbox inspect --status') reply=('text') ;;
     ('qxdb outbox inspect -e') reply=('text') ;;
@@ -73,6 +105,7 @@ _qxdb_value() {
 _qxdb_argument() {
   reply=()
   case "$1" in
+    ('qxdb migrate init') reply=('file') ;;
   esac
 }
 

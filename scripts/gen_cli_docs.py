@@ -110,7 +110,8 @@ def _example_problem(tree: Node, node: Node, example: str) -> str | None:
     for token in rest:
         if token == "--":
             break
-        if token.startswith("-") and token != "-":
+        # "-1" is a relative revision (an argument), not an option.
+        if token.startswith("-") and token != "-" and not token[1:].isdigit():
             name = token.split("=", 1)[0]
             option = next((o for o in at.options if name in o.names), None)
             if option is None:
