@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qxdb.engine import connect_checked, create_engine
 from qxdb.errors import ConfigurationError, NotFoundError, ValidationError
-from qxdb.outbox.batches import delete_batch, replay_batch, walk_column
+from qxdb.outbox.batches import delete_batch, replay_batch, rows_after, walk_column
 from qxdb.outbox.reports import (
     BulkChangeReport,
     EventCounts,
@@ -139,14 +139,27 @@ class OutboxStore:
     async def list_rows(
         self, selection: OutboxSelection, *, limit: int = 50, after: UUID | None = None
     ) -> OutboxPage:
-        """Up to ``limit`` rows in id order (oldest first), after the id ``after``."""
+        """Up to ``limit`` rows, oldest first, after the row ``after`` (keyset paging).
+
+        Oldest by id (UUID v7: recording order); with a window (``since``/``until``) by
+        ``occurred_at`` then id, so the window's index serves the page instead of a walk
+        of the primary key from the very first row.
+        """
         if not 1 <= limit <= 10_000:
             raise ValidationError(f"limit must be between 1 and 10000, got {limit}")
         t = self.table
-        query = select(t).where(selection.where(t)).order_by(t.c.id).limit(limit + 1)
-        if after is not None:
-            query = query.where(t.c.id > after)
+        windowed = selection.since is not None or selection.until is not None
+        key = t.c.occurred_at if windowed else t.c.id
+        query = select(t).where(selection.where(t)).order_by(key, t.c.id).limit(limit + 1)
         async with self._connect() as conn:
+            if after is not None:
+                start = (await conn.execute(select(key).where(t.c.id == after))).scalar()
+                if start is None:
+                    raise ValidationError(
+                        f"the row to continue after ({after}) is not in {self.table_name} "
+                        "any more: start again without it"
+                    )
+                query = query.where(rows_after(key, t.c.id, start, after))
             rows = [_to_row(r) for r in (await conn.execute(query)).all()]
         more = len(rows) > limit
         rows = rows[:limit]

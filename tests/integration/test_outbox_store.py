@@ -112,6 +112,19 @@ async def test_reads_and_errors(engine: AsyncEngine) -> None:
     assert [r.id for r in page.rows + rest.rows] == sorted(r["id"] for r in rows)
     assert rest.next_after is None
 
+    # A window pages by (occurred_at, id): pairs of rows share a timestamp, pages of 3 split them.
+    window = OutboxSelection(since=NOW - timedelta(days=30), until=NOW)
+    seen, after = [], None
+    while True:
+        page = await store.list_rows(window, limit=3, after=after)
+        seen += [r.id for r in page.rows]
+        if (after := page.next_after) is None:
+            break
+    assert sorted(seen) == sorted(r["id"] for r in rows)
+    assert len(seen) == len(set(seen))
+    with pytest.raises(ValidationError, match="start again"):
+        await store.list_rows(window, after=uuid7())
+
     found = await store.get(rows[3]["id"])
     assert found.value.event_id == rows[3]["payload"]["event_id"]
     missing = await store.get(uuid7())
