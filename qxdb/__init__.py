@@ -69,6 +69,14 @@ _EXPORTS: dict[str, str] = {
     "include_outbox_table": "qxdb.outbox.table",
     "OutboxRecorder": "qxdb.outbox.recorder",
     "DefaultOutboxRecorder": "qxdb.outbox.recorder",
+    # repository and unit of work
+    "Repository": "qxdb.repository",
+    "AggregateTracker": "qxdb.repository",
+    "escape_like": "qxdb.repository",
+    "UnitOfWork": "qxdb.uow",
+    "UnitOfWorkScope": "qxdb.uow",
+    "EventDispatcher": "qxdb.uow",
+    "DispatchLoopError": "qxdb.uow",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -130,7 +138,9 @@ if TYPE_CHECKING:
         OffsetPagination,
         Sort,
     )
+    from qxdb.repository import AggregateTracker, Repository, escape_like
     from qxdb.result import Result
     from qxdb.settings import DatabaseSettings
     from qxdb.types import JSONType, UTCDateTime, UUIDType
+    from qxdb.uow import DispatchLoopError, EventDispatcher, UnitOfWork, UnitOfWorkScope
     from qxdb.urls import display_url
