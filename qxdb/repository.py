@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
@@ -141,12 +142,17 @@ class Repository(Generic[TEntity]):
     def __init__(self, session: AsyncSession, uow: AggregateTracker | None = None) -> None:
         self._session = session
         self._tracker = uow
+        self._name = self.entity_cls.__name__
+
+    @functools.cached_property
+    def _plan(self) -> _Plan:
+        # Computed on first use, so ``table`` may also be set on the instance after
+        # construction; shared by every instance of the class for the same table.
         key = (type(self), self.table)
         plan = _plans.get(key)
         if plan is None:
             plan = _plans[key] = _Plan(type(self), self.table)
-        self._plan = plan
-        self._name = self.entity_cls.__name__
+        return plan
 
     @property
     def session(self) -> AsyncSession:
