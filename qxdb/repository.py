@@ -41,7 +41,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, String, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
@@ -64,6 +76,9 @@ __all__ = ["AggregateTracker", "Repository", "escape_like"]
 TEntity = TypeVar("TEntity", bound=Entity)
 
 LIKE_ESCAPE = "\\"
+# Names of the bound parameters of prepared statements (prefixed: a bind parameter may not
+# share a column's name in an UPDATE's SET clause).
+_ID, _TENANT, _EXPECTED, _SET = "qx_id", "qx_tenant", "qx_expected", "qx_set_"
 # Columns that belong to the row's identity or history: an update never rewrites them.
 _IMMUTABLE_ON_SAVE = frozenset(
     {"id", "tenant_id", "created_at", "created_by", "version", "deleted_at", "deleted_by"}
@@ -86,7 +101,14 @@ def escape_like(value: str) -> str:
 class _Plan:
     """What a repository class needs to know about its table, computed once per class."""
 
-    __slots__ = ("field_columns", "has_deletion", "has_version", "updatable")
+    __slots__ = (
+        "columns",
+        "field_columns",
+        "has_deletion",
+        "has_version",
+        "insert",
+        "statements",
+    )
 
     def __init__(self, repo: type[Repository[Any]], table: Table) -> None:
         name = repo.__name__
@@ -118,7 +140,9 @@ class _Plan:
             )
         self.has_version = "version" in columns
         self.has_deletion = "deleted_at" in columns
-        self.updatable = tuple(c for c in self.field_columns if c not in _IMMUTABLE_ON_SAVE)
+        self.columns = frozenset(columns)
+        self.insert: Executable = insert(table)
+        self.statements: dict[tuple[Any, ...], Executable] = {}
 
 
 _plans: dict[tuple[type[Any], Table], _Plan] = {}
@@ -161,8 +185,8 @@ class Repository(Generic[TEntity]):
     # ------------------------------------------------------------------ reads
 
     async def get(self, id: UUID, *, include_deleted: bool = False) -> Result[TEntity]:
-        stmt = self._scoped_select(include_deleted).where(self.table.c.id == id)
-        row = (await self._session.execute(stmt)).first()
+        stmt, params = self._by_id("get", id, include_deleted)
+        row = (await self._session.execute(stmt, params)).first()
         if row is None:
             return Result.failure(self._not_found(id))
         entity = self._row_to_entity(row)
@@ -170,12 +194,8 @@ class Repository(Generic[TEntity]):
         return Result.success(entity)
 
     async def exists(self, id: UUID, *, include_deleted: bool = False) -> bool:
-        stmt = (
-            select(self.table.c.id)
-            .where(self.table.c.id == id, *self._scope_clauses(include_deleted))
-            .limit(1)
-        )
-        return (await self._session.execute(stmt)).first() is not None
+        stmt, params = self._by_id("exists", id, include_deleted)
+        return (await self._session.execute(stmt, params)).first() is not None
 
     async def list(
         self,
@@ -215,7 +235,7 @@ class Repository(Generic[TEntity]):
     async def add(self, entity: TEntity) -> Result[TEntity]:
         """Insert a new row; fills ``created_at``/``created_by`` and the tenant."""
         values = self._insert_values(entity)
-        await self._session.execute(insert(self.table).values(values))
+        await self._session.execute(self._plan.insert, values)
         self._track(entity)
         return Result.success(entity)
 
@@ -224,7 +244,7 @@ class Repository(Generic[TEntity]):
         items = list(entities)
         if items:
             rows = [self._insert_values(e) for e in items]
-            await self._session.execute(insert(self.table), rows)
+            await self._session.execute(self._plan.insert, rows)
             for entity in items:
                 self._track(entity)
         return Result.success(items)
@@ -238,18 +258,24 @@ class Repository(Generic[TEntity]):
         if not self._plan.has_version:
             raise ConfigurationError(f"{self._name}: save needs a 'version' column")
         ctx = current_context()
-        tenant = self._tenant_clause()
+        tenant = self._tenant_id()
         expected = entity.version
         now = utcnow()
         values = self._entity_to_dict(entity)
-        changes = {k: values[k] for k in self._plan.updatable if k in values}
-        changes.update(version=expected + 1, updated_at=now, updated_by=ctx.user_id)
-        stmt = update(self.table).where(
-            self.table.c.id == entity.id, self.table.c.version == expected
-        )
+        params = {_SET + k: v for k, v in values.items() if k not in _IMMUTABLE_ON_SAVE}
+        params[_SET + "version"] = expected + 1
+        for column, value in (("updated_at", now), ("updated_by", ctx.user_id)):
+            if column in self._plan.columns:
+                params[_SET + column] = value
+        params[_ID] = entity.id
+        params[_EXPECTED] = expected
         if tenant is not None:
-            stmt = stmt.where(tenant)
-        result = await self._session.execute(stmt.values(changes))
+            params[_TENANT] = tenant
+        key = ("save", tenant is not None, *params)
+        stmt = self._plan.statements.get(key)
+        if stmt is None:
+            stmt = self._plan.statements[key] = self._build_save(params, tenant is not None)
+        result = await self._session.execute(stmt, params)
         if _rowcount(result) == 0:
             if await self.exists(entity.id, include_deleted=True):
                 return Result.failure(self._conflict(entity.id, expected))
@@ -290,6 +316,39 @@ class Repository(Generic[TEntity]):
         """
         return select(self.table).where(*self._scope_clauses(include_deleted))
 
+    def _by_id(
+        self, kind: str, id: UUID, include_deleted: bool
+    ) -> tuple[Executable, dict[str, Any]]:
+        """A prepared, cached statement selecting one row by id, and its parameters.
+
+        Built once per repository class and scope shape; only the values change, so
+        SQLAlchemy's compiled cache is hit without rebuilding the statement each call.
+        """
+        tenant = self._tenant_id()
+        key = (kind, tenant is not None, include_deleted)
+        stmt = self._plan.statements.get(key)
+        if stmt is None:
+            c = self.table.c
+            base = select(self.table) if kind == "get" else select(c.id).limit(1)
+            clauses = [c.id == bindparam(_ID)]
+            if tenant is not None:
+                clauses.append(c.tenant_id == bindparam(_TENANT))
+            if not include_deleted and self._plan.has_deletion:
+                clauses.append(c.deleted_at.is_(None))
+            stmt = self._plan.statements[key] = base.where(*clauses)
+        params: dict[str, Any] = {_ID: id}
+        if tenant is not None:
+            params[_TENANT] = tenant
+        return stmt, params
+
+    def _build_save(self, params: Mapping[str, Any], scoped: bool) -> Executable:
+        c = self.table.c
+        stmt = update(self.table).where(c.id == bindparam(_ID), c.version == bindparam(_EXPECTED))
+        if scoped:
+            stmt = stmt.where(c.tenant_id == bindparam(_TENANT))
+        columns = [k[len(_SET) :] for k in params if k.startswith(_SET)]
+        return stmt.values({name: bindparam(_SET + name) for name in columns})
+
     def _scope_clauses(self, include_deleted: bool) -> builtins.list[ColumnElement[bool]]:
         clauses: list[ColumnElement[bool]] = []
         tenant = self._tenant_clause()
@@ -300,6 +359,12 @@ class Repository(Generic[TEntity]):
         return clauses
 
     def _tenant_clause(self) -> ColumnElement[bool] | None:
+        tenant = self._tenant_id()
+        return None if tenant is None else self.table.c.tenant_id == tenant
+
+    def _tenant_id(self) -> UUID | None:
+        """The tenant every statement is scoped to; None when unscoped (global table or
+        system scope). Raises :class:`TenantScopeError` when a tenant is needed and missing."""
         if not self.tenanted:
             return None
         ctx = current_context()
@@ -312,7 +377,7 @@ class Repository(Generic[TEntity]):
                 "explicitly inside system_scope()",
                 code="tenant_scope.missing",
             )
-        return self.table.c.tenant_id == ctx.tenant_id
+        return ctx.tenant_id
 
     def _filter_clauses(self, filters: Sequence[Filter]) -> builtins.list[ColumnElement[bool]]:
         """Validated WHERE clauses for ``filters`` (allow-list, operator and value checked)."""
@@ -371,7 +436,7 @@ class Repository(Generic[TEntity]):
         ctx = current_context()
         if self.tenanted and not ctx.system:
             if ctx.tenant_id is None:
-                self._tenant_clause()  # raises the tenant error
+                self._tenant_id()  # raises the tenant error
             if entity.tenant_id is None:
                 entity.tenant_id = ctx.tenant_id
             elif entity.tenant_id != ctx.tenant_id:

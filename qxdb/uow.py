@@ -345,7 +345,7 @@ class UnitOfWork:
 
     async def _exit(self, scope: UnitOfWorkScope, *, commit: bool, failing: bool) -> None:
         try:
-            if commit:
+            if commit and scope.state != "rolled_back":  # an explicit rollback() stands
                 await scope.commit()
             elif failing:
                 # The body's exception is the one the caller must see; a rollback on a
