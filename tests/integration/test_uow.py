@@ -264,3 +264,23 @@ async def test_misuse_is_refused_clearly(session_factory: SessionFactory) -> Non
     async with uow.begin():
         await asyncio.create_task(child())
     assert "entered by another task" in seen["error"]
+
+
+async def test_repository_built_by_hand_reports_to_the_unit_of_work(
+    engine: AsyncEngine, session_factory: SessionFactory
+) -> None:
+    await create_tables(engine)
+    dispatcher = Dispatcher()
+    uow = make_uow(session_factory, dispatcher)
+    with request_scope(tenant_id=uuid7()):
+        async with uow:
+            users = UserRepository(uow.session, uow)  # the reference's constructor, plus the uow
+            user = User(email="a@x.org", name="A")
+            await users.add(user)
+            user.rename("Ann")
+            await uow.commit()
+        async with uow:
+            page = await UserRepository(uow.session, uow).list()
+            page.items[0].rename("Anna")  # loaded aggregates are tracked too
+            await uow.commit()
+    assert [getattr(e, "name", None) for e in dispatcher.seen] == ["Ann", "Anna"]
