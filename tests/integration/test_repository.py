@@ -8,7 +8,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from repo_models import Tag, TagRepository, User, UserRepository, create_tables, users_table
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -24,6 +23,14 @@ from qxdb import (
     uuid7,
 )
 from qxdb.engine import SessionFactory
+from tests.integration.repo_models import (
+    Tag,
+    TagRepository,
+    User,
+    UserRepository,
+    create_tables,
+    users_table,
+)
 
 TENANT = uuid7()
 ACTOR = uuid7()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from repo_models import User, UserRepository, create_tables, users_table
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -19,6 +18,7 @@ from qxdb import (
     uuid7,
 )
 from qxdb.engine import SessionFactory
+from tests.integration.repo_models import User, UserRepository, create_tables, users_table
 
 A = uuid7()
 B = uuid7()

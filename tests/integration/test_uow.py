@@ -8,13 +8,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from repo_models import (
-    User,
-    UserRepository,
-    create_tables,
-    outbox,
-    users_table,
-)
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +23,13 @@ from qxdb import (
     uuid7,
 )
 from qxdb.engine import SessionFactory
+from tests.integration.repo_models import (
+    User,
+    UserRepository,
+    create_tables,
+    outbox,
+    users_table,
+)
 
 Handler = Callable[[DomainEvent], Awaitable[None]]
 

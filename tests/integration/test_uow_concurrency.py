@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 import pytest
-from repo_models import User, UserRepository, create_tables, users_table
 from sqlalchemy import event, select
 
 from qxdb import DatabaseSettings, UnitOfWork, create_engine, request_scope, uuid7
 from qxdb.engine import make_session_factory
+from tests.integration.repo_models import User, UserRepository, create_tables, users_table
 
 TASKS = 50
 CYCLES = 200

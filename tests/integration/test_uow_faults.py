@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from repo_models import User, UserRepository, create_tables, users_table
 from sqlalchemy import CheckConstraint, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -32,6 +31,7 @@ from qxdb import (
     uuid7,
 )
 from qxdb.engine import SessionFactory
+from tests.integration.repo_models import User, UserRepository, create_tables, users_table
 
 REPEAT = 20
 
