@@ -434,6 +434,12 @@ class Repository(Generic[TEntity]):
 
     def _insert_values(self, entity: TEntity) -> dict[str, Any]:
         ctx = current_context()
+        if self.tenanted and ctx.system and entity.tenant_id is None:
+            # A row of no tenant would be invisible to every tenant: refuse it.
+            raise TenantScopeError(
+                f"a {self._name} added in system scope must name its tenant_id",
+                code="tenant_scope.missing",
+            )
         if self.tenanted and not ctx.system:
             if ctx.tenant_id is None:
                 self._tenant_id()  # raises the tenant error

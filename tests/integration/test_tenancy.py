@@ -130,6 +130,8 @@ async def test_system_scope_is_explicit_and_sees_every_tenant(session: AsyncSess
         assert (await repo.soft_delete(bob.id)).is_success
     with request_scope(tenant_id=B):
         assert (await repo.get(bob.id, include_deleted=True)).value.name == "Robert"
+    with system_scope(), pytest.raises(TenantScopeError, match="must name its tenant_id"):
+        await repo.add(User(email="nobody@x.org", name="No tenant"))
     # Leaving the system scope restores fail-closed behaviour.
     with pytest.raises(TenantScopeError):
         await repo.list(OffsetPagination())
