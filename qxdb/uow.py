@@ -56,7 +56,7 @@ DEFAULT_MAX_EVENT_ROUNDS = 10
 _NO_CORRELATION = UUID(int=0)
 # Names a registered repository may not take: they are attributes of the scope or the uow.
 _RESERVED = frozenset(
-    {"session", "commit", "rollback", "track", "repository", "register", "begin", "state"}
+    {"session", "scope", "commit", "rollback", "track", "repository", "register", "begin", "state"}
 )
 
 
