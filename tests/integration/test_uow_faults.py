@@ -211,6 +211,7 @@ async def test_killed_connection_around_commit_leaves_both_or_neither(
 
             # Killed at a random moment around the COMMIT.
             before = await state(engine)
+            killer: asyncio.Task[None] | None = None
             with request_scope(tenant_id=TENANT):
                 try:
                     async with racing.begin() as tx:
@@ -224,6 +225,7 @@ async def test_killed_connection_around_commit_leaves_both_or_neither(
                     outcome = "success"
                 except Exception:
                     outcome = "error"
+                assert killer is not None, "the transaction failed before the kill was armed"
                 await killer
             (score, version), rows = await state(engine)
             assert score is not None
