@@ -20,7 +20,13 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -30,7 +36,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from qxdb.errors import DatabaseUnavailableError
+from qxdb.errors import ConfigurationError, DatabaseUnavailableError
 from qxdb.settings import DatabaseSettings
 from qxdb.urls import display_url, is_sqlite_url, redact_secrets
 
@@ -52,6 +58,19 @@ def create_engine(
     """Build the process-wide async engine; ``await engine.dispose()`` at shutdown."""
     settings = (settings or DatabaseSettings()).with_url(url)
     target = settings.resolved_url
+    try:
+        return _create_engine(settings, target)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigurationError(
+            f"invalid database URL {display_url(target)}: {redact_secrets(str(exc), target)}"
+        ) from None
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the driver for {display_url(target)} is not installed: {exc}"
+        ) from None
+
+
+def _create_engine(settings: DatabaseSettings, target: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": settings.echo}
     memory = is_sqlite_url(target) and (
         ":memory:" in target or target.rstrip("/").endswith("sqlite+aiosqlite:")
@@ -132,22 +151,31 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# SQLSTATE classes that mean "we could not get in", not "your statement failed":
+# 08 connection exception, 28 invalid authorization, 3D invalid catalog (no such
+# database), 53300 too many connections, 57P03 cannot connect now.
+_UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53300", "57P03")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 8:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
+    return chain
+
+
 def _is_connection_failure(exc: BaseException) -> bool:
-    if isinstance(exc, CONNECTION_ERRORS):
-        return True
-    if isinstance(exc, DBAPIError):
-        # asyncpg reports authentication and missing-database failures as their own
-        # classes; SQLAlchemy wraps them in a plain DBAPIError.
-        name = type(exc.orig).__name__ if exc.orig is not None else ""
-        return name in {
-            "InvalidPasswordError",
-            "InvalidAuthorizationSpecificationError",
-            "InvalidCatalogNameError",
-            "ClientCannotConnectError",
-            "CannotConnectNowError",
-            "ConnectionDoesNotExistError",
-            "TooManyConnectionsError",
-        }
+    for cause in _causes(exc):
+        if isinstance(cause, CONNECTION_ERRORS):
+            return True
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
     return False
 
 

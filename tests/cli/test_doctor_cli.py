@@ -1,0 +1,84 @@
+"""`qxdb doctor`, `--help` and `--version` as a new user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qxdb.testing.servers import ThrowawayPostgres, free_port
+from tests.cli.conftest import run_qxdb
+
+
+def test_version_and_help() -> None:
+    version = run_qxdb("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("qxdb ")
+    helped = run_qxdb("--help")
+    assert helped.returncode == 0
+    for group in ("doctor", "migrate", "outbox", "cursor", "schema"):
+        assert group in helped.stdout
+
+
+def test_doctor_on_the_embedded_default(tmp_path: Path) -> None:
+    result = run_qxdb("doctor", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dialect"] == "sqlite"
+    assert report["url_is_default"] is True
+    assert "embedded SQLite default" in result.stderr
+    assert (tmp_path / "qxdb.sqlite3").exists()
+    human = run_qxdb("doctor", cwd=tmp_path)
+    assert human.returncode == 0
+    assert "sqlite" in human.stdout
+
+
+def test_doctor_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    result = run_qxdb("--database-url", postgres_url, "doctor", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dialect"] == "postgresql"
+    assert report["server_version"]
+    assert report["statement_timeout_ms"] == 10000
+    assert report["outbox_table_exists"] is False
+    assert "embedded" not in result.stderr
+
+
+def test_unreachable_database_exits_3_with_one_line(tmp_path: Path) -> None:
+    url = f"postgresql+asyncpg://app:topsecret77@127.0.0.1:{free_port()}/app"
+    result = run_qxdb("--database-url", url, "doctor", cwd=tmp_path)
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("qxdb: error:")]
+    assert len(errors) == 1
+    assert "cannot connect" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert "topsecret77" not in result.stderr + result.stdout
+    # The environment variable path behaves the same.
+    via_env = run_qxdb("doctor", "--json", cwd=tmp_path, env={"QX_DB__URL": url})
+    assert via_env.returncode == 3
+    assert via_env.stdout == ""
+    assert "topsecret77" not in via_env.stderr
+
+
+def test_wrong_password_exits_3_without_leaking_it(
+    password_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    good = password_postgres.url
+    assert run_qxdb("--database-url", good, "doctor", cwd=tmp_path).returncode == 0
+    bad = good.replace("correct-horse-9", "wrong-horse-42")
+    result = run_qxdb("--database-url", bad, "doctor", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "password authentication failed" in result.stderr
+    assert "wrong-horse-42" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_usage_and_bad_settings_exit_2(tmp_path: Path) -> None:
+    unknown = run_qxdb("doctor", "--bogus", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().startswith("qxdb: error:")
+    bad_setting = run_qxdb("doctor", cwd=tmp_path, env={"QX_DB__POOL_SIZE": "lots"})
+    assert bad_setting.returncode == 2
+    assert "QX_DB__POOL_SIZE" in bad_setting.stderr
+    bad_driver = run_qxdb("--database-url", "nosuchdb://x/y", "doctor", cwd=tmp_path)
+    assert bad_driver.returncode == 2, bad_driver.stderr
+    assert "Traceback" not in bad_driver.stderr

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qxdb import DatabaseSettings, display_url
+from qxdb.urls import redact_secrets
+
+
+def test_default_is_embedded_sqlite(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QX_DB__URL", raising=False)
+    settings = DatabaseSettings()
+    assert settings.url_is_default
+    assert settings.resolved_url == "sqlite+aiosqlite:///./qxdb.sqlite3"
+    assert settings.dialect_name == "sqlite"
+
+
+def test_reads_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QX_DB__URL", "postgresql+asyncpg://app:s3cret@db:5432/app")
+    monkeypatch.setenv("QX_DB__POOL_SIZE", "3")
+    monkeypatch.setenv("QX_DB__STATEMENT_TIMEOUT_MS", "1500")
+    monkeypatch.setenv("QX_DB__POOL_KIND", "null")
+    settings = DatabaseSettings()
+    assert not settings.url_is_default
+    assert settings.pool_size == 3
+    assert settings.statement_timeout_ms == 1500
+    assert settings.pool_kind == "null"
+    assert "s3cret" not in settings.display_url
+    assert "s3cret" not in repr(settings)
+
+
+def test_reads_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for var in ("QX_DB__URL", "QX_DB__MAX_OVERFLOW", "QX_DB__OUTBOX_TABLE"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / ".env").write_text(
+        "QX_DB__URL=postgresql+asyncpg://u:pw@h/d\nQX_DB__MAX_OVERFLOW=0\nQX_DB__OUTBOX_TABLE=events_out\n"
+    )
+    settings = DatabaseSettings()
+    assert settings.resolved_url == "postgresql+asyncpg://u:pw@h/d"
+    assert settings.max_overflow == 0
+    assert settings.outbox_table == "events_out"
+
+
+def test_environment_beats_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("QX_DB__POOL_SIZE=4\n")
+    monkeypatch.setenv("QX_DB__POOL_SIZE", "9")
+    assert DatabaseSettings().pool_size == 9
+
+
+@pytest.mark.parametrize("name", ["events; drop table x", "1abc", "a.b.c", "x" * 64, ""])
+def test_outbox_table_must_be_an_identifier(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("QX_DB__OUTBOX_TABLE", name)
+    with pytest.raises(ValueError, match="identifier"):
+        DatabaseSettings()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+asyncpg://app:pw%40rd@db:5432/app",
+            "postgresql+asyncpg://app:***@db:5432/app",
+        ),
+        ("postgresql+asyncpg://app@db/app", "postgresql+asyncpg://app@db/app"),
+        (
+            "postgresql+asyncpg://db/app?user=a&password=zz",
+            "postgresql+asyncpg://db/app?user=a&password=***",
+        ),
+        ("sqlite+aiosqlite:///./qxdb.sqlite3", "sqlite+aiosqlite:///./qxdb.sqlite3"),
+    ],
+)
+def test_display_url_hides_passwords(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+
+
+def test_redact_secrets_in_free_text() -> None:
+    url = "postgresql+asyncpg://app:pa55word@db/app"
+    text = f"failed for {url} with password pa55word"
+    assert "pa55word" not in redact_secrets(text, url)
+    assert "pa55word" not in redact_secrets("connect to postgresql://x:pa55word@h/d", None)
