@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
@@ -129,21 +129,31 @@ class UnitOfWorkScope:
         self._state = "committing"
         try:
             events = await self._dispatch_all()
-            if events:
-                outbox = self._uow._outbox
-                if outbox is None:
-                    raise ConfigurationError(
-                        f"{len(events)} integration event(s) recorded but this UnitOfWork "
-                        "has no outbox recorder (pass outbox=DefaultOutboxRecorder())"
-                    )
-                await outbox.record(self._session, events)
-            await self._session.commit()
+            if events and self._uow._outbox is None:
+                raise ConfigurationError(
+                    f"{len(events)} integration event(s) recorded but this UnitOfWork "
+                    "has no outbox recorder (pass outbox=DefaultOutboxRecorder())"
+                )
+            # The outbox INSERT and the COMMIT run to their end even if this task is
+            # cancelled meanwhile: a statement interrupted half-way can leave the
+            # connection, its transaction and its locks behind (aiosqlite keeps a
+            # force-closed connection's write lock until garbage collection). The
+            # cancellation is re-raised once the outcome is settled.
+            interrupted = await _run_to_completion(self._write(events))
         except BaseException:
             self._state = "failed"
             self._discard_events()
             await self._abandon()
             raise
         self._state = "committed"
+        if interrupted:
+            raise asyncio.CancelledError
+
+    async def _write(self, events: list[Event]) -> None:
+        if events:
+            assert self._uow._outbox is not None
+            await self._uow._outbox.record(self._session, events)
+        await self._session.commit()
 
     async def rollback(self) -> None:
         """Roll back and discard pending events (no-op once committed or rolled back)."""
@@ -210,6 +220,24 @@ class UnitOfWorkScope:
             else heapq.merge(*per_aggregate, key=lambda pair: pair[0].event_id)
         )
         return [_enrich(event, aggregate, ctx) for event, aggregate in ordered]
+
+
+async def _run_to_completion(work: Coroutine[Any, Any, None]) -> bool:
+    """Await ``work`` to its end even if the caller is cancelled; say whether it was."""
+    task = asyncio.ensure_future(work)
+    interrupted = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            return interrupted
+        except asyncio.CancelledError:
+            if not task.done():
+                interrupted = True
+                continue
+            if task.cancelled():
+                raise
+            task.result()  # the work's own failure, if it failed
+            return True
 
 
 def _enrich(event: Event, aggregate: AggregateRoot, ctx: RequestContext) -> Event:

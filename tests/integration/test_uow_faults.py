@@ -145,7 +145,13 @@ async def test_cancelled_commit_leaves_both_or_neither(
         else:
             hold.clear()
         task = asyncio.create_task(change(uow, seeded.id, Touched(), Noted(n=i)))
-        await reached.wait()
+        waiter = asyncio.create_task(reached.wait())
+        await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not reached.is_set():
+            # The operation ended (or stalled) before its commit began: surface why.
+            task.cancel() if not task.done() else task.result()
+            pytest.fail(f"round {i}: the operation never reached its commit")
         if not deterministic:
             await asyncio.sleep(rng.random() * 0.003)
         task.cancel()
