@@ -80,6 +80,14 @@ _EXPORTS: dict[str, str] = {
     "SchemaConfig": "qxdb.conventions",
     "check_metadata": "qxdb.conventions",
     "check_database": "qxdb.conventions",
+    # repository and unit of work
+    "Repository": "qxdb.repository",
+    "AggregateTracker": "qxdb.repository",
+    "escape_like": "qxdb.repository",
+    "UnitOfWork": "qxdb.uow",
+    "UnitOfWorkScope": "qxdb.uow",
+    "EventDispatcher": "qxdb.uow",
+    "DispatchLoopError": "qxdb.uow",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -182,6 +190,11 @@ if TYPE_CHECKING:
         OffsetPagination as OffsetPagination,
         Sort as Sort,
     )
+    from qxdb.repository import (
+        AggregateTracker as AggregateTracker,
+        Repository as Repository,
+        escape_like as escape_like,
+    )
     from qxdb.result import (
         Result as Result,
     )
@@ -192,6 +205,12 @@ if TYPE_CHECKING:
         JSONType as JSONType,
         UTCDateTime as UTCDateTime,
         UUIDType as UUIDType,
+    )
+    from qxdb.uow import (
+        DispatchLoopError as DispatchLoopError,
+        EventDispatcher as EventDispatcher,
+        UnitOfWork as UnitOfWork,
+        UnitOfWorkScope as UnitOfWorkScope,
     )
     from qxdb.urls import (
         display_url as display_url,
