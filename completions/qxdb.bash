@@ -9,7 +9,7 @@ __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
         'qxdb migrate') printf '%s\n' init revision up down stamp current history heads check ;;
-        'qxdb outbox') printf '%s\n' relay ;;
+        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
     esac
@@ -32,6 +32,11 @@ __qxdb_options() {
         'qxdb migrate check') printf '%s\n' -c --config --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' -h --help ;;
+        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --json -h --help ;;
+        'qxdb outbox show') printf '%s\n' --row -h --help ;;
+        'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
+        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id -y --yes --dry-run --json -h --help ;;
+        'qxdb outbox purge') printf '%s\n' --older-than --include-dead -y --yes --dry-run --json -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
         'qxdb cursor encode') printf '%s\n' --secret --fingerprint --direction --json -h --help ;;
@@ -67,6 +72,26 @@ __qxdb_value() {
         'qxdb migrate heads --config') echo 'file' ;;
         'qxdb migrate check -c') echo 'file' ;;
         'qxdb migrate check --config') echo 'file' ;;
+        'qxdb outbox inspect -s') echo 'text' ;;
+        'qxdb outbox inspect --status') echo 'text' ;;
+        'qxdb outbox inspect -e') echo 'text' ;;
+        'qxdb outbox inspect --event') echo 'text' ;;
+        'qxdb outbox inspect --tenant') echo 'text' ;;
+        'qxdb outbox inspect --since') echo 'text' ;;
+        'qxdb outbox inspect --until') echo 'text' ;;
+        'qxdb outbox inspect --id') echo 'text' ;;
+        'qxdb outbox inspect -n') echo 'text' ;;
+        'qxdb outbox inspect --limit') echo 'text' ;;
+        'qxdb outbox inspect --after') echo 'text' ;;
+        'qxdb outbox replay -s') echo 'text' ;;
+        'qxdb outbox replay --status') echo 'text' ;;
+        'qxdb outbox replay -e') echo 'text' ;;
+        'qxdb outbox replay --event') echo 'text' ;;
+        'qxdb outbox replay --tenant') echo 'text' ;;
+        'qxdb outbox replay --since') echo 'text' ;;
+        'qxdb outbox replay --until') echo 'text' ;;
+        'qxdb outbox replay --id') echo 'text' ;;
+        'qxdb outbox purge --older-than') echo 'text' ;;
         'qxdb cursor decode --secret') echo 'text' ;;
         'qxdb cursor encode --secret') echo 'text' ;;
         'qxdb cursor encode --fingerprint') echo 'text' ;;

@@ -10,7 +10,7 @@ function __qxdb_commands
         case 'qxdb migrate'
             printf '%s\n' init revision up down stamp current history heads check
         case 'qxdb outbox'
-            printf '%s\n' relay
+            printf '%s\n' relay inspect show stats replay purge
         case 'qxdb cursor'
             printf '%s\n' decode encode
         case 'qxdb schema'
@@ -40,6 +40,12 @@ function __qxdb_value_options
             printf '%s\n' -c --config
         case 'qxdb migrate check'
             printf '%s\n' -c --config
+        case 'qxdb outbox inspect'
+            printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after
+        case 'qxdb outbox replay'
+            printf '%s\n' -s --status -e --event --tenant --since --until --id
+        case 'qxdb outbox purge'
+            printf '%s\n' --older-than
         case 'qxdb cursor decode'
             printf '%s\n' --secret
         case 'qxdb cursor encode'
@@ -128,8 +134,44 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -s c -l config -r -F -d 'Al
 complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a stats -d 'Counts by status and by event name, and the lag (age of the oldest pending row)'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a replay -d 'Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a purge -d 'Delete rows published longer ago than --older-than, in batches of 10,000'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s s -l status -x -d 'pending (undelivered, incl. failed), failed, published, dead or all.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s e -l event -x -d 'Event name, exact or a glob such as \'orders.*\'.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l tenant -x -d 'Tenant id (UUID).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l since -x -d 'Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l until -x -d 'Occurred before (same forms as --since).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l id -x -d 'A row id; repeat for several.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s n -l limit -x
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l after -x -d 'Continue after this id (from the previous page).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox show'" -l row -d 'Print the whole row (delivery state and envelope).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox show'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox stats'" -l exact -d 'Count published rows exactly, by event (reads the whole table).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox stats'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox stats'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s s -l status -x -d 'pending (undelivered, incl. failed), failed, published, dead or all.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s e -l event -x -d 'Event name, exact or a glob such as \'orders.*\'.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l tenant -x -d 'Tenant id (UUID).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l since -x -d 'Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l until -x -d 'Occurred before (same forms as --since).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l id -x -d 'A row id; repeat for several.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s y -l yes -d 'Do not ask; needed without a terminal.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l dry-run -d 'Show what would change, change nothing.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -l older-than -x -d 'Age, e.g. 7d, 12h, 1h30m (units s m h d w).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -l include-dead -d 'Also delete dead rows that old (by dead_at).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -s y -l yes -d 'Do not ask; needed without a terminal.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -l dry-run -d 'Show what would change, change nothing.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -a decode -d 'Show the values in a cursor, with their types, and whether its signature verified'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -a encode -d 'Build a cursor token from JSON values; signed when a secret is given or configured'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -s h -l help -d 'Show this message and exit.'

@@ -11,7 +11,7 @@ _qxdb_commands() {
   case "$1" in
     ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, stamp, check' 'outbox:Inspect and operate the transactional outbox' 'cursor:Decode and encode opaque pagination cursors (no database needed)' 'schema:Check tables against qxdb'\''s schema conventions') ;;
     ('qxdb migrate') reply=('init:Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako' 'revision:Write a new revision file; --autogenerate fills it from the models (database at head)' 'up:Upgrade the database to REVISION (default: head) under the migration lock' 'down:Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)' 'stamp:Record REVISION as the database'\''s current one without running migrations (locked)' 'current:Show the revision(s) the database is at' 'history:List every revision, newest first' 'heads:List the head revision(s); more than one means branches to merge' 'check:Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head') ;;
-    ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream') ;;
+    ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream' 'inspect:List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error' 'show:Print the event envelope of one outbox row as pretty JSON' 'stats:Counts by status and by event name, and the lag (age of the oldest pending row)' 'replay:Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids' 'purge:Delete rows published longer ago than --older-than, in batches of 10,000') ;;
     ('qxdb cursor') reply=('decode:Show the values in a cursor, with their types, and whether its signature verified' 'encode:Build a cursor token from JSON values; signed when a secret is given or configured') ;;
     ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules: id, name, default severity, where they apply, rationale and fix') ;;
   esac
@@ -35,6 +35,11 @@ _qxdb_options() {
     ('qxdb migrate check') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox relay') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox inspect') reply=('-s:pending (undelivered, incl. failed), failed, published, dead or all.' '--status:pending (undelivered, incl. failed), failed, published, dead or all.' '-e:Event name, exact or a glob such as '\''orders.*'\''.' '--event:Event name, exact or a glob such as '\''orders.*'\''.' '--tenant:Tenant id (UUID).' '--since:Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).' '--until:Occurred before (same forms as --since).' '--id:A row id; repeat for several.' '-n:' '--limit:' '--after:Continue after this id (from the previous page).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox show') reply=('--row:Print the whole row (delivery state and envelope).' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox stats') reply=('--exact:Count published rows exactly, by event (reads the whole table).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox replay') reply=('-s:pending (undelivered, incl. failed), failed, published, dead or all.' '--status:pending (undelivered, incl. failed), failed, published, dead or all.' '-e:Event name, exact or a glob such as '\''orders.*'\''.' '--event:Event name, exact or a glob such as '\''orders.*'\''.' '--tenant:Tenant id (UUID).' '--since:Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).' '--until:Occurred before (same forms as --since).' '--id:A row id; repeat for several.' '-y:Do not ask; needed without a terminal.' '--yes:Do not ask; needed without a terminal.' '--dry-run:Show what would change, change nothing.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb outbox purge') reply=('--older-than:Age, e.g. 7d, 12h, 1h30m (units s m h d w).' '--include-dead:Also delete dead rows that old (by dead_at).' '-y:Do not ask; needed without a terminal.' '--yes:Do not ask; needed without a terminal.' '--dry-run:Show what would change, change nothing.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor decode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--allow-unsigned:Show an unsigned token even though a secret is configured.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor encode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--fingerprint:Fingerprint to carry (default: the document'\''s).' '--direction:next or previous (default: the document'\''s, else next).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
@@ -71,6 +76,26 @@ _qxdb_value() {
     ('qxdb migrate heads --config') reply=('file') ;;
     ('qxdb migrate check -c') reply=('file') ;;
     ('qxdb migrate check --config') reply=('file') ;;
+    ('qxdb outbox inspect -s') reply=('text') ;;
+    ('qxdb outbox inspect --status') reply=('text') ;;
+    ('qxdb outbox inspect -e') reply=('text') ;;
+    ('qxdb outbox inspect --event') reply=('text') ;;
+    ('qxdb outbox inspect --tenant') reply=('text') ;;
+    ('qxdb outbox inspect --since') reply=('text') ;;
+    ('qxdb outbox inspect --until') reply=('text') ;;
+    ('qxdb outbox inspect --id') reply=('text') ;;
+    ('qxdb outbox inspect -n') reply=('text') ;;
+    ('qxdb outbox inspect --limit') reply=('text') ;;
+    ('qxdb outbox inspect --after') reply=('text') ;;
+    ('qxdb outbox replay -s') reply=('text') ;;
+    ('qxdb outbox replay --status') reply=('text') ;;
+    ('qxdb outbox replay -e') reply=('text') ;;
+    ('qxdb outbox replay --event') reply=('text') ;;
+    ('qxdb outbox replay --tenant') reply=('text') ;;
+    ('qxdb outbox replay --since') reply=('text') ;;
+    ('qxdb outbox replay --until') reply=('text') ;;
+    ('qxdb outbox replay --id') reply=('text') ;;
+    ('qxdb outbox purge --older-than') reply=('text') ;;
     ('qxdb cursor decode --secret') reply=('text') ;;
     ('qxdb cursor encode --secret') reply=('text') ;;
     ('qxdb cursor encode --fingerprint') reply=('text') ;;

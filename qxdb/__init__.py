@@ -76,10 +76,25 @@ _EXPORTS: dict[str, str] = {
     "include_outbox_table": "qxdb.outbox.table",
     "OutboxRecorder": "qxdb.outbox.recorder",
     "DefaultOutboxRecorder": "qxdb.outbox.recorder",
+    "OutboxStore": "qxdb.outbox.store",
+    "open_outbox_store": "qxdb.outbox.store",
+    "OutboxSelection": "qxdb.outbox.selection",
+    "OutboxRow": "qxdb.outbox.reports",
+    "OutboxStats": "qxdb.outbox.reports",
+    "parse_duration": "qxdb.durations",
+    "parse_timestamp": "qxdb.durations",
     # schema conventions
     "SchemaConfig": "qxdb.conventions",
     "check_metadata": "qxdb.conventions",
     "check_database": "qxdb.conventions",
+    # repository and unit of work
+    "Repository": "qxdb.repository",
+    "AggregateTracker": "qxdb.repository",
+    "escape_like": "qxdb.repository",
+    "UnitOfWork": "qxdb.uow",
+    "UnitOfWorkScope": "qxdb.uow",
+    "EventDispatcher": "qxdb.uow",
+    "DispatchLoopError": "qxdb.uow",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -126,6 +141,10 @@ if TYPE_CHECKING:
         Event as Event,
         IntegrationEvent as IntegrationEvent,
     )
+    from qxdb.durations import (
+        parse_duration as parse_duration,
+        parse_timestamp as parse_timestamp,
+    )
     from qxdb.engine import (
         SessionFactory as SessionFactory,
         create_engine as create_engine,
@@ -161,6 +180,17 @@ if TYPE_CHECKING:
         DefaultOutboxRecorder as DefaultOutboxRecorder,
         OutboxRecorder as OutboxRecorder,
     )
+    from qxdb.outbox.reports import (
+        OutboxRow as OutboxRow,
+        OutboxStats as OutboxStats,
+    )
+    from qxdb.outbox.selection import (
+        OutboxSelection as OutboxSelection,
+    )
+    from qxdb.outbox.store import (
+        OutboxStore as OutboxStore,
+        open_outbox_store as open_outbox_store,
+    )
     from qxdb.outbox.table import (
         OUTBOX_TABLE_NAME as OUTBOX_TABLE_NAME,
         include_outbox_table as include_outbox_table,
@@ -177,6 +207,11 @@ if TYPE_CHECKING:
         OffsetPagination as OffsetPagination,
         Sort as Sort,
     )
+    from qxdb.repository import (
+        AggregateTracker as AggregateTracker,
+        Repository as Repository,
+        escape_like as escape_like,
+    )
     from qxdb.result import (
         Result as Result,
     )
@@ -187,6 +222,12 @@ if TYPE_CHECKING:
         JSONType as JSONType,
         UTCDateTime as UTCDateTime,
         UUIDType as UUIDType,
+    )
+    from qxdb.uow import (
+        DispatchLoopError as DispatchLoopError,
+        EventDispatcher as EventDispatcher,
+        UnitOfWork as UnitOfWork,
+        UnitOfWorkScope as UnitOfWorkScope,
     )
     from qxdb.urls import (
         display_url as display_url,
