@@ -59,6 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
 
 from qxdb.context import current_context
+from qxdb.cursor import CursorCodec
 from qxdb.domain import AggregateRoot, Entity
 from qxdb.errors import (
     ConfigurationError,
@@ -68,7 +69,16 @@ from qxdb.errors import (
     TenantScopeError,
 )
 from qxdb.ids import utcnow
-from qxdb.query import Filter, OffsetPage, OffsetPagination, Sort, order_spec
+from qxdb.pagination import fetch_cursor_page
+from qxdb.query import (
+    CursorPage,
+    CursorPagination,
+    Filter,
+    OffsetPage,
+    OffsetPagination,
+    Sort,
+    order_spec,
+)
 from qxdb.result import Result
 
 __all__ = ["AggregateTracker", "Repository", "escape_like"]
@@ -162,6 +172,8 @@ class Repository(Generic[TEntity]):
     sortable_fields: ClassVar[Iterable[str]] = frozenset()
     # Fail closed: a repository is tenant-scoped unless it says it is global.
     tenanted: ClassVar[bool] = True
+    # Signs and checks list_cursor's cursors; None: from QX_DB__CURSOR_* at each call.
+    cursor_codec: ClassVar[CursorCodec | None] = None
 
     def __init__(self, session: AsyncSession, uow: AggregateTracker | None = None) -> None:
         self._session = session
@@ -228,6 +240,41 @@ class Repository(Generic[TEntity]):
             page_size=pagination.page_size,
             total=total,
             has_next=has_next,
+        )
+
+    async def list_cursor(
+        self,
+        pagination: CursorPagination = CursorPagination(),
+        *,
+        include_deleted: bool = False,
+    ) -> CursorPage[TEntity]:
+        """One keyset page, with the allow-listed filters, tenant and soft-delete scoping.
+
+        The cursor is bound to this table, the sort, the filters and the scope (tenant,
+        ``include_deleted``): any other listing refuses it with
+        :class:`~qxdb.errors.CursorError` (``wrong_sort``). See ``docs/cursors.md``.
+        """
+        sort = self._validated_sort(pagination.sort)
+        where = [*self._scope_clauses(include_deleted), *self._filter_clauses(pagination.filters)]
+        tenant = self._tenant_id()
+        scope = f"{self.table.fullname}|tenant={tenant or '*'}|deleted={include_deleted}"
+        page = await fetch_cursor_page(
+            self._session,
+            select(self.table).where(*where),
+            self.table,
+            dataclasses.replace(pagination, sort=sort),
+            codec=self.cursor_codec,
+            resource=scope,
+        )
+        items = [self._row_to_entity(row) for row in page.items]
+        for item in items:
+            self._track(item)
+        return CursorPage(
+            items=items,
+            next_cursor=page.next_cursor,
+            previous_cursor=page.previous_cursor,
+            has_next=page.has_next,
+            has_previous=page.has_previous,
         )
 
     # ----------------------------------------------------------------- writes
