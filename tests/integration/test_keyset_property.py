@@ -78,8 +78,10 @@ def _python_order(rows: list[dict[str, Any]], spec: tuple[Sort, ...]) -> list[uu
 
 
 async def _walk(
-    conn: AsyncConnection, sort: list[Sort], size: int
+    conn: AsyncConnection, sort: list[Sort], size: int, total: int
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    # A cursor that fails to advance would page forever: more pages than rows is a failure.
+    budget = total // size + 2
     forward: list[uuid.UUID] = []
     cursor: str | None = None
     page_count = 0
@@ -95,6 +97,7 @@ async def _walk(
         assert page.has_previous == (page_count > 0)
         forward.extend(row["id"] for row in page.items)
         page_count += 1
+        assert page_count <= budget, f"forward walk does not advance (page size {size})"
         if not page.has_next:
             assert page.next_cursor is None
             break
@@ -115,6 +118,8 @@ async def _walk(
         assert len(page.items) == size or not page.has_previous
         backward[:0] = [row["id"] for row in page.items]
         cursor = page.previous_cursor
+        page_count -= 1
+        assert page_count >= -1, f"backward walk does not advance (page size {size})"
     return forward, backward
 
 
@@ -149,6 +154,6 @@ async def test_every_walk_is_the_order_by(
         ]
         assert unpaged == _python_order(rows, spec)
         for size in range(1, 12):
-            forward, backward = await _walk(conn, sort, size)
+            forward, backward = await _walk(conn, sort, size, len(rows))
             assert forward == unpaged, f"forward walk, page size {size}"
             assert backward == unpaged, f"backward walk, page size {size}"
