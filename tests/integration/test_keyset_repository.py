@@ -66,10 +66,12 @@ async def _walk(repo: UserRepository, pagination: CursorPagination, **kw: Any) -
     while page.next_cursor is not None:
         page = await repo.list_cursor(replace(pagination, cursor=page.next_cursor), **kw)
         items += page.items
+        assert len(items) <= 100, "the walk does not advance"
     back = list(page.items)
     while page.previous_cursor is not None:
         page = await repo.list_cursor(replace(pagination, cursor=page.previous_cursor), **kw)
         back[:0] = page.items
+        assert len(back) <= 100, "the walk does not advance"
     assert [u.id for u in back] == [u.id for u in items]
     return items
 
