@@ -78,7 +78,8 @@ def decode(
     try:
         decoded = codec.decode(_read_argument(token, "cursor"))
     except CursorError as exc:
-        raise CursorError(exc.reason, f"bad cursor ({exc.reason}): {exc.message}") from None
+        hint = " (--allow-unsigned shows it anyway)" if exc.reason == "unsigned" else ""
+        raise CursorError(exc.reason, f"bad cursor ({exc.reason}): {exc.message}{hint}") from None
     if as_json:
         from qxdb_cli import render
 
