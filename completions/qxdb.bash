@@ -19,7 +19,7 @@ __qxdb_options() {
     case "$1" in
         'qxdb') printf '%s\n' --database-url --debug --version --install-completion --show-completion -h --help ;;
         'qxdb doctor') printf '%s\n' --json -h --help ;;
-        'qxdb demo') printf '%s\n' -h --help ;;
+        'qxdb demo') printf '%s\n' --dir --orders -h --help ;;
         'qxdb migrate') printf '%s\n' -h --help ;;
         'qxdb migrate init') printf '%s\n' --metadata -h --help ;;
         'qxdb migrate revision') printf '%s\n' -m --message --autogenerate -c --config -h --help ;;
@@ -50,6 +50,8 @@ __qxdb_options() {
 __qxdb_value() {
     case "$1" in
         'qxdb --database-url') echo 'text' ;;
+        'qxdb demo --dir') echo 'file' ;;
+        'qxdb demo --orders') echo 'text' ;;
         'qxdb migrate init --metadata') echo 'text' ;;
         'qxdb migrate revision -m') echo 'text' ;;
         'qxdb migrate revision --message') echo 'text' ;;

@@ -22,6 +22,8 @@ function __qxdb_value_options
     switch $argv[1]
         case 'qxdb'
             printf '%s\n' --database-url
+        case 'qxdb demo'
+            printf '%s\n' --dir --orders
         case 'qxdb migrate init'
             printf '%s\n' --metadata
         case 'qxdb migrate revision'
@@ -79,7 +81,7 @@ end
 
 complete -c qxdb -f
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a doctor -d 'Connect and report the dialect, server version, URL (password hidden), pool and tables'
-complete -c qxdb -n "__qxdb_at 'qxdb'" -a demo -d 'Run a small example service end to end on the embedded database'
+complete -c qxdb -n "__qxdb_at 'qxdb'" -a demo -d 'Write an example service into a workspace and run every part of qxdb on it'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a migrate -d 'Alembic migrations: init, revision, up, down, current, history, heads, stamp, check'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a outbox -d 'Inspect and operate the transactional outbox'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a cursor -d 'Decode and encode opaque pagination cursors (no database needed)'
@@ -92,6 +94,8 @@ complete -c qxdb -n "__qxdb_at 'qxdb'" -l show-completion -d 'Show completion fo
 complete -c qxdb -n "__qxdb_at 'qxdb'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb doctor'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb doctor'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb demo'" -l dir -r -F -d 'Workspace folder for the example service (created if missing).'
+complete -c qxdb -n "__qxdb_at 'qxdb demo'" -l orders -x -d 'How many orders to place.'
 complete -c qxdb -n "__qxdb_at 'qxdb demo'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a init -d 'Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a revision -d 'Write a new revision file; --autogenerate fills it from the models (database at head)'

@@ -9,7 +9,7 @@
 _qxdb_commands() {
   reply=()
   case "$1" in
-    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Run a small example service end to end on the embedded database' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, stamp, check' 'outbox:Inspect and operate the transactional outbox' 'cursor:Decode and encode opaque pagination cursors (no database needed)' 'schema:Check tables against qxdb'\''s schema conventions') ;;
+    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Write an example service into a workspace and run every part of qxdb on it' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, stamp, check' 'outbox:Inspect and operate the transactional outbox' 'cursor:Decode and encode opaque pagination cursors (no database needed)' 'schema:Check tables against qxdb'\''s schema conventions') ;;
     ('qxdb migrate') reply=('init:Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako' 'revision:Write a new revision file; --autogenerate fills it from the models (database at head)' 'up:Upgrade the database to REVISION (default: head) under the migration lock' 'down:Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)' 'stamp:Record REVISION as the database'\''s current one without running migrations (locked)' 'current:Show the revision(s) the database is at' 'history:List every revision, newest first' 'heads:List the head revision(s); more than one means branches to merge' 'check:Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head') ;;
     ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream' 'inspect:List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error' 'show:Print the event envelope of one outbox row as pretty JSON' 'stats:Counts by status and by event name, and the lag (age of the oldest pending row)' 'replay:Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids' 'purge:Delete rows published longer ago than --older-than, in batches of 10,000') ;;
     ('qxdb cursor') reply=('decode:Show the values in a cursor, with their types, and whether its signature verified' 'encode:Build a cursor token from JSON values; signed when a secret is given or configured') ;;
@@ -22,7 +22,7 @@ _qxdb_options() {
   case "$1" in
     ('qxdb') reply=('--database-url:SQLAlchemy async URL; overrides QX_DB__URL. Unset: the embedded SQLite file ./qxdb.sqlite3.' '--debug:Show tracebacks on errors.' '--version:Print the version and exit.' '--install-completion:Install completion for the current shell.' '--show-completion:Show completion for the current shell, to copy it or customize the installation.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb doctor') reply=('--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb demo') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb demo') reply=('--dir:Workspace folder for the example service (created if missing).' '--orders:How many orders to place.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate init') reply=('--metadata:Import path of the models'\'' MetaData: package.module:metadata.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate revision') reply=('-m:What the revision does.' '--message:What the revision does.' '--autogenerate:Write the differences between models and database.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
@@ -54,6 +54,8 @@ _qxdb_value() {
   reply=()
   case "$1" in
     ('qxdb --database-url') reply=('text') ;;
+    ('qxdb demo --dir') reply=('file') ;;
+    ('qxdb demo --orders') reply=('text') ;;
     ('qxdb migrate init --metadata') reply=('text') ;;
     ('qxdb migrate revision -m') reply=('text') ;;
     ('qxdb migrate revision --message') reply=('text') ;;

@@ -252,7 +252,6 @@ def stats(
 
     Example: qxdb outbox stats --json
     """
-    from qxdb.durations import format_duration
     from qxdb.outbox.store import open_outbox_store
     from qxdb_cli.state import load_settings
 
@@ -267,9 +266,16 @@ def stats(
     if as_json:
         render.print_json(report.to_dict())
         return
+    render_stats(report, exact=exact)
+
+
+def render_stats(report: Any, *, exact: bool) -> None:
+    """The human view of :class:`~qxdb.outbox.reports.OutboxStats` (also used by the demo)."""
     from datetime import timedelta
 
     from rich.table import Table
+
+    from qxdb.durations import format_duration
 
     about = "~" if report.published_is_estimate else ""
     summary = Table(show_header=False, box=None, pad_edge=False)
