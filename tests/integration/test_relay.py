@@ -1,0 +1,317 @@
+"""The outbox relay against a real NATS JetStream: exactly once in the stream, failing
+events back off and die without stalling the others, replay, and the SQLite worker.
+
+Helpers here are shared by the other ``test_relay_*`` modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from qxdb.domain import IntegrationEvent
+from qxdb.engine import create_engine, make_session_factory
+from qxdb.ids import uuid7
+from qxdb.outbox import DefaultOutboxRecorder, outbox_row, outbox_table
+from qxdb.outbox.publishers import (
+    NatsJetStreamPublisher,
+    OutboundMessage,
+    PublishOutcome,
+)
+from qxdb.outbox.relay import OutboxRelay, RelayConfig
+from qxdb.settings import DatabaseSettings
+
+TABLE = outbox_table()
+
+
+class OrderPlaced(IntegrationEvent):
+    event_name: ClassVar[str] = "orders.placed"
+    seq: int = 0
+
+
+class InvoiceSent(IntegrationEvent):
+    event_name: ClassVar[str] = "billing.invoice sent"
+    seq: int = 0
+
+
+@dataclass
+class StreamScope:
+    """A private stream and subject prefix for one test (deleted afterwards)."""
+
+    url: str
+    prefix: str
+    stream: str
+
+
+@pytest.fixture
+async def scope(qxdb_nats_url: str) -> AsyncIterator[StreamScope]:
+    tag = uuid.uuid4().hex[:12]
+    found = StreamScope(qxdb_nats_url, f"t{tag}", f"T_{tag.upper()}")
+    async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+        await pub.ensure_stream(found.stream, found.prefix, duplicate_window=120)
+    try:
+        yield found
+    finally:
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            await pub.connection.jetstream().delete_stream(found.stream)
+
+
+async def make_outbox(url: str) -> AsyncEngine:
+    engine = create_engine(DatabaseSettings(statement_timeout_ms=None), url=url)
+    async with engine.begin() as conn:
+        await conn.run_sync(TABLE.metadata.create_all)
+    return engine
+
+
+async def record(
+    engine: AsyncEngine, events: Sequence[IntegrationEvent], *, chunk: int = 1000
+) -> None:
+    """Record through the real recorder, ``chunk`` events per transaction."""
+    factory = make_session_factory(engine)
+    recorder = DefaultOutboxRecorder(TABLE)
+    for start in range(0, len(events), chunk):
+        async with factory() as session, session.begin():
+            await recorder.record(session, events[start : start + chunk])
+
+
+async def seed(engine: AsyncEngine, events: Sequence[IntegrationEvent]) -> None:
+    """Bulk-load outbox rows (the recorder's rows, executemany) in one transaction."""
+    async with engine.begin() as conn:
+        await conn.execute(insert(TABLE), [outbox_row(e) for e in events])
+
+
+def keyed_events(count: int, keys: int) -> list[IntegrationEvent]:
+    aggregates = [uuid7() for _ in range(keys)]
+    return [OrderPlaced(aggregate_id=aggregates[i % keys], seq=i) for i in range(count)]
+
+
+async def stream_messages(scope: StreamScope, expected: int) -> list[tuple[str, str, int]]:
+    """Every message of the stream in stream order: (Nats-Msg-Id, subject, seq).
+
+    Reads ``expected`` messages and then makes sure nothing more is stored.
+    """
+    async with NatsJetStreamPublisher(scope.url) as pub:
+        js = pub.connection.jetstream()
+        info = await js.stream_info(scope.stream)
+        total = info.state.messages
+        found: list[tuple[str, str, int]] = []
+        complete = asyncio.Event()
+
+        async def collect(msg: Any) -> None:
+            found.append((msg.headers["Nats-Msg-Id"], msg.subject, msg.metadata.sequence.stream))
+            if len(found) >= total:
+                complete.set()
+
+        if total:
+            sub = await js.subscribe(
+                f"{scope.prefix}.>", stream=scope.stream, cb=collect, ordered_consumer=True
+            )
+            await asyncio.wait_for(complete.wait(), 60)
+            await sub.unsubscribe()
+    assert total == expected, f"stream holds {total} messages, expected {expected}"
+    return found
+
+
+async def delivery_ids(engine: AsyncEngine) -> dict[str, tuple[str | None, uuid.UUID]]:
+    """delivery id -> (ordering key, row id) of every outbox row."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(select(TABLE.c.delivery_id, TABLE.c.ordering_key, TABLE.c.id))
+        ).all()
+    return {str(d): (k, i) for d, k, i in rows}
+
+
+async def status_counts(engine: AsyncEngine) -> dict[str, int]:
+    t = TABLE
+    async with engine.connect() as conn:
+        published = (
+            await conn.execute(select(func.count()).where(t.c.published_at.is_not(None)))
+        ).scalar_one()
+        dead = (await conn.execute(select(func.count()).where(t.c.dead_at.is_not(None)))).scalar_one()
+        pending = (
+            await conn.execute(
+                select(func.count()).where(t.c.published_at.is_(None), t.c.dead_at.is_(None))
+            )
+        ).scalar_one()
+    return {"published": published, "dead": dead, "pending": pending}
+
+
+def assert_exactly_once(messages: list[tuple[str, str, int]], ids: dict[str, Any]) -> None:
+    seen = [m[0] for m in messages]
+    assert len(seen) == len(set(seen)), "a message id is stored twice"
+    assert set(seen) == set(ids), "stream and outbox disagree on the delivered ids"
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+@pytest.mark.postgres_only
+async def test_twenty_thousand_events_are_in_the_stream_exactly_once(
+    postgres_url: str, scope: StreamScope
+) -> None:
+    engine = await make_outbox(postgres_url)
+    try:
+        await seed(engine, keyed_events(20_000, 500))
+        async with NatsJetStreamPublisher(scope.url) as pub:
+            relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=scope.prefix)
+            counters = await relay.run(once=True)
+        assert counters.published == 20_000
+        assert counters.duplicates == 0
+        assert await status_counts(engine) == {"published": 20_000, "dead": 0, "pending": 0}
+        messages = await stream_messages(scope, 20_000)
+        assert_exactly_once(messages, await delivery_ids(engine))
+        assert {m[1] for m in messages} == {f"{scope.prefix}.orders.placed"}
+    finally:
+        await engine.dispose()
+
+
+class FailingFor:
+    """A real NATS publisher with a fault for one event subject (until healed)."""
+
+    def __init__(self, inner: NatsJetStreamPublisher, subject: str) -> None:
+        self.inner = inner
+        self.subject = subject
+        self.broken = True
+        self.refused = 0
+
+    async def publish_batch(self, messages: Sequence[OutboundMessage]) -> list[PublishOutcome]:
+        if not self.broken:
+            return await self.inner.publish_batch(messages)
+        good = [m for m in messages if m.subject != self.subject]
+        sent = iter(await self.inner.publish_batch(good))
+        outcomes = []
+        for m in messages:
+            if m.subject == self.subject:
+                self.refused += 1
+                outcomes.append(PublishOutcome.failed("injected fault: invoices are down"))
+            else:
+                outcomes.append(next(sent))
+        return outcomes
+
+
+@pytest.mark.postgres_only
+async def test_a_failing_event_type_backs_off_dies_and_replays_without_stalling_others(
+    postgres_url: str, scope: StreamScope
+) -> None:
+    engine = await make_outbox(postgres_url)
+    try:
+        invoices = [InvoiceSent(aggregate_id=uuid7(), seq=i) for i in range(20)]
+        orders = [OrderPlaced(aggregate_id=uuid7(), seq=i) for i in range(300)]
+        mixed: list[IntegrationEvent] = []
+        for i in range(300):
+            mixed.append(orders[i])
+            if i % 15 == 0:
+                mixed.append(invoices[i // 15])
+        await record(engine, mixed, chunk=50)
+        config = RelayConfig(
+            batch_size=40,
+            max_attempts=3,
+            backoff_base_seconds=0.2,
+            poll_interval_seconds=0.1,
+        )
+        async with NatsJetStreamPublisher(scope.url) as pub:
+            faulty = FailingFor(pub, f"{scope.prefix}.billing.invoice_sent")
+            relay = OutboxRelay(
+                make_session_factory(engine), faulty, subject_prefix=scope.prefix, config=config
+            )
+            runner = asyncio.create_task(relay.run())
+            # Other events flow while the invoices fail.
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if relay.counters.published == 300:
+                    break
+            first = relay.counters.snapshot()
+            assert first.published == 300
+            async with engine.connect() as conn:
+                backing_off = (
+                    await conn.execute(
+                        select(TABLE.c.attempts, TABLE.c.next_attempt_at, TABLE.c.last_error).where(
+                            TABLE.c.event_name == "billing.invoice sent", TABLE.c.dead_at.is_(None)
+                        )
+                    )
+                ).all()
+            # Either still backing off (a next attempt in the future, error recorded) or dead.
+            for attempts, next_at, error in backing_off:
+                assert attempts >= 1 and next_at is not None and "injected fault" in error
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if relay.counters.dead == 20:
+                    break
+            relay.stop()
+            counters = await runner
+            assert counters.dead == 20
+            assert counters.retried == 40  # two retries each before the third attempt kills
+            assert await status_counts(engine) == {"published": 300, "dead": 20, "pending": 0}
+
+            # Replay once the fault is gone: fresh delivery ids, attempts reset.
+            t = TABLE
+            async with engine.begin() as conn:
+                dead_ids = (
+                    await conn.execute(select(t.c.id).where(t.c.dead_at.is_not(None)))
+                ).scalars().all()
+                for row_id in dead_ids:
+                    await conn.execute(
+                        update(t)
+                        .where(t.c.id == row_id)
+                        .values(
+                            dead_at=None,
+                            attempts=0,
+                            next_attempt_at=None,
+                            last_error=None,
+                            delivery_id=uuid7(),
+                        )
+                    )
+            faulty.broken = False
+            replay = OutboxRelay(
+                make_session_factory(engine), faulty, subject_prefix=scope.prefix, config=config
+            )
+            again = await replay.run(once=True)
+        assert again.published == 20
+        assert await status_counts(engine) == {"published": 320, "dead": 0, "pending": 0}
+        messages = await stream_messages(scope, 320)
+        assert_exactly_once(messages, await delivery_ids(engine))
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_single_worker_relays_everything_once(
+    sqlite_url: str, scope: StreamScope
+) -> None:
+    engine = await make_outbox(sqlite_url)
+    try:
+        await record(engine, keyed_events(1_000, 10), chunk=100)
+        async with NatsJetStreamPublisher(scope.url) as pub:
+            relay = OutboxRelay(
+                make_session_factory(engine),
+                pub,
+                subject_prefix=scope.prefix,
+                config=RelayConfig(batch_size=100, ordered=True),
+            )
+            counters = await relay.run(once=True)
+        assert counters.published == 1_000
+        assert await status_counts(engine) == {"published": 1_000, "dead": 0, "pending": 0}
+        messages = await stream_messages(scope, 1_000)
+        ids = await delivery_ids(engine)
+        assert_exactly_once(messages, ids)
+        assert_per_key_order(messages, ids)
+    finally:
+        await engine.dispose()
+
+
+def assert_per_key_order(
+    messages: list[tuple[str, str, int]], ids: dict[str, tuple[str | None, uuid.UUID]]
+) -> None:
+    """For every ordering key, stream order equals recording (row id) order."""
+    by_key: dict[str | None, list[uuid.UUID]] = {}
+    for msg_id, _subject, _seq in messages:
+        key, row_id = ids[msg_id]
+        by_key.setdefault(key, []).append(row_id)
+    for key, row_ids in by_key.items():
+        assert row_ids == sorted(row_ids), f"key {key} out of order in the stream"
