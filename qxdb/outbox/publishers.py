@@ -155,14 +155,18 @@ class NatsJetStreamPublisher:
             self._nc = await nats.connect(
                 servers=[self.url],
                 connect_timeout=self.connect_timeout,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+                # A bounded first connect, so an unreachable broker is reported at once…
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.2,
                 error_cb=_ignore_error,
             )
         except Exception as exc:
             raise BrokerUnavailableError(
                 f"cannot reach NATS at {_redact(self.url)}: {_reason(exc)}"
             ) from None
+        # …and, once connected, reconnect for ever: a broker restart must not end a relay.
+        self._nc.options["max_reconnect_attempts"] = -1
+        self._nc.options["reconnect_time_wait"] = 0.5
         self._reply_prefix = self._nc.new_inbox()
         await self._nc.subscribe(self._reply_prefix + ".*", cb=self._on_ack)
 

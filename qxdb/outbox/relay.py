@@ -57,6 +57,7 @@ from sqlalchemy import (
     Interval,
     Table,
     Text,
+    and_,
     any_,
     cast,
     exists,
@@ -64,6 +65,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -248,10 +250,10 @@ class OutboxRelay:
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 if once:
-                    wait = await self._seconds_until_lease_expiry()
+                    wait = await self._seconds_until_more_work()
                     if wait is None:
                         break
-                    await self._idle(min(max(wait, 0.05), self.config.poll_interval_seconds))
+                    await self._idle(min(max(wait, 0.02), self.config.poll_interval_seconds))
                     continue
                 await self._idle(self.config.poll_interval_seconds)
         finally:
@@ -302,13 +304,17 @@ class OutboxRelay:
             return func.now() + literal(timedelta(seconds=seconds), Interval())
         return literal(utcnow() + timedelta(seconds=seconds), UTCDateTime())
 
-    def _ids_match(self, ids: Sequence[uuid.UUID]) -> ColumnElement[bool]:
-        t = self.table
+    def _ids_match(
+        self, ids: Sequence[uuid.UUID], source: Any = None
+    ) -> ColumnElement[bool]:
+        id_column: ColumnElement[Any] = (self.table if source is None else source).c.id
         if self.dialect == "postgresql":
-            return t.c.id == any_(literal(list(ids), ARRAY(PG_UUID(as_uuid=True))))
-        return t.c.id.in_(ids)
+            return id_column == any_(literal(list(ids), ARRAY(PG_UUID(as_uuid=True))))
+        return id_column.in_(ids)
 
-    async def _claim(self) -> list[_Row]:
+    async def _candidates(self, session: AsyncSession) -> Any:
+        """Ids of rows this relay may take now: pending, due, unleased (heads only when
+        ordered), oldest first."""
         t = self.table
         c = t.alias("candidate")
         now = self._now()
@@ -318,7 +324,13 @@ class OutboxRelay:
             or_(c.c.next_attempt_at.is_(None), c.c.next_attempt_at <= now),
             or_(c.c.locked_until.is_(None), c.c.locked_until < now),
         )
-        if self.config.ordered:
+        if self.config.ordered and self.dialect == "postgresql":
+            # The heads are read by a statement of their own and handed back as an array:
+            # combined into one statement, the planner may re-run the skip scan once per
+            # pending row (seen: 200 s for 20,000 rows on a table without statistics).
+            heads = list((await session.execute(self._key_heads())).scalars())
+            candidate = candidate.where(self._ids_match(heads, c))
+        elif self.config.ordered:
             earlier = t.alias("earlier")
             candidate = candidate.where(
                 ~exists().where(
@@ -328,10 +340,65 @@ class OutboxRelay:
                     earlier.c.dead_at.is_(None),
                 )
             )
-        candidate = (
-            candidate.order_by(c.c.id)
-            .limit(self.config.batch_size)
-            .with_for_update(skip_locked=True, of=c)
+        return candidate.order_by(c.c.id), c
+
+    def _key_heads(self) -> Any:
+        """The oldest pending row of every ordering key (PostgreSQL).
+
+        A skip scan over the partial ``(ordering_key, id)`` index: a recursive CTE hops
+        from one distinct pending key to the next, and a LATERAL probe takes each key's
+        first pending row. Cost grows with the number of keys that have pending rows,
+        not with the number of pending rows (an anti-join over every pending row took
+        100 ms per claim for 20,000 rows in 200 keys; this takes a few).
+        """
+        t = self.table
+        k0, k1, h = t.alias("k0"), t.alias("k1"), t.alias("h")
+
+        def pending(a: Any) -> ColumnElement[bool]:
+            return and_(a.c.published_at.is_(None), a.c.dead_at.is_(None))
+
+        first = (
+            select(k0.c.ordering_key.label("key"))
+            .where(pending(k0), k0.c.ordering_key.is_not(None))
+            .order_by(k0.c.ordering_key)
+            .limit(1)
+        )
+        keys = first.cte("pending_keys", recursive=True)
+        following = (
+            select(k1.c.ordering_key)
+            .where(pending(k1), k1.c.ordering_key > keys.c.key)
+            .order_by(k1.c.ordering_key)
+            .limit(1)
+            .scalar_subquery()
+        )
+        keys = keys.union_all(select(following).where(keys.c.key.is_not(None)))
+        head = (
+            select(h.c.id)
+            .where(pending(h), h.c.ordering_key == keys.c.key)
+            .order_by(h.c.id)
+            .limit(1)
+            .lateral("head")
+        )
+        unkeyed = (
+            select(t.c.id)
+            .where(pending(t), t.c.ordering_key.is_(None))
+            .order_by(t.c.id)
+            .limit(self.config.batch_size * self.config.pipeline_depth + 1)
+        )
+        return select(head.c.id).select_from(keys).join(head, true()).union_all(unkeyed)
+
+    async def _claim(self) -> list[_Row]:
+        async with self.session_factory() as session, session.begin():
+            rows = await self._claim_in(session)
+        rows.sort(key=lambda r: r.id)
+        self.counters.claimed += len(rows)
+        return rows
+
+    async def _claim_in(self, session: AsyncSession) -> list[_Row]:
+        t = self.table
+        candidate, c = await self._candidates(session)
+        candidate = candidate.limit(self.config.batch_size).with_for_update(
+            skip_locked=True, of=c
         )
         stmt = (
             update(t)
@@ -347,12 +414,22 @@ class OutboxRelay:
                 t.c.recorded_at,
             )
         )
-        async with self.session_factory() as session, session.begin():
-            result = await session.execute(stmt)
-            rows = [_Row(*r) for r in result.all()]
-        rows.sort(key=lambda r: r.id)
-        self.counters.claimed += len(rows)
-        return rows
+        result = await session.execute(stmt)
+        return [_Row(*r) for r in result.all()]
+
+    async def _seconds_until_more_work(self) -> float | None:
+        """For ``once``: None when nothing is left to do now, else how long to wait.
+
+        A row that another relay is claiming at this very moment is row-locked, so our
+        SKIP LOCKED claim skipped it, yet its lease is not committed either: such a row
+        still shows as claimable here, and we look again shortly instead of leaving.
+        """
+        async with self.session_factory() as session:
+            candidate, _ = await self._candidates(session)
+            claimable = (await session.execute(candidate.limit(1))).first()
+        if claimable is not None:
+            return 0.02
+        return await self._seconds_until_lease_expiry()
 
     async def _seconds_until_lease_expiry(self) -> float | None:
         """Seconds until the earliest live lease on a pending row ends; None if none."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.domain import IntegrationEvent
@@ -85,6 +85,11 @@ async def seed(engine: AsyncEngine, events: Sequence[IntegrationEvent]) -> None:
     """Bulk-load outbox rows (the recorder's rows, executemany) in one transaction."""
     async with engine.begin() as conn:
         await conn.execute(insert(TABLE), [outbox_row(e) for e in events])
+    if engine.dialect.name == "postgresql":
+        # A live outbox has planner statistics (autovacuum); a table filled a second ago
+        # has none, and the ordered claim's skip scan needs them to pick its index.
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
 
 
 def keyed_events(count: int, keys: int) -> list[IntegrationEvent]:

@@ -1,0 +1,88 @@
+"""Three real `qxdb outbox relay --ordered` processes on one outbox: every event once, and
+per ordering key the stream holds the events in recorded order."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_relay import (
+    StreamScope,
+    assert_exactly_once,
+    assert_per_key_order,
+    delivery_ids,
+    keyed_events,
+    make_outbox,
+    scope,
+    seed,
+    status_counts,
+    stream_messages,
+)
+
+__all__ = ["scope"]
+
+QXDB = str(Path(sys.executable).with_name("qxdb"))
+
+
+def relay_command(url: str, s: StreamScope, *extra: str) -> list[str]:
+    return [
+        QXDB,
+        "--database-url",
+        url,
+        "outbox",
+        "relay",
+        "--nats-url",
+        s.url,
+        "--subject-prefix",
+        s.prefix,
+        "--stream",
+        s.stream,
+        "--no-create-stream",
+        *extra,
+    ]
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QX_DB__")}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+@pytest.mark.postgres_only
+async def test_three_ordered_relays_keep_per_key_order(
+    postgres_url: str, scope: StreamScope
+) -> None:
+    engine = await make_outbox(postgres_url)
+    try:
+        await seed(engine, keyed_events(20_000, 200))
+        args = relay_command(
+            postgres_url, scope, "--ordered", "--once", "--json", "--poll-interval", "0.05"
+        )
+        procs = [
+            subprocess.Popen(
+                [*args, "--worker-id", f"relay-{n}"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=clean_env(),
+                text=True,
+            )
+            for n in range(3)
+        ]
+        published = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            published.append(int(__import__("json").loads(out)["published"]))
+        assert sum(published) == 20_000
+        assert all(p > 0 for p in published), f"a relay did no work: {published}"
+        assert await status_counts(engine) == {"published": 20_000, "dead": 0, "pending": 0}
+        messages = await stream_messages(scope, 20_000)
+        ids = await delivery_ids(engine)
+        assert_exactly_once(messages, ids)
+        assert_per_key_order(messages, ids)
+    finally:
+        await engine.dispose()
