@@ -139,7 +139,9 @@ async def status_counts(engine: AsyncEngine) -> dict[str, int]:
         published = (
             await conn.execute(select(func.count()).where(t.c.published_at.is_not(None)))
         ).scalar_one()
-        dead = (await conn.execute(select(func.count()).where(t.c.dead_at.is_not(None)))).scalar_one()
+        dead = (
+            await conn.execute(select(func.count()).where(t.c.dead_at.is_not(None)))
+        ).scalar_one()
         pending = (
             await conn.execute(
                 select(func.count()).where(t.c.published_at.is_(None), t.c.dead_at.is_(None))
@@ -259,8 +261,10 @@ async def test_a_failing_event_type_backs_off_dies_and_replays_without_stalling_
             t = TABLE
             async with engine.begin() as conn:
                 dead_ids = (
-                    await conn.execute(select(t.c.id).where(t.c.dead_at.is_not(None)))
-                ).scalars().all()
+                    (await conn.execute(select(t.c.id).where(t.c.dead_at.is_not(None))))
+                    .scalars()
+                    .all()
+                )
                 for row_id in dead_ids:
                     await conn.execute(
                         update(t)

@@ -3,8 +3,9 @@ per ordering key the stream holds the events in recorded order."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -63,20 +64,21 @@ async def test_three_ordered_relays_keep_per_key_order(
             postgres_url, scope, "--ordered", "--once", "--json", "--poll-interval", "0.05"
         )
         procs = [
-            subprocess.Popen(
-                [*args, "--worker-id", f"relay-{n}"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+            await asyncio.create_subprocess_exec(
+                *args,
+                "--worker-id",
+                f"relay-{n}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
                 env=clean_env(),
-                text=True,
             )
             for n in range(3)
         ]
         published = []
         for proc in procs:
-            out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err
-            published.append(int(__import__("json").loads(out)["published"]))
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            assert proc.returncode == 0, err.decode()
+            published.append(int(json.loads(out)["published"]))
         assert sum(published) == 20_000
         assert all(p > 0 for p in published), f"a relay did no work: {published}"
         assert await status_counts(engine) == {"published": 20_000, "dead": 0, "pending": 0}
