@@ -69,6 +69,13 @@ _EXPORTS: dict[str, str] = {
     "include_outbox_table": "qxdb.outbox.table",
     "OutboxRecorder": "qxdb.outbox.recorder",
     "DefaultOutboxRecorder": "qxdb.outbox.recorder",
+    "OutboxRelay": "qxdb.outbox.relay",
+    "RelayConfig": "qxdb.outbox.relay",
+    "RelayCounters": "qxdb.outbox.relay",
+    "Publisher": "qxdb.outbox.publishers",
+    "NatsJetStreamPublisher": "qxdb.outbox.publishers",
+    "OutboundMessage": "qxdb.outbox.publishers",
+    "PublishOutcome": "qxdb.outbox.publishers",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -120,7 +127,14 @@ if TYPE_CHECKING:
         timestamp_column,
         uuid_column,
     )
+    from qxdb.outbox.publishers import (
+        NatsJetStreamPublisher,
+        OutboundMessage,
+        Publisher,
+        PublishOutcome,
+    )
     from qxdb.outbox.recorder import DefaultOutboxRecorder, OutboxRecorder
+    from qxdb.outbox.relay import OutboxRelay, RelayConfig, RelayCounters
     from qxdb.outbox.table import OUTBOX_TABLE_NAME, include_outbox_table
     from qxdb.query import (
         CursorPage,
