@@ -324,3 +324,50 @@ def assert_per_key_order(
         by_key.setdefault(key, []).append(row_id)
     for key, row_ids in by_key.items():
         assert row_ids == sorted(row_ids), f"key {key} out of order in the stream"
+
+
+@pytest.mark.postgres_only
+async def test_notify_wakes_the_relay_and_a_late_commit_with_a_smaller_id_is_not_skipped(
+    postgres_url: str, scope: StreamScope
+) -> None:
+    engine = await make_outbox(postgres_url)
+    factory = make_session_factory(engine)
+    recorder = DefaultOutboxRecorder(TABLE)
+    try:
+        async with NatsJetStreamPublisher(scope.url) as pub:
+            # Polling once a minute: anything delivered sooner was woken by NOTIFY.
+            relay = OutboxRelay(
+                factory,
+                pub,
+                subject_prefix=scope.prefix,
+                config=RelayConfig(poll_interval_seconds=60),
+            )
+            runner = asyncio.create_task(relay.run())
+            await asyncio.sleep(0.3)
+
+            async def published() -> int:
+                return (await status_counts(engine))["published"]
+
+            async def until(count: int) -> None:
+                for _ in range(200):
+                    if await published() >= count:
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"only {await published()} of {count} delivered")
+
+            slow = factory()
+            await slow.begin()
+            # The slow writer takes the smaller id, then commits last.
+            await recorder.record(slow, [OrderPlaced(aggregate_id=uuid7(), seq=0)])
+            await record(engine, [OrderPlaced(aggregate_id=uuid7(), seq=1)])
+            await until(1)
+            await slow.commit()
+            await slow.close()
+            await until(2)
+            relay.stop()
+            counters = await runner
+        assert counters.published == 2
+        messages = await stream_messages(scope, 2)
+        assert_exactly_once(messages, await delivery_ids(engine))
+    finally:
+        await engine.dispose()
