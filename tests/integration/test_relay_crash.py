@@ -51,7 +51,7 @@ async def test_sigkill_ten_times_loses_nothing_and_duplicates_nothing(
             "--lease-seconds",
             "1",
             "--batch-size",
-            "100",
+            "25",
             "--poll-interval",
             "0.05",
         )
