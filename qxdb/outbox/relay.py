@@ -304,9 +304,7 @@ class OutboxRelay:
             return func.now() + literal(timedelta(seconds=seconds), Interval())
         return literal(utcnow() + timedelta(seconds=seconds), UTCDateTime())
 
-    def _ids_match(
-        self, ids: Sequence[uuid.UUID], source: Any = None
-    ) -> ColumnElement[bool]:
+    def _ids_match(self, ids: Sequence[uuid.UUID], source: Any = None) -> ColumnElement[bool]:
         id_column: ColumnElement[Any] = (self.table if source is None else source).c.id
         if self.dialect == "postgresql":
             return id_column == any_(literal(list(ids), ARRAY(PG_UUID(as_uuid=True))))
@@ -397,9 +395,7 @@ class OutboxRelay:
     async def _claim_in(self, session: AsyncSession) -> list[_Row]:
         t = self.table
         candidate, c = await self._candidates(session)
-        candidate = candidate.limit(self.config.batch_size).with_for_update(
-            skip_locked=True, of=c
-        )
+        candidate = candidate.limit(self.config.batch_size).with_for_update(skip_locked=True, of=c)
         stmt = (
             update(t)
             .where(t.c.id.in_(candidate.scalar_subquery()))

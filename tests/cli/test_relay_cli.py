@@ -113,3 +113,12 @@ async def test_sigterm_finishes_the_batch_and_releases_leases(
             assert {m[0] for m in messages} == {str(d) for d in marked}
     finally:
         await engine.dispose()
+
+
+def test_unreachable_database_exits_3(tmp_path: Path) -> None:
+    url = f"postgresql+asyncpg://app:topsecret77@127.0.0.1:{free_port()}/app"
+    result = run_qxdb("--database-url", url, "outbox", "relay", "--once", cwd=tmp_path)
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("qxdb: error:")]
+    assert len(errors) == 1
+    assert "topsecret77" not in result.stderr and "Traceback" not in result.stderr
