@@ -377,11 +377,15 @@ class OutboxRelay:
             .limit(1)
             .lateral("head")
         )
+        # Rows without a key are not ordered: any due, unleased one will do.
+        now = self._now()
         unkeyed = (
             select(t.c.id)
             .where(pending(t), t.c.ordering_key.is_(None))
+            .where(or_(t.c.next_attempt_at.is_(None), t.c.next_attempt_at <= now))
+            .where(or_(t.c.locked_until.is_(None), t.c.locked_until < now))
             .order_by(t.c.id)
-            .limit(self.config.batch_size * self.config.pipeline_depth + 1)
+            .limit(self.config.batch_size)
         )
         return select(head.c.id).select_from(keys).join(head, true()).union_all(unkeyed)
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.integration.test_relay import (
     StreamScope,
@@ -95,6 +96,69 @@ async def test_three_ordered_relays_keep_per_key_order(
         messages = await stream_messages(scope, 20_000)
         ids = await delivery_ids(engine)
         assert_exactly_once(messages, ids)
+        assert_per_key_order(messages, ids)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_a_failing_head_holds_back_only_its_own_key(
+    postgres_url: str, scope: StreamScope
+) -> None:
+    from qxdb.engine import make_session_factory
+    from qxdb.ids import uuid7
+    from qxdb.outbox.publishers import NatsJetStreamPublisher
+    from qxdb.outbox.relay import OutboxRelay, RelayConfig
+    from tests.integration.test_relay import TABLE, FailingFor, InvoiceSent, OrderPlaced, record
+
+    engine = await make_outbox(postgres_url)
+    try:
+        a, b = uuid7(), uuid7()
+        await record(
+            engine,
+            [
+                InvoiceSent(aggregate_id=a, seq=0),  # the head of key a; its publishes fail
+                OrderPlaced(aggregate_id=a, seq=1),
+                OrderPlaced(aggregate_id=a, seq=2),
+                *(OrderPlaced(aggregate_id=b, seq=i) for i in range(3)),
+                *(OrderPlaced(seq=i) for i in range(5)),  # no ordering key
+            ],
+        )
+        config = RelayConfig(
+            ordered=True, max_attempts=3, backoff_base_seconds=0.5, poll_interval_seconds=0.05
+        )
+        async with NatsJetStreamPublisher(scope.url) as pub:
+            faulty = FailingFor(pub, f"{scope.prefix}.billing.invoice_sent")
+            relay = OutboxRelay(
+                make_session_factory(engine), faulty, subject_prefix=scope.prefix, config=config
+            )
+            runner = asyncio.create_task(relay.run())
+            for _ in range(100):
+                if relay.counters.published >= 8:
+                    break
+                await asyncio.sleep(0.02)
+            # Key b and the unkeyed rows flowed; key a waits behind its failing head.
+            assert relay.counters.published == 8
+            assert relay.counters.dead == 0
+            async with engine.connect() as conn:
+                waiting = (
+                    await conn.execute(
+                        select(TABLE.c.published_at).where(
+                            TABLE.c.ordering_key == str(a), TABLE.c.event_name == "orders.placed"
+                        )
+                    )
+                ).scalars()
+                assert list(waiting) == [None, None]
+            for _ in range(200):
+                if relay.counters.published >= 10:
+                    break
+                await asyncio.sleep(0.02)
+            relay.stop()
+            counters = await runner
+        # Once the head is dead, the key is released and its later rows go, in order.
+        assert (counters.published, counters.dead) == (10, 1)
+        messages = await stream_messages(scope, 10)
+        ids = await delivery_ids(engine)
         assert_per_key_order(messages, ids)
     finally:
         await engine.dispose()
