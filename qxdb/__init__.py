@@ -76,6 +76,25 @@ _EXPORTS: dict[str, str] = {
     "NatsJetStreamPublisher": "qxdb.outbox.publishers",
     "OutboundMessage": "qxdb.outbox.publishers",
     "PublishOutcome": "qxdb.outbox.publishers",
+    "OutboxStore": "qxdb.outbox.store",
+    "open_outbox_store": "qxdb.outbox.store",
+    "OutboxSelection": "qxdb.outbox.selection",
+    "OutboxRow": "qxdb.outbox.reports",
+    "OutboxStats": "qxdb.outbox.reports",
+    "parse_duration": "qxdb.durations",
+    "parse_timestamp": "qxdb.durations",
+    # schema conventions
+    "SchemaConfig": "qxdb.conventions",
+    "check_metadata": "qxdb.conventions",
+    "check_database": "qxdb.conventions",
+    # repository and unit of work
+    "Repository": "qxdb.repository",
+    "AggregateTracker": "qxdb.repository",
+    "escape_like": "qxdb.repository",
+    "UnitOfWork": "qxdb.uow",
+    "UnitOfWorkScope": "qxdb.uow",
+    "EventDispatcher": "qxdb.uow",
+    "DispatchLoopError": "qxdb.uow",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -95,56 +114,122 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    # `X as X`: explicit re-exports, so users' mypy --strict sees the public names.
     from qxdb.context import (
-        RequestContext,
-        current_context,
-        request_scope,
-        reset_context,
-        set_context,
-        system_scope,
+        RequestContext as RequestContext,
+        current_context as current_context,
+        request_scope as request_scope,
+        reset_context as reset_context,
+        set_context as set_context,
+        system_scope as system_scope,
     )
-    from qxdb.domain import AggregateRoot, DomainEvent, Entity, Event, IntegrationEvent
-    from qxdb.engine import SessionFactory, create_engine, make_session_factory, open_session
+    from qxdb.conventions import (
+        SchemaConfig as SchemaConfig,
+        check_database as check_database,
+        check_metadata as check_metadata,
+    )
+    from qxdb.domain import (
+        AggregateRoot as AggregateRoot,
+        DomainEvent as DomainEvent,
+        Entity as Entity,
+        Event as Event,
+        IntegrationEvent as IntegrationEvent,
+    )
+    from qxdb.durations import (
+        parse_duration as parse_duration,
+        parse_timestamp as parse_timestamp,
+    )
+    from qxdb.engine import (
+        SessionFactory as SessionFactory,
+        create_engine as create_engine,
+        make_session_factory as make_session_factory,
+        open_session as open_session,
+    )
     from qxdb.errors import (
-        BrokerUnavailableError,
-        CheckFailedError,
-        ConfigurationError,
-        ConflictError,
-        CursorError,
-        DatabaseUnavailableError,
-        Error,
-        InvalidQueryError,
-        NotFoundError,
-        TenantScopeError,
-        ValidationError,
+        BrokerUnavailableError as BrokerUnavailableError,
+        CheckFailedError as CheckFailedError,
+        ConfigurationError as ConfigurationError,
+        ConflictError as ConflictError,
+        CursorError as CursorError,
+        DatabaseUnavailableError as DatabaseUnavailableError,
+        Error as Error,
+        InvalidQueryError as InvalidQueryError,
+        NotFoundError as NotFoundError,
+        TenantScopeError as TenantScopeError,
+        ValidationError as ValidationError,
     )
-    from qxdb.ids import utcnow, uuid7
+    from qxdb.ids import (
+        utcnow as utcnow,
+        uuid7 as uuid7,
+    )
     from qxdb.mapping import (
-        jsonb_column,
-        make_metadata,
-        make_registry,
-        standard_audit_columns,
-        timestamp_column,
-        uuid_column,
+        jsonb_column as jsonb_column,
+        make_metadata as make_metadata,
+        make_registry as make_registry,
+        standard_audit_columns as standard_audit_columns,
+        timestamp_column as timestamp_column,
+        uuid_column as uuid_column,
     )
     from qxdb.outbox.publishers import (
-        NatsJetStreamPublisher,
-        OutboundMessage,
-        Publisher,
-        PublishOutcome,
+        NatsJetStreamPublisher as NatsJetStreamPublisher,
+        OutboundMessage as OutboundMessage,
+        Publisher as Publisher,
+        PublishOutcome as PublishOutcome,
     )
-    from qxdb.outbox.recorder import DefaultOutboxRecorder, OutboxRecorder
-    from qxdb.outbox.relay import OutboxRelay, RelayConfig, RelayCounters
-    from qxdb.outbox.table import OUTBOX_TABLE_NAME, include_outbox_table
+    from qxdb.outbox.recorder import (
+        DefaultOutboxRecorder as DefaultOutboxRecorder,
+        OutboxRecorder as OutboxRecorder,
+    )
+    from qxdb.outbox.relay import (
+        OutboxRelay as OutboxRelay,
+        RelayConfig as RelayConfig,
+        RelayCounters as RelayCounters,
+    )
+    from qxdb.outbox.reports import (
+        OutboxRow as OutboxRow,
+        OutboxStats as OutboxStats,
+    )
+    from qxdb.outbox.selection import (
+        OutboxSelection as OutboxSelection,
+    )
+    from qxdb.outbox.store import (
+        OutboxStore as OutboxStore,
+        open_outbox_store as open_outbox_store,
+    )
+    from qxdb.outbox.table import (
+        OUTBOX_TABLE_NAME as OUTBOX_TABLE_NAME,
+        include_outbox_table as include_outbox_table,
+    )
     from qxdb.query import (
-        CursorPage,
-        CursorPagination,
-        Filter,
-        OffsetPage,
-        OffsetPagination,
-        Sort,
+        CursorPage as CursorPage,
+        CursorPagination as CursorPagination,
+        Filter as Filter,
+        OffsetPage as OffsetPage,
+        OffsetPagination as OffsetPagination,
+        Sort as Sort,
     )
-    from qxdb.result import Result
-    from qxdb.settings import DatabaseSettings
-    from qxdb.types import JSONType, UTCDateTime, UUIDType
-    from qxdb.urls import display_url
+    from qxdb.repository import (
+        AggregateTracker as AggregateTracker,
+        Repository as Repository,
+        escape_like as escape_like,
+    )
+    from qxdb.result import (
+        Result as Result,
+    )
+    from qxdb.settings import (
+        DatabaseSettings as DatabaseSettings,
+    )
+    from qxdb.types import (
+        JSONType as JSONType,
+        UTCDateTime as UTCDateTime,
+        UUIDType as UUIDType,
+    )
+    from qxdb.uow import (
+        DispatchLoopError as DispatchLoopError,
+        EventDispatcher as EventDispatcher,
+        UnitOfWork as UnitOfWork,
+        UnitOfWorkScope as UnitOfWorkScope,
+    )
+    from qxdb.urls import (
+        display_url as display_url,
+    )

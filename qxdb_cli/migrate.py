@@ -1,7 +1,356 @@
-"""``qxdb migrate``: commands land here with their issue."""
+"""``qxdb migrate``: Alembic migrations with a lock, readable checks and qxdb's exit codes.
+
+Every command here parses its options, calls one function of :mod:`qxdb.migrations` and
+renders the result. Alembic and SQLAlchemy are imported inside the commands, so
+``qxdb migrate --help`` costs no more than ``qxdb --help``.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(help="migrate commands.", no_args_is_help=True)
+from qxdb_cli import render
+
+if TYPE_CHECKING:
+    from qxdb.migrations import AppliedStep, MigrationRun, RevisionInfo
+    from qxdb.settings import DatabaseSettings
+
+app = typer.Typer(
+    help="Alembic migrations: init, revision, up, down, current, history, heads, stamp, check.",
+    no_args_is_help=True,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key "
+        "in ./pyproject.toml, else ./migrations/alembic.ini.",
+        show_default=False,
+    ),
+]
+LockTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        help="Seconds to wait while another migration holds the migration lock.",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+_DEFAULT_LOCK_TIMEOUT = 300.0
+# Lets a relative revision such as -1 through as an argument instead of an unknown option.
+_RELATIVE_REVISIONS: dict[str, Any] = {"ignore_unknown_options": True}
+
+
+def _waiting(message: str) -> None:
+    render.note(f"qxdb: {message}")
+
+
+def _step(step: AppliedStep) -> None:
+    render.out().print(
+        f"{step.direction:<9} {step.revision}  {step.message}".rstrip(), markup=False
+    )
+
+
+def _settings() -> DatabaseSettings:
+    from qxdb_cli.state import load_settings
+
+    settings = load_settings()
+    render.announce_database(settings)
+    return settings
+
+
+def _revision_line(info: RevisionInfo, *, current: bool = False) -> str:
+    marks = [m for m, on in (("head", info.is_head), ("current", current)) if on]
+    suffix = f" ({', '.join(marks)})" if marks else ""
+    return f"{info.revision}{suffix}  {info.message}".rstrip()
+
+
+def _finish(run: MigrationRun) -> None:
+    if not run.steps:
+        where = ", ".join(run.after) or "base (no revision)"
+        render.out().print(f"nothing to do: the database is at {where}", markup=False)
+        return
+    where = ", ".join(run.after) or "base (no revision)"
+    render.note(f"done: {len(run.steps)} step(s); the database is now at {where}")
+
+
+@app.command("init")
+def init(
+    metadata: Annotated[
+        str,
+        typer.Option(
+            "--metadata",
+            help="Import path of the models' MetaData: package.module:metadata.",
+            show_default=False,
+        ),
+    ],
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to create (must not exist or be empty).")
+    ] = Path("migrations"),
+) -> None:
+    """Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako.
+
+    Refuses to write into a folder that is not empty. The models module must import.
+
+    Example: qxdb migrate init --metadata myservice.models:metadata
+    """
+    from qxdb.migrations.scaffold import init_project
+
+    result = init_project(directory, metadata=metadata)
+    shown = _relative(result.directory)
+    render.out().print(
+        f"created {shown}/ (alembic.ini, env.py, script.py.mako, versions/)", markup=False
+    )
+    if shown != "migrations":
+        render.note(
+            f"pass --config {_relative(result.config)} to the other commands, or add "
+            f'[tool.qxdb.migrate] config = "{_relative(result.config)}" to pyproject.toml'
+        )
+    render.note("next: qxdb migrate revision -m 'create tables' --autogenerate && qxdb migrate up")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@app.command("revision")
+def revision(
+    message: Annotated[
+        str, typer.Option("--message", "-m", help="What the revision does.", show_default=False)
+    ],
+    autogenerate: Annotated[
+        bool,
+        typer.Option("--autogenerate", help="Write the differences between models and database."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Write a new revision file; --autogenerate fills it from the models (database at head).
+
+    Example: qxdb migrate revision -m "add orders" --autogenerate
+    """
+    import asyncio
+
+    from qxdb.migrations import revision as new_revision
+
+    settings = _settings() if autogenerate else None
+    result = asyncio.run(
+        new_revision(message, autogenerate=autogenerate, config=config, settings=settings)
+    )
+    render.out().print(f"wrote {_relative(Path(result.revision.path))}", markup=False)
+    for change in result.changes:
+        render.out().print(f"  {change.message}", markup=False)
+    if autogenerate and not result.changes:
+        render.note("no differences found: the revision is empty")
+
+
+@app.command("up", context_settings=_RELATIVE_REVISIONS)
+def up(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it (start:end allowed).")
+    ] = False,
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = _DEFAULT_LOCK_TIMEOUT,
+) -> None:
+    """Upgrade the database to REVISION (default: head) under the migration lock.
+
+    Another deploy migrating the same database at the same moment makes this one wait
+    (saying so on stderr) up to --lock-timeout seconds, then exit 3.
+
+    Example: qxdb migrate up
+    """
+    import asyncio
+
+    from qxdb.migrations import upgrade, upgrade_sql
+
+    settings = _settings()
+    if sql:
+        text = upgrade_sql(revision, config=config, settings=settings)
+        render.out().print(text, markup=False, end="")
+        return
+    run = asyncio.run(
+        upgrade(
+            revision,
+            config=config,
+            settings=settings,
+            lock_timeout=lock_timeout,
+            on_wait=_waiting,
+            on_step=_step,
+        )
+    )
+    _finish(run)
+
+
+@app.command("down", context_settings=_RELATIVE_REVISIONS)
+def down(
+    revision: Annotated[
+        str | None,
+        typer.Argument(help="Target: -1 (one step), a revision id, or base.", show_default=False),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = _DEFAULT_LOCK_TIMEOUT,
+) -> None:
+    """Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips).
+
+    The target is required. Without a terminal, --yes is required.
+
+    Example: qxdb migrate down -1 --yes
+    """
+    import asyncio
+    import sys
+
+    from qxdb.errors import ValidationError
+    from qxdb.migrations import downgrade, plan_downgrade
+
+    if not revision:
+        raise ValidationError(
+            "down needs a target revision: -1 (one step back), a revision id, or base"
+        )
+    settings = _settings()
+    plan = asyncio.run(plan_downgrade(revision, config=config, settings=settings))
+    if not plan:
+        render.out().print(f"nothing to undo: the database is already at {revision}", markup=False)
+        return
+    render.out().print(f"will undo {len(plan)} revision(s):", markup=False)
+    for info in plan:
+        render.out().print(f"  {_revision_line(info)}", markup=False)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ValidationError("down changes the database: pass --yes when not on a terminal")
+        typer.confirm("Undo these revisions?", abort=True)
+    run = asyncio.run(
+        downgrade(
+            revision,
+            config=config,
+            settings=settings,
+            lock_timeout=lock_timeout,
+            on_wait=_waiting,
+            on_step=_step,
+        )
+    )
+    _finish(run)
+
+
+@app.command("stamp", context_settings=_RELATIVE_REVISIONS)
+def stamp(
+    revision: Annotated[str, typer.Argument(help="Revision to record.", show_default=False)],
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = _DEFAULT_LOCK_TIMEOUT,
+) -> None:
+    """Record REVISION as the database's current one without running migrations (locked).
+
+    Example: qxdb migrate stamp head
+    """
+    import asyncio
+
+    from qxdb.migrations import stamp as stamp_revision
+
+    settings = _settings()
+    run = asyncio.run(
+        stamp_revision(
+            revision,
+            config=config,
+            settings=settings,
+            lock_timeout=lock_timeout,
+            on_wait=_waiting,
+            on_step=_step,
+        )
+    )
+    _finish(run)
+
+
+@app.command("current")
+def current(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Show the revision(s) the database is at. Read-only.
+
+    Example: qxdb migrate current --json
+    """
+    import asyncio
+
+    from qxdb.migrations import current as read_current
+
+    state = asyncio.run(read_current(config=config, settings=_settings()))
+    if as_json:
+        render.print_json(state.to_dict())
+        return
+    if not state.current and not state.unknown:
+        render.out().print("no revision applied (the database has no migrations)", markup=False)
+    for info in state.current:
+        render.out().print(_revision_line(info), markup=False)
+    for rev in state.unknown:
+        render.out().print(f"{rev} (not in this project's revisions)", markup=False)
+
+
+@app.command("history")
+def history(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List every revision, newest first. Needs no database.
+
+    Example: qxdb migrate history --json
+    """
+    from qxdb.migrations import history as read_history
+
+    revisions = read_history(config=config)
+    if as_json:
+        render.print_json([r.to_dict() for r in revisions])
+        return
+    if not revisions:
+        render.out().print("no revisions yet", markup=False)
+    for info in revisions:
+        parents = ", ".join(info.down_revisions) or "base"
+        render.out().print(f"{parents} -> {_revision_line(info)}", markup=False)
+
+
+@app.command("heads")
+def heads(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List the head revision(s); more than one means branches to merge. Needs no database.
+
+    Example: qxdb migrate heads --json
+    """
+    from qxdb.migrations import heads as read_heads
+
+    found = read_heads(config=config)
+    if as_json:
+        render.print_json([r.to_dict() for r in found])
+        return
+    if not found:
+        render.out().print("no revisions yet", markup=False)
+    for info in found:
+        render.out().print(_revision_line(info), markup=False)
+
+
+@app.command("check")
+def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Exit 1, listing each problem, when the models and the database differ, when there is
+    more than one head, or when the database is not at head. Read-only.
+
+    Example: qxdb migrate check --json
+    """
+    import asyncio
+
+    from qxdb.migrations import check as run_check
+
+    report = asyncio.run(run_check(config=config, settings=_settings()))
+    if as_json:
+        render.print_json(report.to_dict())
+    elif report.ok:
+        render.out().print(
+            f"ok: the database is at head ({', '.join(report.heads) or 'no revisions'}) "
+            "and matches the models",
+            markup=False,
+        )
+    else:
+        for problem in report.problems:
+            render.out().print(f"- {problem}", markup=False)
+    if not report.ok:
+        render.note(f"qxdb: check failed: {len(report.problems)} problem(s)")
+        raise typer.Exit(1)

@@ -61,12 +61,16 @@ class DefaultOutboxRecorder:
 
     def __init__(self, table: Table | str = OUTBOX_TABLE_NAME) -> None:
         self.table = table if isinstance(table, Table) else outbox_table(table)
+        # Executed with a list of rows, this one statement is compiled once and sent as
+        # one multi-row INSERT (SQLAlchemy's "insertmanyvalues", which RETURNING enables);
+        # `.values(rows)` would recompile a statement of events x columns binds per commit.
+        self._insert = insert(self.table).returning(self.table.c.id)
 
     async def record(self, session: AsyncSession, events: Sequence[Event]) -> None:
         if not events:
             return
         rows = [outbox_row(ev) for ev in events]
-        await session.execute(insert(self.table).values(rows))
+        await session.execute(self._insert, rows)
         if session.get_bind().dialect.name == "postgresql":
             # Same payload for every commit: PostgreSQL folds duplicate notifications
             # of one transaction into one, so a transaction wakes the relay once.

@@ -1,0 +1,233 @@
+"""Run the rules over a ``MetaData`` or a live database and gather the findings.
+
+This is a read-only operation: a live database is only reflected, never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Collection, Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
+
+from qxdb.conventions.config import SchemaConfig
+from qxdb.conventions.findings import CheckReport, Finding
+from qxdb.conventions.from_database import snapshot_database
+from qxdb.conventions.from_metadata import POSTGRESQL, snapshot_table
+from qxdb.conventions.rules import CheckContext, Source
+from qxdb.conventions.snapshot import TableSnapshot
+from qxdb.errors import ConfigurationError
+from qxdb.mapping import NAMING_CONVENTION, make_metadata
+from qxdb.outbox.table import include_outbox_table
+from qxdb.settings import DatabaseSettings
+
+__all__ = [
+    "check_connection",
+    "check_database",
+    "check_import_path",
+    "check_metadata",
+    "load_metadata",
+]
+
+
+def _naming(metadata: MetaData | None) -> dict[str, str]:
+    """The metadata's own convention; qxdb's when it has none (or for a live database)."""
+    if metadata is None or dict(metadata.naming_convention) == dict(DEFAULT_NAMING_CONVENTION):
+        return dict(NAMING_CONVENTION)
+    return {
+        k: v
+        for k, v in metadata.naming_convention.items()
+        if isinstance(k, str) and isinstance(v, str)
+    }
+
+
+def _outbox_reference(dialect: Dialect) -> Callable[[str], TableSnapshot]:
+    def build(name: str) -> TableSnapshot:
+        return snapshot_table(include_outbox_table(make_metadata(), name), dialect)
+
+    return build
+
+
+def run_rules(
+    snapshots: Iterable[TableSnapshot],
+    *,
+    source: Source,
+    dialect: Dialect,
+    naming: dict[str, str],
+    config: SchemaConfig,
+    target: str,
+    source_file: str | None = None,
+) -> CheckReport:
+    tables = {s.name: s for s in snapshots if not config.skips(s.name)}
+    ctx = CheckContext(
+        source=source,
+        dialect=dialect,
+        tables=tables,
+        naming=naming,
+        outbox_reference=_outbox_reference(dialect),
+    )
+    rules = [(r, config.severity(r)) for r in config.active_rules() if source in r.sources]
+    report = CheckReport(
+        source=source,
+        target=target,
+        tables=sorted(tables),
+        rules=[r.id for r, _ in rules],
+        source_file=source_file,
+    )
+    for table in sorted(tables.values(), key=lambda t: t.name):
+        configured = config.ignores.get(table.name, {})
+        for rule, severity in rules:
+            if severity is None or not rule.applies_to(table, source):
+                continue
+            reason = table.ignores.get(rule.id) or configured.get(rule.id)
+            for violation in rule.check(table, ctx):
+                finding = Finding(
+                    rule_id=rule.id,
+                    rule_name=rule.name,
+                    severity=severity,
+                    table=table.name,
+                    message=violation.message,
+                    hint=rule.hint,
+                    subject=violation.subject,
+                    ignored_reason=reason,
+                )
+                (report.ignored if reason else report.findings).append(finding)
+    return report
+
+
+def check_metadata(
+    metadata: MetaData,
+    config: SchemaConfig | None = None,
+    *,
+    target: str = "metadata",
+    source_file: str | None = None,
+) -> CheckReport:
+    """Check every table of ``metadata``, as PostgreSQL would store it."""
+    config = config or SchemaConfig()
+    # Table.info ignores are validated up front so a typo'd rule id is a usage error.
+    from qxdb.conventions.config import resolve_rule
+
+    snapshots = [snapshot_table(t, POSTGRESQL) for t in metadata.tables.values()]
+    for snap in snapshots:
+        snap.ignores = {
+            resolve_rule(ref, where=f"Table.info of {snap.name}").id: reason
+            for ref, reason in snap.ignores.items()
+        }
+    return run_rules(
+        snapshots,
+        source="metadata",
+        dialect=POSTGRESQL,
+        naming=_naming(metadata),
+        config=config,
+        target=target,
+        source_file=source_file,
+    )
+
+
+def check_connection(
+    conn: Connection,
+    config: SchemaConfig | None = None,
+    *,
+    schema: str | None = None,
+    outbox_tables: Collection[str] = (),
+    target: str = "database",
+) -> CheckReport:
+    """Check a live database through a synchronous connection (``run_sync`` gives one)."""
+    config = config or SchemaConfig()
+    dialect = conn.dialect
+    source: Source = "sqlite" if dialect.name == "sqlite" else "postgresql"
+    snapshots = snapshot_database(
+        conn,
+        schema=schema,
+        outbox_tables={*outbox_tables, *config.outbox_tables},
+        skip=config.skips,
+    )
+    return run_rules(
+        snapshots,
+        source=source,
+        dialect=dialect,
+        naming=dict(NAMING_CONVENTION),
+        config=config,
+        target=target,
+    )
+
+
+async def check_database(
+    settings: DatabaseSettings,
+    config: SchemaConfig | None = None,
+    *,
+    schema: str | None = None,
+) -> CheckReport:
+    """Reflect the database ``settings`` point at and check every table.
+
+    The table named by ``settings.outbox_table`` (and ``outbox-tables`` in the config) is
+    checked against the outbox shape. Unreachable: :class:`DatabaseUnavailableError`.
+    """
+    from qxdb.engine import connect_checked, create_engine
+
+    engine = create_engine(settings)
+    try:
+        async with connect_checked(engine) as conn:
+            return await conn.run_sync(
+                lambda sync: check_connection(
+                    sync,
+                    config,
+                    schema=schema,
+                    outbox_tables=(settings.outbox_table,),
+                    target=settings.display_url,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def check_import_path(path: str, config: SchemaConfig | None = None) -> CheckReport:
+    """Import ``package.module:metadata`` and check it (``qxdb schema check --metadata``)."""
+    metadata, source_file = load_metadata(path)
+    return check_metadata(metadata, config, target=path, source_file=source_file)
+
+
+def load_metadata(path: str) -> tuple[MetaData, str | None]:
+    """Import ``package.module:attribute`` and return the MetaData and its module's file.
+
+    The attribute may be a ``MetaData`` or anything with a ``metadata`` attribute (a
+    registry, a declarative base). The current directory is importable, as for ``python -m``.
+    """
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigurationError(
+            f"metadata import path {path!r} must look like 'package.module:metadata'"
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise ConfigurationError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}")
+        value = getattr(value, part)
+    if not isinstance(value, MetaData):
+        value = getattr(value, "metadata", None)
+    if not isinstance(value, MetaData):
+        raise ConfigurationError(f"{path!r} is not a SQLAlchemy MetaData (nor has a .metadata)")
+    file = inspect.getsourcefile(module) if hasattr(module, "__file__") else None
+    if file is not None:
+        with contextlib.suppress(ValueError):
+            file = str(Path(file).resolve().relative_to(Path(cwd).resolve()))
+    return value, file

@@ -1,0 +1,174 @@
+"""Rules about keys and columns: UUID ids, audit and soft-delete columns, column types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from qxdb.conventions.findings import Severity
+from qxdb.conventions.rules.base import CheckContext, Violation, rule
+from qxdb.conventions.snapshot import ColumnInfo, TableSnapshot
+
+INTEGER_KINDS = frozenset({"smallint", "integer", "bigint"})
+
+
+@rule(
+    "QX001",
+    "pk-uuid-id",
+    rationale="One UUID v7 key named id: time-ordered, merge-safe, and what Repository expects.",
+    hint='Declare the key with uuid_column("id", primary_key=True).',
+)
+def pk_uuid_id(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    pk = table.primary_key
+    if pk is None:
+        yield Violation("table has no primary key")
+        return
+    if pk.columns != ("id",):
+        yield Violation(
+            f"primary key is ({', '.join(pk.columns)}), not the single column id", pk.name
+        )
+        return
+    column = table.columns.get("id")
+    if column is not None and column.type.kind != "uuid":
+        yield Violation(f"primary key id is {column.type.label()}, not a UUID", "id")
+
+
+def _kind_problem(column: ColumnInfo, kinds: frozenset[str], what: str) -> str | None:
+    if column.type.kind not in kinds:
+        return f"{column.name} is {column.type.label()}, not {what}"
+    return None
+
+
+_TIMESTAMP = frozenset({"timestamp"})
+_UUID = frozenset({"uuid"})
+# name -> (accepted kinds, what they are called, must be NOT NULL)
+_AUDIT: dict[str, tuple[frozenset[str], str, bool]] = {
+    "created_at": (_TIMESTAMP, "a timestamp", True),
+    "updated_at": (_TIMESTAMP, "a timestamp", False),
+    "created_by": (_UUID, "a UUID", False),
+    "updated_by": (_UUID, "a UUID", False),
+    "version": (INTEGER_KINDS, "an integer", True),
+}
+
+
+@rule(
+    "QX002",
+    "audit-columns",
+    rationale="Every row says when and by whom it was made and changed, and carries a version "
+    "for optimistic locking.",
+    hint="Add *standard_audit_columns() to the table.",
+    scope="entity",
+)
+def audit_columns(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    for name, (kinds, what, not_null) in _AUDIT.items():
+        column = table.columns.get(name)
+        if column is None:
+            yield Violation(f"audit column {name} is missing", name)
+            continue
+        problem = _kind_problem(column, kinds, what)
+        if problem:
+            yield Violation(problem, name)
+        if not_null and column.nullable:
+            yield Violation(f"{name} is nullable; it must be NOT NULL", name)
+
+
+@rule(
+    "QX003",
+    "soft-delete-complete",
+    rationale="A soft delete records when and by whom, and live-row queries filter on "
+    "deleted_at, so it needs an index.",
+    hint="Use standard_audit_columns(include_deletion=True): deleted_at (indexed) and deleted_by.",
+    scope="entity",
+)
+def soft_delete(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    deleted_at = table.columns.get("deleted_at")
+    deleted_by = table.columns.get("deleted_by")
+    if deleted_at is None and deleted_by is None:
+        return
+    if deleted_at is None:
+        yield Violation("deleted_by without deleted_at", "deleted_by")
+        return
+    if deleted_by is None:
+        yield Violation("deleted_at without deleted_by", "deleted_at")
+    elif problem := _kind_problem(deleted_by, _UUID, "a UUID"):
+        yield Violation(problem, "deleted_by")
+    if problem := _kind_problem(deleted_at, _TIMESTAMP, "a timestamp"):
+        yield Violation(problem, "deleted_at")
+    if not deleted_at.nullable:
+        yield Violation("deleted_at is NOT NULL, so no row could be live", "deleted_at")
+    if not table.leads(("deleted_at",), full_only=False):
+        yield Violation("deleted_at is not indexed", "deleted_at")
+
+
+@rule(
+    "QX004",
+    "tenant-indexed",
+    rationale="Every query of a tenanted table filters on tenant_id; without an index each "
+    "one scans the table.",
+    hint="Declare tenant_id with index=True (standard_audit_columns does) or lead an index with it.",
+    scope="entity",
+)
+def tenant_indexed(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    if "tenant_id" in table.columns and not table.leads(("tenant_id",), full_only=False):
+        yield Violation("tenant_id is not the leading column of any index", "tenant_id")
+
+
+@rule(
+    "QX005",
+    "aware-timestamps",
+    rationale="A timestamp without a time zone is ambiguous across servers, sessions and DST.",
+    hint="Use UTCDateTime() / timestamp_column(): timestamp with time zone, always UTC.",
+    sources=("metadata", "postgresql"),
+)
+def aware_timestamps(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    for column in table.columns.values():
+        if column.type.kind == "timestamp" and column.type.timezone is False:
+            yield Violation(f"{column.name} is {column.type.label()}", column.name)
+
+
+@rule(
+    "QX006",
+    "jsonb",
+    rationale="PostgreSQL json is text re-parsed on every read and cannot be indexed; jsonb "
+    "is binary and indexable.",
+    hint="Use JSONType() / jsonb_column(): jsonb on PostgreSQL, JSON elsewhere.",
+    sources=("metadata", "postgresql"),
+)
+def jsonb(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    for column in table.columns.values():
+        if column.type.kind == "json":
+            where = (
+                "JSON with no JSONB variant for PostgreSQL"
+                if ctx.source == "metadata"
+                else "json, not jsonb"
+            )
+            yield Violation(f"{column.name} is {where}", column.name)
+
+
+@rule(
+    "QX012",
+    "no-char",
+    rationale="char(n) pads with blanks and compares surprisingly; it is never faster than "
+    "varchar or text.",
+    hint="Use String(n) (varchar) or Text, with a CHECK constraint for a fixed length.",
+    severity=Severity.WARNING,
+)
+def no_char(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    for column in table.columns.values():
+        if column.type.kind == "char":
+            yield Violation(f"{column.name} is {column.type.label()}", column.name)
+
+
+@rule(
+    "QX013",
+    "no-serial-key",
+    rationale="Sequence keys leak row counts, collide across databases and cannot be made "
+    "before the insert.",
+    hint='Use uuid_column("id", primary_key=True): UUID v7, generated by the application.',
+)
+def no_serial_key(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    for column in table.columns.values():
+        if column.serial:
+            yield Violation(
+                f"{column.name} is an integer filled by a sequence (serial/identity/rowid)",
+                column.name,
+            )

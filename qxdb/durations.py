@@ -1,0 +1,92 @@
+"""Strict parsing of the durations and instants operators type: ``30m``, ``7d``, ISO 8601.
+
+Durations are one or more ``<whole number><unit>`` parts, largest unit first, with units
+``s`` (seconds), ``m`` (minutes), ``h`` (hours), ``d`` (days) and ``w`` (weeks): ``90s``,
+``30m``, ``1h30m``, ``7d``. Nothing else is guessed at: ``7``, ``7 days``, ``-1d``, ``1.5h``
+and ``1m1h`` are refused with a :class:`~qxdb.errors.ValidationError` that says what a
+valid value looks like.
+
+Instants are ISO 8601 timestamps. A time of day must carry its offset (``Z`` or
+``+02:00``), because a naive time read in the wrong zone silently selects the wrong rows;
+a bare date (``2026-11-27``) means midnight UTC. :func:`parse_instant` also takes a
+duration, meaning that long before *now* (``--since 2h``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+from qxdb.errors import ValidationError
+
+__all__ = ["format_duration", "parse_duration", "parse_instant", "parse_timestamp"]
+
+_UNITS: dict[str, int] = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d{1,9})([wdhms])")
+_WHOLE = re.compile(r"(?:\d{1,9}[wdhms])+")
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DURATION_HINT = "a whole number and a unit (s, m, h, d, w), e.g. 30m, 7d or 1h30m"
+
+
+def parse_duration(text: str, *, what: str = "duration") -> timedelta:
+    """``"30m"`` -> ``timedelta(minutes=30)``; anything unclear raises ``ValidationError``."""
+    value = text.strip()
+    if not _WHOLE.fullmatch(value):
+        raise ValidationError(f"invalid {what} {text!r}: use {_DURATION_HINT}")
+    parts = _PART.findall(value)
+    units = [unit for _, unit in parts]
+    order = list(_UNITS)
+    if len(set(units)) != len(units) or units != sorted(units, key=order.index):
+        raise ValidationError(
+            f"invalid {what} {text!r}: give each unit once, largest first (e.g. 1h30m)"
+        )
+    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in parts))
+
+
+def parse_timestamp(text: str, *, what: str = "timestamp") -> datetime:
+    """An ISO 8601 timestamp with an offset (or a bare date, midnight UTC), as aware UTC."""
+    value = text.strip()
+    if _BARE_DATE.fullmatch(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(f"invalid {what} {text!r}: no such date") from None
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"invalid {what} {text!r}: use ISO 8601, e.g. 2026-11-27T10:00:00Z or 2026-11-27"
+        ) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValidationError(
+            f"invalid {what} {text!r}: give the UTC offset, e.g. {value}Z or {value}+01:00"
+        )
+    return parsed.astimezone(UTC)
+
+
+def parse_instant(text: str, *, now: datetime | None = None, what: str = "time") -> datetime:
+    """A timestamp, or a duration meaning that long before ``now`` (``2h`` = two hours ago)."""
+    value = text.strip()
+    if _WHOLE.fullmatch(value):
+        return (now or datetime.now(UTC)) - parse_duration(value, what=what)
+    if value[:1].isdigit() and "-" not in value:
+        # Looks like neither a date nor a valid duration ("7 days", "1.5h", "7"): say both.
+        raise ValidationError(
+            f"invalid {what} {text!r}: use an ISO 8601 timestamp "
+            f"(e.g. 2026-11-27T10:00:00Z) or a duration ({_DURATION_HINT})"
+        )
+    return parse_timestamp(value, what=what)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The inverse of :func:`parse_duration`, rounded down to whole seconds: ``1h30m``."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    out = []
+    for unit, size in _UNITS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)

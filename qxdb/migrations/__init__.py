@@ -1,0 +1,67 @@
+"""Alembic, the qxdb way: a template, a lock, and one function per command.
+
+- :func:`run_async_migrations` is what a service's ``env.py`` calls (the URL comes from
+  :class:`~qxdb.settings.DatabaseSettings`, never from ``alembic.ini``);
+- :func:`init_project` lays down the qxdb template (``qxdb migrate init``);
+- :func:`upgrade`, :func:`downgrade`, :func:`stamp` (under the migration lock),
+  :func:`revision`, :func:`current`, :func:`history`, :func:`heads`, :func:`check`,
+  :func:`plan_downgrade` and :func:`upgrade_sql` are the commands, callable from code::
+
+      from qxdb.migrations import upgrade
+
+      run = await upgrade(lock_timeout=120)   # at service start-up
+"""
+
+from qxdb.migrations.env import run_async_migrations, target_metadata_from_config
+from qxdb.migrations.lock import MigrationLockTimeoutError, migration_lock
+from qxdb.migrations.project import find_config, import_metadata
+from qxdb.migrations.runner import (
+    DEFAULT_LOCK_TIMEOUT,
+    AppliedStep,
+    CheckReport,
+    CurrentState,
+    MigrationError,
+    MigrationRun,
+    NewRevision,
+    RevisionInfo,
+    check,
+    current,
+    downgrade,
+    heads,
+    history,
+    plan_downgrade,
+    revision,
+    stamp,
+    upgrade,
+    upgrade_sql,
+)
+from qxdb.migrations.scaffold import InitResult, init_project
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "AppliedStep",
+    "CheckReport",
+    "CurrentState",
+    "InitResult",
+    "MigrationError",
+    "MigrationLockTimeoutError",
+    "MigrationRun",
+    "NewRevision",
+    "RevisionInfo",
+    "check",
+    "current",
+    "downgrade",
+    "find_config",
+    "heads",
+    "history",
+    "import_metadata",
+    "init_project",
+    "migration_lock",
+    "plan_downgrade",
+    "revision",
+    "run_async_migrations",
+    "stamp",
+    "target_metadata_from_config",
+    "upgrade",
+    "upgrade_sql",
+]

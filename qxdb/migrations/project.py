@@ -1,0 +1,139 @@
+"""Where a service keeps its migrations, and what its models are.
+
+A project's Alembic config is found in this order (the first that exists wins):
+
+1. the path given explicitly (``--config`` / ``config=``);
+2. ``alembic.ini`` in the working directory (a classic Alembic layout);
+3. ``[tool.qxdb.migrate] config = "…/alembic.ini"`` in ``pyproject.toml``;
+4. ``migrations/alembic.ini`` (what ``qxdb migrate init`` lays down by default).
+
+The target metadata is named in the config as an import path, ``package.module:metadata``
+(``[qxdb] metadata = …``), so the config file never holds a URL or code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qxdb.errors import ConfigurationError, ValidationError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import MetaData
+
+__all__ = [
+    "DEFAULT_DIRECTORY",
+    "METADATA_OPTION",
+    "QXDB_SECTION",
+    "find_config",
+    "import_metadata",
+    "parse_metadata_path",
+]
+
+DEFAULT_DIRECTORY = "migrations"
+QXDB_SECTION = "qxdb"
+METADATA_OPTION = "metadata"
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def find_config(explicit: str | Path | None = None, *, cwd: Path | None = None) -> Path:
+    """The project's Alembic config file, or :class:`ConfigurationError` saying where we looked."""
+    cwd = cwd or Path.cwd()
+    if explicit is not None:
+        path = Path(explicit)
+        path = path if path.is_absolute() else cwd / path
+        if not path.is_file():
+            raise ConfigurationError(
+                f"migration config {explicit} does not exist", details={"config": str(path)}
+            )
+        return path
+    candidates = [cwd / "alembic.ini"]
+    from_pyproject = _pyproject_config(cwd / "pyproject.toml")
+    if from_pyproject is not None:
+        candidates.append(from_pyproject)
+    candidates.append(cwd / DEFAULT_DIRECTORY / "alembic.ini")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ConfigurationError(
+        "no migration config found (looked for alembic.ini, [tool.qxdb.migrate] config in "
+        f"pyproject.toml, {DEFAULT_DIRECTORY}/alembic.ini): run "
+        "'qxdb migrate init --metadata package.module:metadata' or pass --config",
+        details={"cwd": str(cwd)},
+    )
+
+
+def _pyproject_config(pyproject: Path) -> Path | None:
+    if not pyproject.is_file():
+        return None
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"cannot read {pyproject}: {exc}") from None
+    value = data.get("tool", {}).get("qxdb", {}).get("migrate", {}).get("config")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{pyproject}: [tool.qxdb.migrate] config must be a string")
+    path = Path(value)
+    return path if path.is_absolute() else pyproject.parent / path
+
+
+def parse_metadata_path(path: str) -> tuple[str, str]:
+    """Split ``package.module:attribute`` or raise :class:`ValidationError`."""
+    if not _IMPORT_PATH.match(path.strip()):
+        raise ValidationError(
+            f"metadata import path {path!r} must look like package.module:metadata"
+        )
+    module, _, attribute = path.strip().partition(":")
+    return module, attribute
+
+
+def import_metadata(path: str, *, search_path: Path | None = None) -> MetaData:
+    """Import the ``MetaData`` named by ``package.module:attribute``.
+
+    ``search_path`` (the project root) is put first on ``sys.path``, the way Alembic's
+    ``prepend_sys_path`` does. Errors are :class:`ConfigurationError` with one clear line.
+    """
+    from sqlalchemy import MetaData
+
+    module_name, attribute = parse_metadata_path(path)
+    if search_path is not None and str(search_path) not in sys.path:
+        sys.path.insert(0, str(search_path))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import the models module {module_name!r} named by --metadata {path}: {exc}",
+            details={"metadata": path},
+        ) from None
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise ConfigurationError(
+                f"module {module_name!r} has no attribute {attribute!r} (from --metadata {path})",
+                details={"metadata": path},
+            )
+        value = getattr(value, part)
+    if not isinstance(value, MetaData):
+        raise ConfigurationError(
+            f"{path} is a {type(value).__name__}, not a sqlalchemy MetaData",
+            details={"metadata": path},
+        )
+    return value
+
+
+def metadata_path_from_config(config: Config) -> str:
+    """The ``[qxdb] metadata`` option of an Alembic config."""
+    value = config.get_section_option(QXDB_SECTION, METADATA_OPTION)
+    if not value:
+        raise ConfigurationError(
+            f"{config.config_file_name}: no [{QXDB_SECTION}] {METADATA_OPTION} = "
+            "package.module:metadata option"
+        )
+    return value.strip()

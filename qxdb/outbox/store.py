@@ -1,0 +1,466 @@
+"""``OutboxStore``: the queries behind ``qxdb outbox inspect | show | stats | replay | purge``.
+
+Reads page by id (keyset, never OFFSET). Bulk changes run as many short transactions of
+at most ``batch_size`` rows each, so no statement holds row locks for long and a relay
+keeps working meanwhile; each batch re-checks its condition, so a row that changed
+since it was selected (a replayed row is no longer "published before the cutoff") is
+left alone.
+
+On PostgreSQL the hot queries use the table's indexes: pending rows through the partial
+``…_pending`` index, purge ranges through ``…_published_at`` and ``…_dead_at``, and each
+batch of a replay or purge is one statement (:mod:`qxdb.outbox.batches`). On SQLite the
+same operations run with ``IN`` lists and ``executemany``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ColumnElement,
+    MetaData,
+    Table,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from qxdb.engine import connect_checked, create_engine
+from qxdb.errors import ConfigurationError, NotFoundError, ValidationError
+from qxdb.outbox.batches import delete_batch, replay_batch, rows_after, walk_column
+from qxdb.outbox.reports import (
+    BulkChangeReport,
+    EventCounts,
+    OutboxPage,
+    OutboxRow,
+    OutboxStats,
+    PurgePlan,
+    ReplayPlan,
+)
+from qxdb.outbox.selection import OutboxSelection
+from qxdb.outbox.table import OUTBOX_TABLE_NAME, outbox_table
+from qxdb.result import Result
+from qxdb.settings import DatabaseSettings, validate_identifier
+from qxdb.types import UTCDateTime
+
+__all__ = ["DEFAULT_BATCH_SIZE", "OutboxStore", "Progress", "open_outbox_store"]
+
+DEFAULT_BATCH_SIZE = 10_000
+# Below this many rows (planner estimate) counting published rows exactly is cheap.
+EXACT_COUNT_BELOW = 200_000
+Progress = Callable[[int, int], None]
+"""Called after each batch with (rows done, rows expected)."""
+
+_DELIVERY_STATE = ("delivery_id", "dead_at", "next_attempt_at", "locked_until", "locked_by")
+
+
+def _resolve_table(table: Table | str) -> Table:
+    if isinstance(table, Table):
+        return table
+    validate_identifier(table, what="outbox table name")
+    schema, _, name = table.rpartition(".")
+    bare = outbox_table(name)
+    return bare.to_metadata(MetaData(), schema=schema) if schema else bare
+
+
+class OutboxStore:
+    """Inspect and operate one outbox table through an engine the caller owns."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: Table | str = OUTBOX_TABLE_NAME,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise ValidationError(f"batch size must be at least 1, got {batch_size}")
+        self.engine = engine
+        self.table = _resolve_table(table)
+        self.batch_size = batch_size
+        self._checked = False
+
+    @property
+    def table_name(self) -> str:
+        return self.table.fullname
+
+    @property
+    def _is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        async with connect_checked(self.engine) as conn:
+            if not self._checked:
+                await self._check_table(conn)
+                self._checked = True
+            yield conn
+
+    async def _check_table(self, conn: AsyncConnection) -> None:
+        """A missing table or one still in the reference's shape is a clear configuration error."""
+        name, schema = self.table.name, self.table.schema
+
+        def columns(sync_conn: Any) -> set[str] | None:
+            inspector = inspect(sync_conn)
+            if not inspector.has_table(name, schema=schema):
+                return None
+            return {c["name"] for c in inspector.get_columns(name, schema=schema)}
+
+        found = await conn.run_sync(columns)
+        await conn.rollback()
+        if found is None:
+            raise ConfigurationError(
+                f"outbox table {self.table_name!r} does not exist in this database: create it "
+                "with your migrations (include_outbox_table) or set QX_DB__OUTBOX_TABLE",
+                details={"table": self.table_name},
+            )
+        missing = sorted(set(self.table.c.keys()) - found)
+        if missing:
+            hint = (
+                "bring it up to date with an Alembic revision (see docs/outbox.md)"
+                if set(missing) <= {*_DELIVERY_STATE, "recorded_at", "ordering_key"}
+                else "is QX_DB__OUTBOX_TABLE naming the right table?"
+            )
+            raise ConfigurationError(
+                f"outbox table {self.table_name!r} lacks columns {', '.join(missing)}: {hint}",
+                details={"table": self.table_name, "missing_columns": missing},
+            )
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def list_rows(
+        self, selection: OutboxSelection, *, limit: int = 50, after: UUID | None = None
+    ) -> OutboxPage:
+        """Up to ``limit`` rows, oldest first, after the row ``after`` (keyset paging).
+
+        Oldest by id (UUID v7: recording order); with a window (``since``/``until``) by
+        ``occurred_at`` then id, so the window's index serves the page instead of a walk
+        of the primary key from the very first row.
+        """
+        if not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be between 1 and 10000, got {limit}")
+        t = self.table
+        windowed = selection.since is not None or selection.until is not None
+        key = t.c.occurred_at if windowed else t.c.id
+        query = select(t).where(selection.where(t)).order_by(key, t.c.id).limit(limit + 1)
+        async with self._connect() as conn:
+            if after is not None:
+                start = (await conn.execute(select(key).where(t.c.id == after))).scalar()
+                if start is None:
+                    raise ValidationError(
+                        f"the row to continue after ({after}) is not in {self.table_name} "
+                        "any more: start again without it"
+                    )
+                query = query.where(rows_after(key, t.c.id, start, after))
+            rows = [_to_row(r) for r in (await conn.execute(query)).all()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return OutboxPage(rows=rows, next_after=rows[-1].id if more else None)
+
+    async def get(self, row_id: UUID) -> Result[OutboxRow]:
+        """One row by id; a failure with :class:`NotFoundError` when there is none."""
+        t = self.table
+        async with self._connect() as conn:
+            found = (await conn.execute(select(t).where(t.c.id == row_id))).first()
+        if found is None:
+            return Result.failure(
+                NotFoundError(
+                    f"no outbox row with id {row_id} in {self.table_name}",
+                    details={"id": str(row_id)},
+                )
+            )
+        return Result.success(_to_row(found))
+
+    async def count(self, selection: OutboxSelection) -> int:
+        t = self.table
+        async with self._connect() as conn:
+            return await self._count(conn, selection.where(t))
+
+    async def _count(self, conn: AsyncConnection, where: ColumnElement[bool]) -> int:
+        query = select(func.count()).select_from(self.table).where(where)
+        return int((await conn.execute(query)).scalar_one())
+
+    async def stats(self, *, exact: bool = False) -> OutboxStats:
+        """Counts by status and event name, and the lag.
+
+        The pending part (counts, failed, oldest pending) always reads only pending rows,
+        through the partial index. Published rows are the bulk of a healthy table: on
+        PostgreSQL, unless ``exact``, their number is the planner's estimate when the table
+        holds more than :data:`EXACT_COUNT_BELOW` rows, and they are not split by event
+        name; ``exact=True`` counts everything (one pass over the table).
+        """
+        t = self.table
+        c = t.c
+        pending = OutboxSelection(status="pending").where(t)
+        dead = OutboxSelection(status="dead").where(t)
+        async with self._connect() as conn:
+            head = (
+                await conn.execute(
+                    select(
+                        func.count(),
+                        func.count(c.last_error),
+                        func.min(c.recorded_at),
+                        func.now(type_=UTCDateTime()),
+                    )
+                    .select_from(t)
+                    .where(pending)
+                )
+            ).one()
+            n_pending, n_failed, oldest, now = int(head[0]), int(head[1]), head[2], head[3]
+            per_event: dict[str, dict[str, int]] = {}
+            undelivered_by_event = (
+                select(c.event_name, func.count(), func.count(c.last_error))
+                .where(pending)
+                .group_by(c.event_name)
+            )
+            for name, count, failed in await conn.execute(undelivered_by_event):
+                per_event.setdefault(name, {}).update(pending=int(count), failed=int(failed))
+            dead_by_event = select(c.event_name, func.count()).where(dead).group_by(c.event_name)
+            for name, count in await conn.execute(dead_by_event):
+                per_event.setdefault(name, {})["dead"] = int(count)
+            n_dead = sum(v.get("dead", 0) for v in per_event.values())
+
+            estimate = None if exact else await self._estimated_rows(conn)
+            if estimate is not None and estimate >= EXACT_COUNT_BELOW:
+                total = max(estimate, n_pending + n_dead)
+                n_published = total - n_pending - n_dead
+                published_is_estimate = True
+            elif exact:
+                published_by_event = (
+                    select(c.event_name, func.count())
+                    .where(c.published_at.is_not(None))
+                    .group_by(c.event_name)
+                )
+                for name, count in await conn.execute(published_by_event):
+                    per_event.setdefault(name, {})["published"] = int(count)
+                n_published = sum(v.get("published", 0) for v in per_event.values())
+                published_is_estimate = False
+            else:
+                n_published = await self._count(conn, c.published_at.is_not(None))
+                published_is_estimate = False
+        if now is None:
+            now = datetime.now(UTC)
+        lag = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+        return OutboxStats(
+            table=self.table_name,
+            measured_at=now,
+            total=n_pending + n_dead + n_published,
+            pending=n_pending,
+            failed=n_failed,
+            published=n_published,
+            dead=n_dead,
+            oldest_pending_recorded_at=oldest,
+            lag_seconds=round(lag, 3),
+            published_is_estimate=published_is_estimate,
+            exact=exact,
+            by_event=[
+                EventCounts(
+                    event_name=name,
+                    pending=v.get("pending", 0),
+                    failed=v.get("failed", 0),
+                    dead=v.get("dead", 0),
+                    published=v.get("published", 0) if exact else None,
+                )
+                for name, v in sorted(per_event.items())
+            ],
+        )
+
+    async def _estimated_rows(self, conn: AsyncConnection) -> int | None:
+        """The planner's row count of the table (PostgreSQL), None where there is none."""
+        if not self._is_postgres:
+            return None
+        qualified = conn.dialect.identifier_preparer.format_table(self.table)
+        query = text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)")
+        value = (await conn.execute(query, {"name": qualified})).scalar()
+        # -1: never vacuumed or analysed; then the number is unknown, so count.
+        return None if value is None or int(value) < 0 else int(value)
+
+    # -- replay ------------------------------------------------------------------------
+
+    async def plan_replay(self, selection: OutboxSelection, *, sample: int = 5) -> ReplayPlan:
+        """How many rows a replay of ``selection`` would touch, and the first few."""
+        t = self.table
+        where = selection.where(t)
+        async with self._connect() as conn:
+            count = await self._count(conn, where)
+            key = walk_column(t, selection)
+            first = await conn.execute(select(t).where(where).order_by(key, t.c.id).limit(sample))
+            rows = [_to_row(r) for r in first.all()]
+        return ReplayPlan(selection=selection.describe(), count=count, sample=rows)
+
+    async def replay(
+        self,
+        selection: OutboxSelection,
+        *,
+        progress: Progress | None = None,
+        expected: int | None = None,
+    ) -> BulkChangeReport:
+        """Put the selected rows back to pending, each with a fresh ``delivery_id``.
+
+        Cleared: ``published_at``, ``attempts`` (to 0), ``last_error``, ``dead_at``,
+        ``next_attempt_at`` and the lease. The envelope (with the event's own id) is not
+        touched, so consumers still de-duplicate by event id, while the broker, which
+        de-duplicates by delivery id, accepts the re-send. ``expected`` (from
+        :meth:`plan_replay`) saves a count for the progress callback.
+        """
+        t = self.table
+        where = selection.where(t)
+        key = walk_column(t, selection)
+        started = time.perf_counter()
+        longest = 0.0
+        done = batches = 0
+        async with self._connect() as conn:
+            if expected is None:
+                expected = await self._count(conn, where)
+                await conn.commit()
+            last: tuple[Any, UUID] | None = None
+            while True:
+                async with conn.begin():
+                    changed, picked, last, took = await replay_batch(
+                        conn, t, key, where, last, self.batch_size
+                    )
+                longest = max(longest, took)
+                if picked == 0:
+                    break
+                done += changed
+                batches += 1
+                if progress is not None:
+                    progress(done, max(expected, done))
+                if picked < self.batch_size:
+                    break
+        return BulkChangeReport(
+            operation="replay",
+            rows=done,
+            batches=batches,
+            seconds=time.perf_counter() - started,
+            longest_statement_seconds=longest,
+        )
+
+    # -- purge -------------------------------------------------------------------------
+
+    def _purge_conditions(
+        self, cutoff: datetime, include_dead: bool
+    ) -> list[tuple[str, ColumnElement[Any], ColumnElement[bool]]]:
+        c = self.table.c
+        parts: list[tuple[str, ColumnElement[Any], ColumnElement[bool]]] = [
+            ("published", c.published_at, c.published_at < cutoff)
+        ]
+        if include_dead:
+            # Dead rows are never published; the published_at check keeps a replayed or
+            # delivered row out of this branch.
+            parts.append(("dead", c.dead_at, (c.dead_at < cutoff) & c.published_at.is_(None)))
+        return parts
+
+    async def plan_purge(
+        self, older_than: timedelta, *, include_dead: bool = False, now: datetime | None = None
+    ) -> PurgePlan:
+        """How many rows a purge would delete."""
+        cutoff = _cutoff(older_than, now)
+        counts: dict[str, int] = {"published": 0, "dead": 0}
+        async with self._connect() as conn:
+            for kind, _, where in self._purge_conditions(cutoff, include_dead):
+                counts[kind] = await self._count(conn, where)
+        return PurgePlan(
+            cutoff=cutoff,
+            include_dead=include_dead,
+            published=counts["published"],
+            dead=counts["dead"],
+        )
+
+    async def purge(
+        self,
+        older_than: timedelta,
+        *,
+        include_dead: bool = False,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+        expected: int | None = None,
+    ) -> BulkChangeReport:
+        """Delete rows published (and, if asked, dead) more than ``older_than`` ago.
+
+        Batches walk the ``published_at`` (``dead_at``) index upward from the oldest row,
+        so each batch starts where the previous one ended instead of re-reading the index
+        entries of rows already deleted.
+        """
+        cutoff = _cutoff(older_than, now)
+        started = time.perf_counter()
+        longest = 0.0
+        done = batches = 0
+        async with self._connect() as conn:
+            if expected is None:
+                expected = 0
+                for _, _, where in self._purge_conditions(cutoff, include_dead):
+                    expected += await self._count(conn, where)
+                await conn.commit()
+            for _, key, where in self._purge_conditions(cutoff, include_dead):
+                floor: datetime | None = None
+                while True:
+                    async with conn.begin():
+                        removed, floor, took = await delete_batch(
+                            conn, self.table, key, where, floor, self.batch_size
+                        )
+                    longest = max(longest, took)
+                    if removed == 0:
+                        break
+                    done += removed
+                    batches += 1
+                    if progress is not None:
+                        progress(done, max(expected, done))
+        return BulkChangeReport(
+            operation="purge",
+            rows=done,
+            batches=batches,
+            seconds=time.perf_counter() - started,
+            longest_statement_seconds=longest,
+        )
+
+
+def _cutoff(older_than: timedelta, now: datetime | None) -> datetime:
+    if older_than < timedelta(0):
+        raise ValidationError("the age to purge must not be negative")
+    return (now or datetime.now(UTC)) - older_than
+
+
+def _to_row(row: Row[Any]) -> OutboxRow:
+    m = row._mapping
+    return OutboxRow(
+        id=m["id"],
+        event_name=m["event_name"],
+        event_version=int(m["event_version"]),
+        payload=m["payload"],
+        occurred_at=m["occurred_at"],
+        recorded_at=m["recorded_at"],
+        correlation_id=m["correlation_id"],
+        causation_id=m["causation_id"],
+        tenant_id=m["tenant_id"],
+        published_at=m["published_at"],
+        attempts=int(m["attempts"]),
+        last_error=m["last_error"],
+        delivery_id=m["delivery_id"],
+        ordering_key=m["ordering_key"],
+        next_attempt_at=m["next_attempt_at"],
+        locked_until=m["locked_until"],
+        locked_by=m["locked_by"],
+        dead_at=m["dead_at"],
+    )
+
+
+@asynccontextmanager
+async def open_outbox_store(
+    settings: DatabaseSettings | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> AsyncIterator[OutboxStore]:
+    """A store on its own engine (from ``settings``), disposed on exit: for tools and scripts."""
+    settings = settings or DatabaseSettings()
+    engine = create_engine(settings)
+    try:
+        yield OutboxStore(engine, settings.outbox_table, batch_size=batch_size)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,31 @@
+"""The migration connection applies the timeouts that were configured, and only those."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from qxdb.migrations.connection import migration_engine
+from qxdb.settings import DatabaseSettings
+
+
+async def _show(url: str, **configured: int) -> tuple[str, str]:
+    engine = migration_engine(DatabaseSettings(url=url, **configured))
+    try:
+        async with engine.connect() as conn:
+            lock = (await conn.execute(text("SHOW lock_timeout"))).scalar_one()
+            statement = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()
+            return str(lock), str(statement)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_configured_timeouts_apply_and_the_request_default_does_not(db_url: str) -> None:
+    # DatabaseSettings defaults statement_timeout_ms to 10 s for requests; migrations
+    # (index builds) must not inherit it unless it was set on purpose.
+    assert await _show(db_url) == ("0", "0")
+    assert await _show(db_url, lock_timeout_ms=1500, statement_timeout_ms=60_000) == (
+        "1500ms",
+        "1min",
+    )

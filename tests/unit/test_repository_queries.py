@@ -1,0 +1,138 @@
+"""The repository's query building, without a database: escaping, binding, validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, String, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+from qxdb import (
+    ConfigurationError,
+    Entity,
+    Filter,
+    InvalidQueryError,
+    Repository,
+    Sort,
+    TenantScopeError,
+    escape_like,
+    make_metadata,
+    request_scope,
+    standard_audit_columns,
+    system_scope,
+    uuid7,
+    uuid_column,
+)
+
+metadata = make_metadata()
+items = Table(
+    "items",
+    metadata,
+    uuid_column("id", primary_key=True),
+    Column("title", String(100)),
+    Column("rank", Integer),
+    *standard_audit_columns(),
+)
+
+
+@dataclass(kw_only=True, eq=False)
+class Item(Entity):
+    title: str
+    rank: int | None = None
+
+
+class ItemRepository(Repository[Item]):
+    entity_cls = Item
+    table = items
+    filterable_fields = {"title", "rank"}
+    sortable_fields = {"title", "rank"}
+
+
+def repo() -> ItemRepository:
+    return ItemRepository(session=None)  # type: ignore[arg-type]  # query building only
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("plain", "plain"),
+        ("100%", "100\\%"),
+        ("a_b", "a\\_b"),
+        ("back\\slash", "back\\\\slash"),
+        ("\\%_", "\\\\\\%\\_"),
+        ("", ""),
+    ],
+)
+def test_escape_like(raw: str, escaped: str) -> None:
+    assert escape_like(raw) == escaped
+
+
+@pytest.mark.parametrize("dialect", [postgresql.asyncpg.dialect(), sqlite.dialect()])
+def test_values_are_bound_never_pasted(dialect: Any) -> None:
+    payload = "x' OR '1'='1"
+    with request_scope(tenant_id=uuid7()):
+        clauses = repo()._filter_clauses(
+            [
+                Filter("title", "eq", payload),
+                Filter("title", "contains", payload),
+                Filter("title", "in", [payload]),
+            ]
+        )
+    for clause in clauses:
+        compiled = clause.compile(dialect=dialect)
+        assert "OR '1'" not in str(compiled)
+        assert any(payload in str(v) for v in compiled.params.values())
+
+
+def test_like_operators_are_case_insensitive_with_one_escape_character() -> None:
+    (clause,) = repo()._filter_clauses([Filter("title", "starts_with", "50%_off")])
+    pg = clause.compile(dialect=postgresql.asyncpg.dialect())
+    assert "ILIKE" in str(pg)
+    assert "ESCAPE '\\'" in str(pg)
+    assert list(pg.params.values()) == ["50\\%\\_off%"]
+    lite = str(clause.compile(dialect=sqlite.dialect()))
+    assert "lower(items.title) LIKE lower(?) ESCAPE '\\'" in lite
+
+
+def test_sort_policy_is_validated_and_shared() -> None:
+    r = repo()
+    spec = r._validated_sort([Sort("rank", "desc")])
+    assert [(s.field, s.direction, s.effective_nulls) for s in spec] == [
+        ("rank", "desc", "first"),
+        ("id", "desc", "last"),
+    ]
+    sql = " ".join(str(t.compile(dialect=sqlite.dialect())) for t in r._order_by(spec))
+    assert sql == "items.rank DESC NULLS FIRST items.id DESC NULLS LAST"
+    with pytest.raises(InvalidQueryError, match="allowed: id, rank, title"):
+        r._validated_sort([Sort("created_at")])
+
+
+def test_tenant_scope_fails_closed_and_system_scope_is_explicit() -> None:
+    r = repo()
+    with pytest.raises(TenantScopeError, match="no tenant"):
+        r._scoped_select(include_deleted=False)
+    tenant = uuid7()
+    with request_scope(tenant_id=tenant):
+        sql = str(r._scoped_select(include_deleted=False).compile(dialect=sqlite.dialect()))
+        assert "items.tenant_id = ?" in sql
+        assert "items.deleted_at IS NULL" in sql
+    with system_scope():
+        sql = str(r._scoped_select(include_deleted=True).compile(dialect=sqlite.dialect()))
+        assert "WHERE" not in sql
+
+
+def test_misconfigured_repositories_are_refused() -> None:
+    class NoTenantColumn(ItemRepository):
+        table = Table("plain", make_metadata(), uuid_column("id", primary_key=True))
+        filterable_fields: Any = set()
+        sortable_fields: Any = set()
+
+    class UnknownField(ItemRepository):
+        filterable_fields = {"title", "nope"}
+
+    with pytest.raises(ConfigurationError, match="no 'tenant_id' column"):
+        _ = NoTenantColumn(None)._plan  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"\['nope'\]"):
+        _ = UnknownField(None)._plan  # type: ignore[arg-type]
