@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.domain import IntegrationEvent
@@ -26,6 +26,8 @@ from qxdb.outbox.publishers import (
     PublishOutcome,
 )
 from qxdb.outbox.relay import OutboxRelay, RelayConfig
+from qxdb.outbox.selection import OutboxSelection
+from qxdb.outbox.store import OutboxStore
 from qxdb.settings import DatabaseSettings
 
 TABLE = outbox_table()
@@ -258,26 +260,10 @@ async def test_a_failing_event_type_backs_off_dies_and_replays_without_stalling_
             assert counters.retried == 40  # two retries each before the third attempt kills
             assert await status_counts(engine) == {"published": 300, "dead": 20, "pending": 0}
 
-            # Replay once the fault is gone: fresh delivery ids, attempts reset.
-            t = TABLE
-            async with engine.begin() as conn:
-                dead_ids = (
-                    (await conn.execute(select(t.c.id).where(t.c.dead_at.is_not(None))))
-                    .scalars()
-                    .all()
-                )
-                for row_id in dead_ids:
-                    await conn.execute(
-                        update(t)
-                        .where(t.c.id == row_id)
-                        .values(
-                            dead_at=None,
-                            attempts=0,
-                            next_attempt_at=None,
-                            last_error=None,
-                            delivery_id=uuid7(),
-                        )
-                    )
+            # Replay through the outbox store (what `qxdb outbox replay` runs): fresh
+            # delivery ids, attempts reset. Then the fault goes away.
+            replayed = await OutboxStore(engine, TABLE).replay(OutboxSelection(status="dead"))
+            assert replayed.rows == 20
             faulty.broken = False
             replay = OutboxRelay(
                 make_session_factory(engine), faulty, subject_prefix=scope.prefix, config=config
