@@ -627,6 +627,8 @@ async def relay_to_nats(
         default_stream_name,
         validate_subject_prefix,
     )
+    from qxdb.outbox.selection import OutboxSelection
+    from qxdb.outbox.store import OutboxStore
 
     config = config or RelayConfig()
     validate_subject_prefix(subject_prefix)
@@ -640,6 +642,10 @@ async def relay_to_nats(
     try:
         async with connect_checked(engine):
             pass
+        # Also refuses, with one clear line, a missing table or one without delivery state.
+        store = OutboxStore(engine, settings.outbox_table)
+        pending = await store.count(OutboxSelection(status="pending"))
+        log.info("relay: %d pending event(s) in %s", pending, store.table_name)
         publisher = NatsJetStreamPublisher(nats_url, stream=stream_name)
         await publisher.connect()
         try:

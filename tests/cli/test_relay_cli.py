@@ -37,7 +37,9 @@ def test_help_shows_an_example() -> None:
     assert "Example: qxdb outbox relay" in result.stdout
 
 
-def test_unreachable_broker_exits_3_with_one_line(tmp_path: Path) -> None:
+async def test_unreachable_broker_exits_3_with_one_line(tmp_path: Path) -> None:
+    engine = await make_outbox(f"sqlite+aiosqlite:///{tmp_path / 'qxdb.sqlite3'}")
+    await engine.dispose()
     url = f"nats://relay:hunter22@127.0.0.1:{free_port()}"
     result = run_qxdb("outbox", "relay", "--nats-url", url, "--once", cwd=tmp_path)
     assert result.returncode == 3
@@ -122,3 +124,9 @@ def test_unreachable_database_exits_3(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("qxdb: error:")]
     assert len(errors) == 1
     assert "topsecret77" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_outbox_table_exits_2(tmp_path: Path) -> None:
+    result = run_qxdb("outbox", "relay", "--once", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "qxdb: error: outbox table 'qx_outbox_events' does not exist" in result.stderr
