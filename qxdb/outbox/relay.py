@@ -254,6 +254,12 @@ class OutboxRelay:
                         break
                     await self._idle(min(max(wait, 0.02), self.config.poll_interval_seconds))
                     continue
+                if self.dialect == "postgresql" and (listener is None or listener.is_closed()):
+                    # The listening connection died (server restart, network): open it
+                    # again; a row committed meanwhile is found by the claim right after.
+                    listener = await self._listen(quiet=True)
+                    if listener is not None:
+                        continue
                 await self._idle(self.config.poll_interval_seconds)
         finally:
             if in_flight:
@@ -272,7 +278,7 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ listening
 
-    async def _listen(self) -> Any:
+    async def _listen(self, *, quiet: bool = False) -> Any:
         if self.dialect != "postgresql":
             return None
         try:
@@ -281,8 +287,11 @@ class OutboxRelay:
             dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             conn = await asyncpg.connect(dsn)
             await conn.add_listener(notify_channel(self.table), self._on_notify)
+            # A lost listener ends the idle wait, so the loop reopens it at once.
+            conn.add_termination_listener(self._on_notify)
         except Exception as exc:
-            log.warning("relay: cannot LISTEN, polling instead: %s", _short(exc))
+            if not quiet:
+                log.warning("relay: cannot LISTEN, polling instead: %s", _short(exc))
             return None
         return conn
 

@@ -351,10 +351,22 @@ async def test_notify_wakes_the_relay_and_a_late_commit_with_a_smaller_id_is_not
             await slow.commit()
             await slow.close()
             await until(2)
+            # The listening connection is killed: the relay opens a new one and still
+            # wakes on the next commit.
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                    )
+                )
+            await asyncio.sleep(0.5)
+            await record(engine, [OrderPlaced(aggregate_id=uuid7(), seq=2)])
+            await until(3)
             relay.stop()
             counters = await runner
-        assert counters.published == 2
-        messages = await stream_messages(scope, 2)
+        assert counters.published == 3
+        messages = await stream_messages(scope, 3)
         assert_exactly_once(messages, await delivery_ids(engine))
     finally:
         await engine.dispose()
