@@ -28,8 +28,8 @@ block its aggregate for ever); replaying it later delivers it after its successo
 
 **Wake-ups:** on PostgreSQL the recorder sends ``NOTIFY`` in the writer's transaction and
 the relay ``LISTEN``s on a dedicated connection, so new rows are claimed as they commit;
-polling every ``poll_interval_seconds`` is only the fallback (retries coming due, a lost
-listener connection). SQLite has no ``SKIP LOCKED`` and no ``NOTIFY``: run one relay per
+polling every ``poll_interval_seconds`` is only the fallback (retries coming due, leases
+running out); a lost listening connection is re-opened at once. SQLite has no ``SKIP LOCKED`` and no ``NOTIFY``: run one relay per
 database file; it polls.
 
 Leases must stay shorter than the stream's duplicate window (JetStream's default is two
