@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.domain import IntegrationEvent
@@ -152,6 +152,14 @@ async def status_counts(engine: AsyncEngine) -> dict[str, int]:
     return {"published": published, "dead": dead, "pending": pending}
 
 
+async def fast_forward(engine: AsyncEngine) -> None:
+    """Let time pass for backoffs: every scheduled retry is due now."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(TABLE).where(TABLE.c.next_attempt_at.is_not(None)).values(next_attempt_at=None)
+        )
+
+
 def assert_exactly_once(messages: list[tuple[str, str, int]], ids: dict[str, Any]) -> None:
     seen = [m[0] for m in messages]
     assert len(seen) == len(set(seen)), "a message id is stored twice"
@@ -219,55 +227,53 @@ async def test_a_failing_event_type_backs_off_dies_and_replays_without_stalling_
             if i % 15 == 0:
                 mixed.append(invoices[i // 15])
         await record(engine, mixed, chunk=50)
-        config = RelayConfig(
-            batch_size=40,
-            max_attempts=3,
-            backoff_base_seconds=0.5,
-            poll_interval_seconds=0.1,
-        )
+        # A long first backoff, so the state "backing off" holds still while we look.
+        slow = RelayConfig(batch_size=40, max_attempts=3, backoff_base_seconds=30)
+        fast = RelayConfig(batch_size=40, max_attempts=3, backoff_base_seconds=0.05)
+        invoice = TABLE.c.event_name == "billing.invoice sent"
         async with NatsJetStreamPublisher(scope.url) as pub:
             faulty = FailingFor(pub, f"{scope.prefix}.billing.invoice_sent")
-            relay = OutboxRelay(
-                make_session_factory(engine), faulty, subject_prefix=scope.prefix, config=config
-            )
-            runner = asyncio.create_task(relay.run())
-            # Other events flow while the invoices fail.
-            for _ in range(100):
-                await asyncio.sleep(0.05)
-                if relay.counters.published == 300:
-                    break
-            first = relay.counters.snapshot()
-            assert first.published == 300
+            factory = make_session_factory(engine)
+            # --once drains what is deliverable: every order, and one try per invoice.
+            first = await OutboxRelay(
+                factory, faulty, subject_prefix=scope.prefix, config=slow
+            ).run(once=True)
+            assert (first.published, first.retried, first.dead) == (300, 20, 0)
             async with engine.connect() as conn:
                 backing_off = (
                     await conn.execute(
-                        select(TABLE.c.attempts, TABLE.c.next_attempt_at, TABLE.c.last_error).where(
-                            TABLE.c.event_name == "billing.invoice sent", TABLE.c.dead_at.is_(None)
-                        )
+                        select(
+                            TABLE.c.attempts,
+                            TABLE.c.next_attempt_at - func.now(),
+                            TABLE.c.last_error,
+                            TABLE.c.dead_at,
+                            TABLE.c.locked_by,
+                        ).where(invoice)
                     )
                 ).all()
-            # None is dead yet (the second retry is at least 0.75 s away): all back off.
             assert len(backing_off) == 20
-            for attempts, next_at, error in backing_off:
-                assert attempts >= 1 and next_at is not None and "injected fault" in error
-            for _ in range(100):
-                await asyncio.sleep(0.05)
-                if relay.counters.dead == 20:
-                    break
-            relay.stop()
-            counters = await runner
-            assert counters.dead == 20
-            assert counters.retried == 40  # two retries each before the third attempt kills
+            for attempts, wait, error, dead_at, locked_by in backing_off:
+                # First backoff is 30 s with jitter over its upper half: 15 to 30 s.
+                assert attempts == 1 and 14 < wait.total_seconds() <= 30
+                assert "injected fault" in error and dead_at is None and locked_by is None
+
+            # Time passes (the retries come due); the next two attempts fail too.
+            for _ in range(2):
+                await fast_forward(engine)
+                await OutboxRelay(factory, faulty, subject_prefix=scope.prefix, config=fast).run(
+                    once=True
+                )
             assert await status_counts(engine) == {"published": 300, "dead": 20, "pending": 0}
+            async with engine.connect() as conn:
+                attempts = (await conn.execute(select(TABLE.c.attempts).where(invoice))).scalars()
+                assert set(attempts) == {3}
 
             # Replay through the outbox store (what `qxdb outbox replay` runs): fresh
             # delivery ids, attempts reset. Then the fault goes away.
             replayed = await OutboxStore(engine, TABLE).replay(OutboxSelection(status="dead"))
             assert replayed.rows == 20
             faulty.broken = False
-            replay = OutboxRelay(
-                make_session_factory(engine), faulty, subject_prefix=scope.prefix, config=config
-            )
+            replay = OutboxRelay(factory, faulty, subject_prefix=scope.prefix, config=fast)
             again = await replay.run(once=True)
         assert again.published == 20
         assert await status_counts(engine) == {"published": 320, "dead": 0, "pending": 0}

@@ -109,7 +109,14 @@ async def test_a_failing_head_holds_back_only_its_own_key(
     from qxdb.ids import uuid7
     from qxdb.outbox.publishers import NatsJetStreamPublisher
     from qxdb.outbox.relay import OutboxRelay, RelayConfig
-    from tests.integration.test_relay import TABLE, FailingFor, InvoiceSent, OrderPlaced, record
+    from tests.integration.test_relay import (
+        TABLE,
+        FailingFor,
+        InvoiceSent,
+        OrderPlaced,
+        fast_forward,
+        record,
+    )
 
     engine = await make_outbox(postgres_url)
     try:
@@ -124,22 +131,16 @@ async def test_a_failing_head_holds_back_only_its_own_key(
                 *(OrderPlaced(seq=i) for i in range(5)),  # no ordering key
             ],
         )
-        config = RelayConfig(
-            ordered=True, max_attempts=3, backoff_base_seconds=0.5, poll_interval_seconds=0.05
-        )
+        slow = RelayConfig(ordered=True, max_attempts=2, backoff_base_seconds=30)
+        fast = RelayConfig(ordered=True, max_attempts=2, backoff_base_seconds=0.05)
         async with NatsJetStreamPublisher(scope.url) as pub:
             faulty = FailingFor(pub, f"{scope.prefix}.billing.invoice_sent")
-            relay = OutboxRelay(
-                make_session_factory(engine), faulty, subject_prefix=scope.prefix, config=config
-            )
-            runner = asyncio.create_task(relay.run())
-            for _ in range(100):
-                if relay.counters.published >= 8:
-                    break
-                await asyncio.sleep(0.02)
+            factory = make_session_factory(engine)
+            first = await OutboxRelay(
+                factory, faulty, subject_prefix=scope.prefix, config=slow
+            ).run(once=True)
             # Key b and the unkeyed rows flowed; key a waits behind its failing head.
-            assert relay.counters.published == 8
-            assert relay.counters.dead == 0
+            assert (first.published, first.retried, first.dead) == (8, 1, 0)
             async with engine.connect() as conn:
                 waiting = (
                     await conn.execute(
@@ -149,14 +150,12 @@ async def test_a_failing_head_holds_back_only_its_own_key(
                     )
                 ).scalars()
                 assert list(waiting) == [None, None]
-            for _ in range(200):
-                if relay.counters.published >= 10:
-                    break
-                await asyncio.sleep(0.02)
-            relay.stop()
-            counters = await runner
+            await fast_forward(engine)
+            second = await OutboxRelay(
+                factory, faulty, subject_prefix=scope.prefix, config=fast
+            ).run(once=True)
         # Once the head is dead, the key is released and its later rows go, in order.
-        assert (counters.published, counters.dead) == (10, 1)
+        assert (second.published, second.dead) == (2, 1)
         messages = await stream_messages(scope, 10)
         ids = await delivery_ids(engine)
         assert_per_key_order(messages, ids)
