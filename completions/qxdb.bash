@@ -31,7 +31,7 @@ __qxdb_options() {
         'qxdb migrate heads') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate check') printf '%s\n' -c --config --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
-        'qxdb outbox relay') printf '%s\n' -h --help ;;
+        'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
         'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --json -h --help ;;
         'qxdb outbox show') printf '%s\n' --row -h --help ;;
         'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
@@ -74,6 +74,15 @@ __qxdb_value() {
         'qxdb migrate heads --config') echo 'file' ;;
         'qxdb migrate check -c') echo 'file' ;;
         'qxdb migrate check --config') echo 'file' ;;
+        'qxdb outbox relay --nats-url') echo 'text' ;;
+        'qxdb outbox relay --subject-prefix') echo 'text' ;;
+        'qxdb outbox relay --stream') echo 'text' ;;
+        'qxdb outbox relay --duplicate-window') echo 'text' ;;
+        'qxdb outbox relay --batch-size') echo 'text' ;;
+        'qxdb outbox relay --max-attempts') echo 'text' ;;
+        'qxdb outbox relay --lease-seconds') echo 'text' ;;
+        'qxdb outbox relay --poll-interval') echo 'text' ;;
+        'qxdb outbox relay --worker-id') echo 'text' ;;
         'qxdb outbox inspect -s') echo 'text' ;;
         'qxdb outbox inspect --status') echo 'text' ;;
         'qxdb outbox inspect -e') echo 'text' ;;

@@ -76,6 +76,13 @@ _EXPORTS: dict[str, str] = {
     "include_outbox_table": "qxdb.outbox.table",
     "OutboxRecorder": "qxdb.outbox.recorder",
     "DefaultOutboxRecorder": "qxdb.outbox.recorder",
+    "OutboxRelay": "qxdb.outbox.relay",
+    "RelayConfig": "qxdb.outbox.relay",
+    "RelayCounters": "qxdb.outbox.relay",
+    "Publisher": "qxdb.outbox.publishers",
+    "NatsJetStreamPublisher": "qxdb.outbox.publishers",
+    "OutboundMessage": "qxdb.outbox.publishers",
+    "PublishOutcome": "qxdb.outbox.publishers",
     "OutboxStore": "qxdb.outbox.store",
     "open_outbox_store": "qxdb.outbox.store",
     "OutboxSelection": "qxdb.outbox.selection",
@@ -176,9 +183,20 @@ if TYPE_CHECKING:
         timestamp_column as timestamp_column,
         uuid_column as uuid_column,
     )
+    from qxdb.outbox.publishers import (
+        NatsJetStreamPublisher as NatsJetStreamPublisher,
+        OutboundMessage as OutboundMessage,
+        Publisher as Publisher,
+        PublishOutcome as PublishOutcome,
+    )
     from qxdb.outbox.recorder import (
         DefaultOutboxRecorder as DefaultOutboxRecorder,
         OutboxRecorder as OutboxRecorder,
+    )
+    from qxdb.outbox.relay import (
+        OutboxRelay as OutboxRelay,
+        RelayConfig as RelayConfig,
+        RelayCounters as RelayCounters,
     )
     from qxdb.outbox.reports import (
         OutboxRow as OutboxRow,

@@ -1,10 +1,122 @@
-"""``qxdb outbox relay``: lands with the relay issue."""
+"""``qxdb outbox relay``: deliver pending outbox events to NATS JetStream."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from qxdb_cli import render
 
-def relay() -> None:
-    """Deliver pending outbox events to NATS JetStream."""
-    raise typer.Exit(code=2)
+
+def relay(
+    nats_url: Annotated[
+        str, typer.Option("--nats-url", envvar="QXDB_NATS_URL", help="NATS server URL.")
+    ] = "nats://127.0.0.1:4222",
+    subject_prefix: Annotated[
+        str,
+        typer.Option(
+            "--subject-prefix", help="Subjects are <prefix>.<event name>, e.g. acme.orders.placed."
+        ),
+    ] = "qxdb",
+    stream: Annotated[
+        str | None,
+        typer.Option("--stream", help="JetStream stream name (default: QXDB_<PREFIX>)."),
+    ] = None,
+    create_stream: Annotated[
+        bool,
+        typer.Option(
+            "--create-stream/--no-create-stream",
+            help="Create the stream over <prefix>.> when it is missing.",
+        ),
+    ] = True,
+    duplicate_window: Annotated[
+        float,
+        typer.Option("--duplicate-window", min=1, help="Duplicate window of a created stream, s."),
+    ] = 120.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per claim.")] = 500,
+    max_attempts: Annotated[
+        int, typer.Option("--max-attempts", min=1, help="Attempts before a row is dead.")
+    ] = 10,
+    ordered: Annotated[
+        bool, typer.Option("--ordered", help="Keep recorded order per ordering key.")
+    ] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain what is deliverable now, then exit.")
+    ] = False,
+    lease_seconds: Annotated[
+        float, typer.Option("--lease-seconds", min=0.1, help="How long a claim is held.")
+    ] = 30.0,
+    poll_interval: Annotated[
+        float,
+        typer.Option("--poll-interval", min=0.01, help="Fallback poll when idle, seconds."),
+    ] = 2.0,
+    worker_id: Annotated[
+        str | None, typer.Option("--worker-id", help="Name of this relay in leases.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final counters as one JSON document.")
+    ] = False,
+) -> None:
+    """Deliver pending outbox events to NATS JetStream, at least once and de-duplicated.
+
+    Each row goes out with its delivery id as Nats-Msg-Id, so a re-send after a crash is
+    dropped by the stream's duplicate window. Run several relays on PostgreSQL to scale
+    out; on SQLite run one. SIGINT/SIGTERM finish the batch in flight and release leases.
+    Exits 3 with one line when NATS or the database cannot be reached.
+
+    Example: qxdb outbox relay --nats-url nats://127.0.0.1:4222 --subject-prefix acme --once
+    """
+    import asyncio
+    import logging
+    import sys
+
+    from qxdb.outbox.publishers import validate_subject_prefix
+    from qxdb.outbox.relay import RelayConfig, RelayCounters, relay_to_nats
+    from qxdb_cli.state import load_settings
+
+    validate_subject_prefix(subject_prefix)
+    settings = load_settings()
+    render.announce_database(settings)
+    config = RelayConfig(
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        ordered=ordered,
+        lease_seconds=lease_seconds,
+        poll_interval_seconds=poll_interval,
+        worker_id=worker_id,
+    )
+    live = sys.stderr.isatty()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("qxdb.outbox.relay")
+    logger.addHandler(handler)
+    # On a terminal the live line shows the counters; the log keeps warnings only.
+    logger.setLevel(logging.WARNING if live else logging.INFO)
+
+    def show(counters: RelayCounters) -> None:
+        sys.stderr.write(f"\r\x1b[2Krelay: {counters.line()}")
+        sys.stderr.flush()
+
+    try:
+        final = asyncio.run(
+            relay_to_nats(
+                settings,
+                nats_url=nats_url,
+                subject_prefix=subject_prefix,
+                config=config,
+                stream=stream,
+                ensure_stream=create_stream,
+                duplicate_window_seconds=duplicate_window,
+                once=once,
+                on_batch=show if live else None,
+            )
+        )
+    finally:
+        if live:
+            sys.stderr.write("\n")
+        logger.removeHandler(handler)
+    if as_json:
+        render.print_json(final.to_dict())
+    else:
+        render.note(f"relay stopped: {final.line()}")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qxdb.domain import Event
 from qxdb.ids import uuid7
 from qxdb.outbox.table import OUTBOX_TABLE_NAME, outbox_table
 
-__all__ = ["DefaultOutboxRecorder", "OutboxRecorder", "outbox_row"]
+__all__ = ["DefaultOutboxRecorder", "OutboxRecorder", "notify_channel", "outbox_row"]
 
 
 @runtime_checkable
@@ -38,11 +38,25 @@ def outbox_row(event: Event) -> dict[str, Any]:
     }
 
 
+def notify_channel(table: Table | str) -> str:
+    """The PostgreSQL NOTIFY channel that announces new rows of an outbox table.
+
+    It is the table's name: one channel per outbox, so relays of different outboxes in
+    one database do not wake each other.
+    """
+    return table.name if isinstance(table, Table) else table
+
+
 class DefaultOutboxRecorder:
     """Inserts every event of one commit with one multi-row ``INSERT`` statement.
 
     The statement is built from a ``Table`` object, so the table name is quoted by
     SQLAlchemy and never pasted into SQL text.
+
+    On PostgreSQL it also sends ``pg_notify(<table name>, '')`` in the same transaction,
+    so a listening relay wakes the moment the rows commit (and never earlier: PostgreSQL
+    delivers a notification only at commit, and drops it on rollback). The channel is a
+    bound parameter, not SQL text.
     """
 
     def __init__(self, table: Table | str = OUTBOX_TABLE_NAME) -> None:
@@ -57,3 +71,7 @@ class DefaultOutboxRecorder:
             return
         rows = [outbox_row(ev) for ev in events]
         await session.execute(self._insert, rows)
+        if session.get_bind().dialect.name == "postgresql":
+            # Same payload for every commit: PostgreSQL folds duplicate notifications
+            # of one transaction into one, so a transaction wakes the relay once.
+            await session.execute(select(func.pg_notify(notify_channel(self.table), "")))

@@ -1,0 +1,132 @@
+"""`qxdb outbox relay` as an operator runs it: bad input, unreachable broker, the SQLite
+default, and a graceful stop on SIGTERM that leaves no lease behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from qxdb.testing.servers import free_port
+from tests.cli.conftest import QXDB, run_qxdb
+from tests.integration.test_relay import (
+    TABLE,
+    StreamScope,
+    assert_exactly_once,
+    delivery_ids,
+    keyed_events,
+    make_outbox,
+    record,
+    scope,
+    seed,
+    status_counts,
+    stream_messages,
+)
+from tests.integration.test_relay_ordered import clean_env, relay_command
+
+__all__ = ["scope"]
+
+
+def test_help_shows_an_example() -> None:
+    result = run_qxdb("outbox", "relay", "--help")
+    assert result.returncode == 0
+    assert "Example: qxdb outbox relay" in result.stdout
+
+
+async def test_unreachable_broker_exits_3_with_one_line(tmp_path: Path) -> None:
+    engine = await make_outbox(f"sqlite+aiosqlite:///{tmp_path / 'qxdb.sqlite3'}")
+    await engine.dispose()
+    url = f"nats://relay:hunter22@127.0.0.1:{free_port()}"
+    result = run_qxdb("outbox", "relay", "--nats-url", url, "--once", cwd=tmp_path)
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("qxdb: error:")]
+    assert len(errors) == 1 and "cannot reach NATS" in errors[0]
+    assert "hunter22" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_subject_prefix_exits_2(tmp_path: Path) -> None:
+    result = run_qxdb("outbox", "relay", "--subject-prefix", "orders.*", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("qxdb: error: invalid subject prefix")
+    assert "Traceback" not in result.stderr
+
+
+async def test_once_on_the_embedded_sqlite_default(tmp_path: Path, scope: StreamScope) -> None:
+    engine = await make_outbox(f"sqlite+aiosqlite:///{tmp_path / 'qxdb.sqlite3'}")
+    try:
+        await record(engine, keyed_events(300, 7), chunk=100)
+        proc = await asyncio.create_subprocess_exec(
+            QXDB, "outbox", "relay", "--nats-url", scope.url, "--subject-prefix", scope.prefix,
+            "--stream", scope.stream, "--once", "--json",
+            cwd=tmp_path, env=clean_env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert "embedded SQLite default" in err.decode()
+        assert json.loads(out)["published"] == 300
+        messages = await stream_messages(scope, 300)
+        assert_exactly_once(messages, await delivery_ids(engine))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_sigterm_finishes_the_batch_and_releases_leases(
+    postgres_url: str, scope: StreamScope
+) -> None:
+    engine = await make_outbox(postgres_url)
+    try:
+        await seed(engine, keyed_events(20_000, 100))
+        proc = await asyncio.create_subprocess_exec(
+            *relay_command(postgres_url, scope, "--batch-size", "200"),
+            env=clean_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(500):
+            counts = await status_counts(engine)
+            if counts["published"] > 0:
+                break
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+        assert "relay stopped: published=" in err.decode()
+        async with engine.connect() as conn:
+            held = (
+                await conn.execute(select(func.count()).where(TABLE.c.locked_by.is_not(None)))
+            ).scalar_one()
+        assert held == 0
+        done = (await status_counts(engine))["published"]
+        assert done > 0
+        # What the relay marked is exactly what the stream holds: no batch was cut in half.
+        messages = await stream_messages(scope, done)
+        async with engine.connect() as conn:
+            marked = (
+                await conn.execute(
+                    select(TABLE.c.delivery_id).where(TABLE.c.published_at.is_not(None))
+                )
+            ).scalars()
+            assert {m[0] for m in messages} == {str(d) for d in marked}
+    finally:
+        await engine.dispose()
+
+
+def test_unreachable_database_exits_3(tmp_path: Path) -> None:
+    url = f"postgresql+asyncpg://app:topsecret77@127.0.0.1:{free_port()}/app"
+    result = run_qxdb("--database-url", url, "outbox", "relay", "--once", cwd=tmp_path)
+    assert result.returncode == 3
+    errors = [line for line in result.stderr.splitlines() if line.startswith("qxdb: error:")]
+    assert len(errors) == 1
+    assert "topsecret77" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_outbox_table_exits_2(tmp_path: Path) -> None:
+    result = run_qxdb("outbox", "relay", "--once", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "qxdb: error: outbox table 'qx_outbox_events' does not exist" in result.stderr
