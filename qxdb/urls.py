@@ -6,17 +6,22 @@ Pure standard library, so the command can name a database without importing SQLA
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = ["DEFAULT_SQLITE_URL", "display_url", "is_sqlite_url", "redact_secrets"]
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./qxdb.sqlite3"
 _MASK = "***"
 _SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword"})
+# The user information as SQLAlchemy's make_url reads it: the password runs to the first
+# "@" and may hold "/", "?" or "#" unencoded. urlsplit would end the netloc at such a
+# character and leave the password in clear, so it is masked this way first.
+_SA_USERINFO = re.compile(r"^(?P<head>[\w+]+://[^:/@]*:)(?P<password>[^@]*)@")
 
 
 def display_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (also in the query string)."""
+    url = _SA_USERINFO.sub(rf"\g<head>{_MASK}@", url, count=1)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -39,27 +44,30 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def password_of(url: str) -> str | None:
+def _secrets_of(url: str) -> set[str]:
+    """Every spelling of the URL's passwords that could appear in a message."""
+    found: set[str] = set()
+    match = _SA_USERINFO.match(url)
+    if match:
+        found.add(match["password"])
     try:
         parts = urlsplit(url)
-        secrets = [parts.password] if parts.password else []
-        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_QUERY_KEYS and v]
+        found.add(parts.netloc.rpartition("@")[0].partition(":")[2])
+        found.update(v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_QUERY_KEYS)
     except ValueError:
-        return None
-    return secrets[0] if secrets else None
+        pass  # unparseable: the password as SQLAlchemy reads it is still covered above
+    # Drivers see (and may echo) the percent-decoded password.
+    found |= {unquote(secret) for secret in found}
+    return {secret for secret in found if len(secret) >= 2}
 
 
 def redact_secrets(text: str, url: str | None) -> str:
     """Remove the URL's password (raw and percent-encoded forms) from any text."""
     if url:
         text = text.replace(url, display_url(url))
-        try:
-            raw = urlsplit(url).netloc.rpartition("@")[0].partition(":")[2]
-        except ValueError:
-            raw = ""
-        for secret in {password_of(url), raw}:
-            if secret and len(secret) >= 2:
-                text = text.replace(secret, _MASK)
+        # Longest first, so a password that contains another spelling is masked whole.
+        for secret in sorted(_secrets_of(url), key=len, reverse=True):
+            text = text.replace(secret, _MASK)
     # Any other URL-looking credential that slipped into a driver's message.
     return re.sub(r"(://[^:/@\s]+):[^@\s]+@", rf"\1:{_MASK}@", text)
 

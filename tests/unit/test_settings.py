@@ -72,6 +72,11 @@ def test_outbox_table_must_be_an_identifier(monkeypatch: pytest.MonkeyPatch, nam
             "postgresql+asyncpg://db/app?user=a&password=***",
         ),
         ("sqlite+aiosqlite:///./qxdb.sqlite3", "sqlite+aiosqlite:///./qxdb.sqlite3"),
+        # Unencoded "/", "?", "#" in a password: SQLAlchemy connects with them, urlsplit
+        # alone would end the host part there and show the password.
+        ("postgresql+asyncpg://app:pa/ss@db/app", "postgresql+asyncpg://app:***@db/app"),
+        ("postgresql+asyncpg://app:pa?ss@db/app", "postgresql+asyncpg://app:***@db/app"),
+        ("postgresql+asyncpg://app:pa#ss@db:5432/app", "postgresql+asyncpg://app:***@db:5432/app"),
     ],
 )
 def test_display_url_hides_passwords(url: str, shown: str) -> None:
@@ -83,3 +88,14 @@ def test_redact_secrets_in_free_text() -> None:
     text = f"failed for {url} with password pa55word"
     assert "pa55word" not in redact_secrets(text, url)
     assert "pa55word" not in redact_secrets("connect to postgresql://x:pa55word@h/d", None)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+asyncpg://app:pa/ss@db/app", "postgresql+asyncpg://app:pa%2Fss@db/app"]
+)
+def test_redact_secrets_catches_every_spelling(url: str) -> None:
+    # A driver echoes the password as it received it: percent-decoded.
+    spelled = url.split(":")[2].split("@")[0]
+    text = redact_secrets(f"auth failed for {url}: password 'pa/ss' ({spelled})", url)
+    assert "pa/ss" not in text
+    assert spelled not in text
