@@ -38,6 +38,7 @@ import builtins
 import dataclasses
 import functools
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
 
@@ -563,10 +564,23 @@ def _is_collection(value: Any) -> bool:
     return isinstance(value, list | tuple | set | frozenset)
 
 
+def _refuse_naive(col: Any, where: str, values: Iterable[Any]) -> None:
+    # A timezone-aware column refuses a naive datetime only when the statement runs, as
+    # an SQLAlchemy StatementError; a bad filter value is the caller's error: say so here.
+    if not getattr(getattr(col.type, "impl", col.type), "timezone", False):
+        return
+    for v in values:
+        if isinstance(v, datetime) and (v.tzinfo is None or v.utcoffset() is None):
+            raise InvalidQueryError(
+                f"{where} got the naive datetime {v.isoformat()}: give it a timezone (e.g. UTC)"
+            )
+
+
 def _condition(col: Any, f: Filter) -> ColumnElement[bool]:
     """One filter as a bound SQL condition, after checking the operator fits the value."""
     op, value = f.op, f.value
     where = f"filter {f.field!r} {op}"
+    _refuse_naive(col, where, value if _is_collection(value) else (value,))
     if op in _SCALAR_OPS:
         if value is None:
             hint = " (use is_null / is_not_null)" if op in ("eq", "neq") else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -136,3 +137,15 @@ def test_misconfigured_repositories_are_refused() -> None:
         _ = NoTenantColumn(None)._plan  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"\['nope'\]"):
         _ = UnknownField(None)._plan  # type: ignore[arg-type]
+
+
+def test_naive_datetime_filter_values_are_a_query_error() -> None:
+    class DatedRepository(ItemRepository):
+        filterable_fields = {"created_at"}
+
+    r = DatedRepository(None)  # type: ignore[arg-type]
+    naive, aware = datetime(2024, 1, 1), datetime(2024, 1, 1, tzinfo=UTC)
+    for bad in (Filter("created_at", "gt", naive), Filter("created_at", "in", [aware, naive])):
+        with pytest.raises(InvalidQueryError, match="naive datetime 2024-01-01T00:00:00"):
+            r._filter_clauses([bad])
+    assert len(r._filter_clauses([Filter("created_at", "lt", aware)])) == 1
