@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from qxdb.ids import utcnow, uuid7
 
@@ -46,7 +46,8 @@ class Event(BaseModel):
     event_version: ClassVar[int] = 1
 
     event_id: UUID = Field(default_factory=uuid7)
-    occurred_at: datetime = Field(default_factory=utcnow)
+    # Aware only: a naive time would be refused by the outbox at commit, after the handlers ran.
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
     correlation_id: UUID | None = None
     causation_id: UUID | None = None
     tenant_id: UUID | None = None

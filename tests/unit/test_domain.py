@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import ClassVar
 from uuid import UUID
 
+import pytest
 from sqlalchemy import Column, String, Table
 
 from qxdb import AggregateRoot, DomainEvent, IntegrationEvent, make_metadata, make_registry, uuid7
@@ -51,6 +53,14 @@ def test_envelope_separates_metadata_and_payload() -> None:
     assert env["tenant_id"] == str(event.tenant_id)
     assert env["payload"] == {"order_id": str(event.order_id), "total": "1.50"}
     assert OrderNoted.event_name == "OrderNoted"  # defaults to the class name
+
+
+def test_event_times_must_be_aware() -> None:
+    # A naive time would only be refused by the outbox column at commit, after handlers ran.
+    with pytest.raises(ValueError, match="timezone"):
+        OrderNoted(note="x", occurred_at=datetime(2024, 1, 1))
+    tokyo = datetime(2024, 1, 1, 9, tzinfo=timezone(timedelta(hours=9)))
+    assert OrderNoted(note="x", occurred_at=tokyo).envelope()["occurred_at"].endswith("+09:00")
 
 
 async def test_events_survive_imperative_mapping_which_bypasses_init(sqlite_url: str) -> None:
