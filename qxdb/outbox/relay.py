@@ -77,6 +77,7 @@ from qxdb.outbox.publishers import OutboundMessage, Publisher, PublishOutcome, s
 from qxdb.outbox.recorder import notify_channel
 from qxdb.outbox.table import LAST_ERROR_MAX, OUTBOX_TABLE_NAME, outbox_table
 from qxdb.types import UTCDateTime
+from qxdb.urls import redact_secrets
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -264,8 +265,15 @@ class OutboxRelay:
         finally:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
-            with contextlib.suppress(Exception):
+            try:
                 await self._release_mine()
+            except Exception as exc:
+                # Not fatal (the leases expire), but another relay waits for them: say so.
+                log.warning(
+                    "relay: leases not released at stop, they expire in %g s: %s",
+                    self.config.lease_seconds,
+                    _short(exc),
+                )
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
@@ -281,17 +289,20 @@ class OutboxRelay:
     async def _listen(self, *, quiet: bool = False) -> Any:
         if self.dialect != "postgresql":
             return None
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
             import asyncpg
 
-            dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             conn = await asyncpg.connect(dsn)
             await conn.add_listener(notify_channel(self.table), self._on_notify)
             # A lost listener ends the idle wait, so the loop reopens it at once.
             conn.add_termination_listener(self._on_notify)
         except Exception as exc:
             if not quiet:
-                log.warning("relay: cannot LISTEN, polling instead: %s", _short(exc))
+                # A driver's message may quote the DSN it was given, password included.
+                log.warning(
+                    "relay: cannot LISTEN, polling instead: %s", redact_secrets(_short(exc), dsn)
+                )
             return None
         return conn
 
