@@ -90,17 +90,29 @@ def _create_engine(settings: DatabaseSettings, target: str) -> AsyncEngine:
         engine = create_async_engine(target, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
-    if target.startswith("postgresql+asyncpg"):
-        server_settings: dict[str, str] = {}
-        if settings.statement_timeout_ms:
-            server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
-        if settings.lock_timeout_ms:
-            server_settings["lock_timeout"] = str(settings.lock_timeout_ms)
-        kwargs["connect_args"] = {
-            "server_settings": server_settings,
-            "timeout": settings.connect_timeout_seconds,
-        }
+    if target.split(":", 1)[0].split("+", 1)[0] == "postgresql":
+        kwargs["connect_args"] = _postgres_connect_args(settings, target)
     return create_async_engine(target, **kwargs)
+
+
+def _postgres_connect_args(settings: DatabaseSettings, target: str) -> dict[str, Any]:
+    """The driver arguments that apply the timeouts to every PostgreSQL connection."""
+    timeouts: dict[str, str] = {}
+    if settings.statement_timeout_ms:
+        timeouts["statement_timeout"] = str(settings.statement_timeout_ms)
+    if settings.lock_timeout_ms:
+        timeouts["lock_timeout"] = str(settings.lock_timeout_ms)
+    if target.startswith("postgresql+asyncpg"):
+        return {"server_settings": timeouts, "timeout": settings.connect_timeout_seconds}
+    # Any other driver (plain postgresql:// is psycopg's async mode) speaks libpq: the
+    # settings go in its `options` parameter, so the timeouts never depend on the driver.
+    options = " ".join(f"-c {name}={value}" for name, value in timeouts.items())
+    connect_args: dict[str, Any] = {
+        "connect_timeout": max(1, int(settings.connect_timeout_seconds))
+    }
+    if options:
+        connect_args["options"] = options
+    return connect_args
 
 
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
