@@ -58,8 +58,14 @@ PENDING_WHERE = "published_at IS NULL AND dead_at IS NULL"
 def include_outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE_NAME) -> Table:
     """Register the outbox table in ``metadata`` (so Alembic autogenerate sees it)."""
     validate_identifier(name, what="outbox table name")
-    if name in metadata.tables:
-        return metadata.tables[name]
+    # "schema.name" (accepted by QX_DB__OUTBOX_TABLE) is a table in a schema; given whole
+    # to Table() it would become one quoted identifier with a dot in it.
+    schema, _, name = name.rpartition(".")
+    key = f"{schema}.{name}" if schema else name
+    if metadata.schema and not schema:
+        key = f"{metadata.schema}.{name}"
+    if key in metadata.tables:
+        return metadata.tables[key]
     pending = text(PENDING_WHERE)
     return Table(
         name,
@@ -108,6 +114,7 @@ def include_outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE_NAME) -> T
             sqlite_where=text("dead_at IS NOT NULL"),
         ),
         info={"qxdb_outbox": True},
+        schema=schema or None,
     )
 
 
