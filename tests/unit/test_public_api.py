@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import qxdb
 
@@ -25,3 +27,18 @@ def test_importing_qxdb_and_light_parts_does_not_import_sqlalchemy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_type_checkers_see_every_exported_name_where_it_resolves() -> None:
+    # Users' mypy --strict reads the TYPE_CHECKING block, the runtime reads _EXPORTS: a
+    # name in only one of them is untyped (or missing) for one of the two.
+    tree = ast.parse(Path(qxdb.__file__).read_text())
+    seen: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module is not None
+                for alias in imp.names:
+                    assert alias.asname == alias.name, f"{alias.name}: not an explicit re-export"
+                    seen[alias.name] = imp.module
+    assert seen == qxdb._EXPORTS
