@@ -426,6 +426,9 @@ class OutboxStore:
 def _cutoff(older_than: timedelta, now: datetime | None) -> datetime:
     if older_than < timedelta(0):
         raise ValidationError("the age to purge must not be negative")
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        # Refused here rather than by the column type mid-purge, as a StatementError.
+        raise ValidationError(f"now must be timezone-aware, got {now.isoformat()}")
     return (now or datetime.now(UTC)) - older_than
 
 

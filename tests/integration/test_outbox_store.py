@@ -92,6 +92,8 @@ async def test_batched_replay_and_purge_walk_past_ties(engine: AsyncEngine) -> N
     assert (await store.purge(timedelta(days=7), now=NOW)).rows == 0
     assert (await store.purge(timedelta(days=10), include_dead=True, now=NOW)).rows == 0
     assert (await store.purge(timedelta(days=7), include_dead=True, now=NOW)).rows == 4
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        await store.purge(timedelta(days=7), now=NOW.replace(tzinfo=None))
     assert len(await _all(engine, table)) == len(rows) - 7
 
 
