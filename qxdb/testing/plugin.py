@@ -108,11 +108,14 @@ async def _admin(url: str, sql: str) -> None:
 def postgres_url(qxdb_postgres_server: Server) -> Iterator[str]:
     """A fresh database on the test server, dropped after the test."""
     name = f"qxdb_t_{uuid.uuid4().hex[:16]}"
-    run_coro(_admin(qxdb_postgres_server.url, f'CREATE DATABASE "{name}"'))
+    # CREATE DATABASE takes no bind parameter: quote the name by PostgreSQL's rule (double
+    # any embedded quote) rather than trusting it to need none.
+    quoted = '"' + name.replace('"', '""') + '"'
+    run_coro(_admin(qxdb_postgres_server.url, f"CREATE DATABASE {quoted}"))
     try:
         yield _with_database(qxdb_postgres_server.url, name)
     finally:
-        run_coro(_admin(qxdb_postgres_server.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_coro(_admin(qxdb_postgres_server.url, f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
 
 
 @pytest.fixture
