@@ -24,6 +24,7 @@ from qxdb import (
     include_outbox_table,
     make_metadata,
     make_session_factory,
+    uuid7,
     uuid_column,
 )
 from qxdb.engine import _postgres_connect_args
@@ -144,3 +145,50 @@ async def test_outbox_in_a_schema_is_schema_and_table(engine: AsyncEngine) -> No
         assert found.scalar_one() == 1
         count = await conn.execute(select(recorder.table.c.id))
         assert len(count.all()) == 1
+
+
+_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "k1"
+down_revision = None
+
+
+def upgrade() -> None:
+    op.create_table("known", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("known")
+"""
+
+
+async def test_migrations_take_the_url_from_qx_db_url(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 19: no URL in alembic.ini; ``upgrade()`` migrates the QX_DB__URL database.
+
+    (The migration lock that keeps two deploys apart: test_migrations_lock.py and
+    tests/cli/test_migrate_lock.py.)
+    """
+    from qxdb.migrations import init_project, upgrade
+
+    package = f"known_{uuid7().hex[:8]}"  # unique: the module stays in sys.modules
+    (tmp_path / f"{package}.py").write_text(
+        "from qxdb.mapping import make_metadata\nmetadata = make_metadata()\n"
+    )
+    project = init_project(metadata=f"{package}:metadata", project_root=tmp_path)
+    (project.directory / "versions" / "k1_known.py").write_text(_REVISION)
+    assert "sqlalchemy.url" not in project.config.read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QX_DB__URL", db_url)
+    run = await upgrade(config=project.config, lock_timeout=5)
+    assert run.after == ["k1"]
+    engine = create_engine(url=db_url)
+    try:
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    finally:
+        await engine.dispose()
+    assert "known" in names
