@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from qxdb.errors import BrokerUnavailableError, ConfigurationError
+from qxdb.urls import redact_secrets
 
 __all__ = [
     "NatsJetStreamPublisher",
@@ -162,7 +163,9 @@ class NatsJetStreamPublisher:
             )
         except Exception as exc:
             raise BrokerUnavailableError(
-                f"cannot reach NATS at {_redact(self.url)}: {_reason(exc)}"
+                # The client's message may name the server URL, credentials included.
+                f"cannot reach NATS at {_redact(self.url)}: "
+                f"{redact_secrets(_reason(exc), self.url)}"
             ) from None
         # …and, once connected, reconnect for ever: a broker restart must not end a relay.
         self._nc.options["max_reconnect_attempts"] = -1
