@@ -41,6 +41,11 @@ async def diagnose(settings: DatabaseSettings) -> DoctorReport:
         async with connect_checked(engine) as conn:
             version = await server_version(conn)
             names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+            # QX_DB__OUTBOX_TABLE may be schema.name: look in that schema, not the default.
+            schema, _, outbox = settings.outbox_table.rpartition(".")
+            outbox_exists = await conn.run_sync(
+                lambda c: inspect(c).has_table(outbox, schema=schema or None)
+            )
             revisions: list[str] = []
             if "alembic_version" in names:
                 from sqlalchemy import column, select, table
@@ -68,7 +73,7 @@ async def diagnose(settings: DatabaseSettings) -> DoctorReport:
                 if conn.dialect.name == "postgresql"
                 else None,
                 outbox_table=settings.outbox_table,
-                outbox_table_exists=settings.outbox_table.split(".")[-1] in names,
+                outbox_table_exists=bool(outbox_exists),
                 alembic_version_table_exists="alembic_version" in names,
                 alembic_revision=revisions,
             )

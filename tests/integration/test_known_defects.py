@@ -27,6 +27,7 @@ from qxdb import (
     uuid7,
     uuid_column,
 )
+from qxdb.doctor import diagnose
 from qxdb.engine import _postgres_connect_args
 
 
@@ -145,6 +146,9 @@ async def test_outbox_in_a_schema_is_schema_and_table(engine: AsyncEngine) -> No
         assert found.scalar_one() == 1
         count = await conn.execute(select(recorder.table.c.id))
         assert len(count.all()) == 1
+    settings = DatabaseSettings(outbox_table="sales.qx_outbox_events", statement_timeout_ms=None)
+    report = await diagnose(settings.with_url(engine.url.render_as_string(hide_password=False)))
+    assert report.outbox_table_exists
 
 
 _REVISION = """
