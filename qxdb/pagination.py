@@ -18,11 +18,13 @@ as one ``OR`` that no btree can serve in order.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, tuple_
@@ -37,6 +39,7 @@ from qxdb.query import MAX_PAGE_SIZE, CursorPage, CursorPagination, Filter, Sort
 
 __all__ = [
     "build_cursor_page",
+    "default_codec",
     "fetch_cursor_page",
     "keyset_order_by",
     "keyset_predicate",
@@ -68,6 +71,33 @@ def sort_fingerprint(resource: str, spec: Sequence[Sort], filters: Iterable[Filt
         [(key.field, key.direction, key.effective_nulls) for key in spec],
         [(f.field, f.op, f.value) for f in filters],
     )
+
+
+def default_codec() -> CursorCodec:
+    """The codec the service's settings describe: ``QX_DB__CURSOR_*`` from the environment
+    *or* the ``.env`` file, as :class:`~qxdb.settings.DatabaseSettings` reads them.
+
+    A secret kept only in ``.env`` must still sign cursors; an environment-only codec
+    would silently hand out unsigned ones.
+    """
+    try:
+        dotenv = Path(".env").stat().st_mtime_ns
+    except OSError:
+        dotenv = None
+    cursor_env = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith("QX_DB__CURSOR_"))
+    )
+    return _settings_codec(os.getcwd(), dotenv, cursor_env)
+
+
+@lru_cache(maxsize=16)
+def _settings_codec(
+    _cwd: str, _dotenv: int | None, _env: tuple[tuple[str, str], ...]
+) -> CursorCodec:
+    # The arguments are only the cache key: settings are re-read when any of them changes.
+    from qxdb.settings import DatabaseSettings
+
+    return CursorCodec.from_settings(DatabaseSettings())
 
 
 def validate_limit(limit: Any, max_limit: int = MAX_PAGE_SIZE) -> int:
@@ -316,7 +346,7 @@ async def fetch_cursor_page(
     spec = order_spec(pagination.sort, tiebreaker=tiebreaker)
     columns = _sort_columns(table, spec)
     fingerprint = sort_fingerprint(resource or _resource_name(table), spec, pagination.filters)
-    codec = codec or CursorCodec.from_env()
+    codec = codec or default_codec()
     position = _read_cursor(codec, pagination.cursor, fingerprint, spec, columns)
     backwards = position is not None and position.direction == "previous"
     walk = reverse_spec(spec) if backwards else tuple(spec)
@@ -419,7 +449,7 @@ def build_cursor_page(
     )
     next_cursor: str | None = None
     if has_next and yielded:
-        next_cursor = (codec or CursorCodec.from_env()).encode(
+        next_cursor = (codec or default_codec()).encode(
             _item_values(yielded[-1], fields), fingerprint=fingerprint
         )
     return CursorPage(

@@ -22,14 +22,19 @@ def _suggested_commands_work(workspace: Path, expected_events: int) -> None:
     assert stats.returncode == 0, stats.stderr
     document = json.loads(stats.stdout)
     assert document["pending"] == expected_events
-    assert {e["event_name"] for e in document["by_event"]} == {"shop.order.placed", "shop.order.paid"}
+    assert {e["event_name"] for e in document["by_event"]} == {
+        "shop.order.placed",
+        "shop.order.paid",
+    }
     current = run_qxdb("migrate", "current", "--json", cwd=workspace)
     assert current.returncode == 0, current.stderr
     assert json.loads(current.stdout)["at_head"] is True
     assert run_qxdb("migrate", "check", cwd=workspace).returncode == 0
     schema = run_qxdb("schema", "check", cwd=workspace)
     assert schema.returncode == 0, schema.stdout + schema.stderr
-    decoded_from = run_qxdb("outbox", "inspect", "--status", "pending", "--limit", "3", "--json", cwd=workspace)
+    decoded_from = run_qxdb(
+        "outbox", "inspect", "--status", "pending", "--limit", "3", "--json", cwd=workspace
+    )
     assert decoded_from.returncode == 0, decoded_from.stderr
 
 

@@ -127,3 +127,24 @@ async def test_allow_lists_and_fail_closed_tenancy(session: AsyncSession) -> Non
         await repo.list_cursor(CursorPagination(filters=[Filter("version", "eq", 1)]))
     with pytest.raises(TenantScopeError):
         await repo.list_cursor(CursorPagination())
+
+
+async def test_a_secret_kept_only_in_dotenv_signs_repository_cursors(
+    session: AsyncSession, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "QX_DB__CURSOR_SECRET",
+        "QX_DB__CURSOR_PREVIOUS_SECRETS",
+        "QX_DB__CURSOR_MAX_AGE_SECONDS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("QX_DB__CURSOR_SECRET=only-in-dotenv\n")
+    repo = UserRepository(session)  # no codec of its own: the settings' codec
+    with request_scope(tenant_id=TENANT_A):
+        page = await repo.list_cursor(CursorPagination(limit=3, sort=[Sort("email")]))
+    assert page.next_cursor is not None
+    assert CursorCodec(secret="only-in-dotenv").decode(page.next_cursor).verified
+    with pytest.raises(CursorError) as info:
+        CursorCodec(secret="another-key").decode(page.next_cursor)
+    assert info.value.reason == "tampered"
