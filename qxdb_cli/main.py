@@ -8,7 +8,7 @@ are imported inside the commands that need them, so ``qxdb --help`` and
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -74,6 +74,10 @@ app.add_typer(cursor.app, name="cursor")
 app.add_typer(schema.app, name="schema")
 
 
+# Click 8.2+ raises this for a bare group; older Clicks print the help themselves.
+_NO_ARGS_IS_HELP: Any = getattr(click_exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: run, and map any error to one line and an exit code."""
     command = typer.main.get_command(app)
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         sys.stderr.write("qxdb: aborted, nothing was changed\n")
         return EXIT_FINDINGS
+    except _NO_ARGS_IS_HELP as exc:
+        # A bare `qxdb` or `qxdb migrate` asks what there is: the help, not an "error:".
+        sys.stderr.write(f"{exc.format_message()}\n")
+        return EXIT_USAGE
     except click_exceptions.ClickException as exc:
         sys.stderr.write(f"qxdb: error: {exc.format_message()}\n")
         return EXIT_USAGE if isinstance(exc, click_exceptions.UsageError) else exc.exit_code
