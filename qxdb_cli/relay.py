@@ -77,6 +77,8 @@ def relay(
 
     validate_subject_prefix(subject_prefix)
     _check_nats_url(nats_url)
+    if stream is not None:
+        _check_stream(stream)
     settings = load_settings()
     render.announce_database(settings)
     config = RelayConfig(
@@ -148,4 +150,17 @@ def _check_nats_url(url: str) -> None:
         raise ValidationError(
             f"invalid --nats-url {shown!r}: expected one server, nats://host:4222 "
             "(or tls://, ws://, wss://)"
+        )
+
+
+def _check_stream(name: str) -> None:
+    """JetStream refuses these names only after we connected; say so before, as bad input."""
+    import re
+
+    from qxdb.errors import ValidationError
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", name):
+        raise ValidationError(
+            f"invalid --stream {name!r}: use letters, digits, '-' and '_' "
+            "(no spaces, dots, wildcards or slashes)"
         )
