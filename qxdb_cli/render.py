@@ -77,9 +77,10 @@ def announce_database(settings: DatabaseSettings) -> None:
 
         path = Path(DEFAULT_SQLITE_URL.split(":///", 1)[1]).resolve()
         fresh = "" if path.exists() else ", a new empty file"
+        unset = "is empty" if "QX_DB__URL" in os.environ else "is not set"
         note(
             f"database: {settings.display_url} (embedded SQLite default {path}{fresh}: "
-            "QX_DB__URL is not set)"
+            f"QX_DB__URL {unset})"
         )
     else:
         note(f"database: {settings.display_url}")

@@ -171,6 +171,8 @@ def test_the_default_database_is_named_by_its_absolute_path(tmp_path: Path) -> N
     assert "embedded SQLite default" in first
     assert f"{tmp_path.resolve() / 'qxdb.sqlite3'}, a new empty file" in first
     assert "QX_DB__URL is not set" in first
+    empty = run_qxdb("outbox", "stats", "--json", cwd=tmp_path, env={"QX_DB__URL": ""})
+    assert "QX_DB__URL is empty" in empty.stderr.splitlines()[0]
 
 
 def test_the_default_database_in_a_folder_it_cannot_use(tmp_path: Path) -> None:
