@@ -222,3 +222,13 @@ def test_no_color_means_no_escape_codes_on_a_terminal(project: Path) -> None:
     plain = _on_a_terminal(argv, project, {"TERM": "xterm-256color", "NO_COLOR": "1"})
     assert b"\x1b[" not in plain
     assert b"Things" in plain
+
+
+def test_cursor_errors_say_what_to_give() -> None:
+    # was: "a: unknown type None" and a bare "Invalid value: no cursor on stdin"
+    untyped = run_qxdb("cursor", "encode", '{"a": {"b": 1}}')
+    assert '"type" and "value"' in _assert_one_error_line(untyped, 2)
+    empty = run_qxdb("cursor", "decode", "-", input="")
+    assert _assert_one_error_line(empty, 2) == (
+        "qxdb: error: Invalid value for '-': no cursor on stdin"
+    )
