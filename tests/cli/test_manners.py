@@ -176,7 +176,8 @@ def test_the_default_database_is_named_by_its_absolute_path(tmp_path: Path) -> N
 
 
 def test_the_default_database_in_a_folder_it_cannot_use(tmp_path: Path) -> None:
-    # A file where the folder should be: SQLite cannot open ./qxdb.sqlite3 under it.
+    # A folder where the file should be: SQLite cannot open ./qxdb.sqlite3. (was: now and
+    # then a second traceback from aiosqlite's worker thread after the one error line)
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / "qxdb.sqlite3").mkdir()
