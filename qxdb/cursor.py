@@ -562,6 +562,10 @@ def _typed_value(name: str, raw: Any) -> Any:
             return raw
         raise ValidationError(f"{name}: a value must be a scalar or a typed object")
     kind, value = raw.get("type"), raw.get("value")
+    if "type" not in raw:
+        raise ValidationError(
+            f'{name}: an object value needs "type" and "value", e.g. {{"type": "uuid", "value": "…"}}'
+        )
     try:
         if kind in ("str", "int", "bool", "null"):
             expected = {"str": str, "int": int, "bool": bool, "null": type(None)}[kind]

@@ -69,7 +69,10 @@ def parse_instant(text: str, *, now: datetime | None = None, what: str = "time")
     """A timestamp, or a duration meaning that long before ``now`` (``2h`` = two hours ago)."""
     value = text.strip()
     if _WHOLE.fullmatch(value):
-        return (now or datetime.now(UTC)) - parse_duration(value, what=what)
+        try:
+            return (now or datetime.now(UTC)) - parse_duration(value, what=what)
+        except OverflowError:
+            raise ValidationError(f"invalid {what} {text!r}: that is before year 1") from None
     if value[:1].isdigit() and "-" not in value:
         # Looks like neither a date nor a valid duration ("7 days", "1.5h", "7"): say both.
         raise ValidationError(

@@ -34,7 +34,7 @@ def _read_argument(value: str, what: str) -> str:
     # Bounded read: an endless stdin must not exhaust memory before the size check.
     text = sys.stdin.read(max(MAX_TOKEN_LENGTH, 1 << 20) + 1)
     if not text.strip():
-        raise typer.BadParameter(f"no {what} on stdin")
+        raise typer.BadParameter(f"no {what} on stdin", param_hint="'-'")
     return text.strip()
 
 
@@ -164,7 +164,7 @@ def encode(
         spec = replace(spec, fingerprint=fingerprint)
     if direction is not None:
         if direction not in ("next", "previous"):
-            raise typer.BadParameter("--direction must be next or previous")
+            raise typer.BadParameter("use next or previous", param_hint="'--direction'")
         spec = replace(spec, direction="next" if direction == "next" else "previous")
     codec = _codec(secret)
     token = codec.encode(spec.values, fingerprint=spec.fingerprint, direction=spec.direction)

@@ -35,6 +35,9 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_FINDINGS
     if _is_connection_error(exc):
         return EXIT_UNAVAILABLE
+    if isinstance(exc, OSError) and exc.filename is not None:
+        # A path we cannot read or write (read-only folder, missing parent): bad input.
+        return EXIT_USAGE
     return EXIT_FINDINGS
 
 
@@ -57,6 +60,8 @@ def message_for(exc: BaseException) -> str:
         sa_exc = sys.modules.get("sqlalchemy.exc")
         if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
             text = f"{type(exc.orig).__name__}: {exc.orig}"
+        elif isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            text = f"cannot use {exc.filename}: {exc.strerror}"
         else:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     text = " ".join(text.strip().split("\n")[0].split()) or type(exc).__name__

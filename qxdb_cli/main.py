@@ -8,7 +8,8 @@ are imported inside the commands that need them, so ``qxdb --help`` and
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+import threading
+from typing import Annotated, Any
 
 import typer
 
@@ -74,15 +75,33 @@ app.add_typer(cursor.app, name="cursor")
 app.add_typer(schema.app, name="schema")
 
 
+# Click 8.2+ raises this for a bare group; older Clicks print the help themselves.
+_NO_ARGS_IS_HELP: Any = getattr(click_exceptions, "NoArgsIsHelpError", ())
+
+
+def _quiet_late_thread_errors(args: threading.ExceptHookArgs) -> None:
+    # aiosqlite's worker thread may answer a failed connect after asyncio.run() closed the
+    # loop; the command already reported the failure in one line, so this is only noise.
+    if isinstance(args.exc_value, RuntimeError) and "Event loop is closed" in str(args.exc_value):
+        return
+    threading.__excepthook__(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: run, and map any error to one line and an exit code."""
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
+    if "--debug" not in args:
+        threading.excepthook = _quiet_late_thread_errors
     try:
         result = command.main(args=args, prog_name="qxdb", standalone_mode=False)
     except typer.Abort:
         sys.stderr.write("qxdb: aborted, nothing was changed\n")
         return EXIT_FINDINGS
+    except _NO_ARGS_IS_HELP as exc:
+        # A bare `qxdb` or `qxdb migrate` asks what there is: the help, not an "error:".
+        sys.stderr.write(f"{exc.format_message()}\n")
+        return EXIT_USAGE
     except click_exceptions.ClickException as exc:
         sys.stderr.write(f"qxdb: error: {exc.format_message()}\n")
         return EXIT_USAGE if isinstance(exc, click_exceptions.UsageError) else exc.exit_code

@@ -227,7 +227,7 @@ def down(
     if not yes:
         if not sys.stdin.isatty():
             raise ValidationError("down changes the database: pass --yes when not on a terminal")
-        typer.confirm("Undo these revisions?", abort=True)
+        typer.confirm("Undo these revisions?", abort=True, err=True)
     run = asyncio.run(
         downgrade(
             revision,

@@ -76,6 +76,9 @@ def relay(
     from qxdb_cli.state import load_settings
 
     validate_subject_prefix(subject_prefix)
+    _check_nats_url(nats_url)
+    if stream is not None:
+        _check_stream(stream)
     settings = load_settings()
     render.announce_database(settings)
     config = RelayConfig(
@@ -94,8 +97,11 @@ def relay(
     # On a terminal the live line shows the counters; the log keeps warnings only.
     logger.setLevel(logging.WARNING if live else logging.INFO)
 
+    # NO_COLOR: no escape codes at all, so the line is overwritten with padding instead.
+    clear = "\r" if render.plain() else "\r\x1b[2K"
+
     def show(counters: RelayCounters) -> None:
-        sys.stderr.write(f"\r\x1b[2Krelay: {counters.line()}")
+        sys.stderr.write(f"{clear}relay: {counters.line():<70}")
         sys.stderr.flush()
 
     try:
@@ -120,3 +126,41 @@ def relay(
         render.print_json(final.to_dict())
     else:
         render.note(f"relay stopped: {final.line()}")
+
+
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def _check_nats_url(url: str) -> None:
+    """A URL nats-py cannot use is bad input (exit 2), not an unreachable broker (exit 3)."""
+    import re
+    from urllib.parse import urlsplit
+
+    from qxdb.errors import ValidationError
+
+    try:
+        parts = urlsplit(url.strip())
+        valid = parts.scheme in _NATS_SCHEMES and bool(parts.hostname)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        valid = False
+    if not valid:
+        # Whatever stands before @ may be a password or a NATS token: never echo it.
+        shown = re.sub(r"//[^@/]*@", "//***@", url.strip())
+        raise ValidationError(
+            f"invalid --nats-url {shown!r}: expected one server, nats://host:4222 "
+            "(or tls://, ws://, wss://)"
+        )
+
+
+def _check_stream(name: str) -> None:
+    """JetStream refuses these names only after we connected; say so before, as bad input."""
+    import re
+
+    from qxdb.errors import ValidationError
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", name):
+        raise ValidationError(
+            f"invalid --stream {name!r}: use letters, digits, '-' and '_' "
+            "(no spaces, dots, wildcards or slashes)"
+        )

@@ -12,6 +12,7 @@ import sys
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -21,20 +22,28 @@ if TYPE_CHECKING:
     from qxdb.settings import DatabaseSettings
 
 
-@cache
-def out() -> Console:
+def plain() -> bool:
+    """NO_COLOR (any non-empty value) asks for no escape codes at all, bold included."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def _console(*, stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True)
+    if plain():
+        # Rich's own no_color still emits bold and dim; no colour system emits no escapes.
+        return Console(stderr=stderr, color_system=None, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+@cache
+def out() -> Console:
+    return _console(stderr=False)
 
 
 @cache
 def err() -> Console:
-    from rich.console import Console
-
-    return Console(
-        stderr=True, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=True
-    )
+    return _console(stderr=True)
 
 
 def _json_default(value: Any) -> Any:
@@ -62,7 +71,17 @@ def note(message: str) -> None:
 def announce_database(settings: DatabaseSettings) -> None:
     """Name the database on stderr; say loudly when it is the embedded default."""
     if settings.url_is_default:
-        note(f"database: {settings.display_url} (embedded SQLite default: QX_DB__URL is not set)")
+        # The absolute path: "./qxdb.sqlite3" alone hides which folder a forgotten
+        # QX_DB__URL sent us to, and a missing file means an empty database is being made.
+        from qxdb.urls import DEFAULT_SQLITE_URL
+
+        path = Path(DEFAULT_SQLITE_URL.split(":///", 1)[1]).resolve()
+        fresh = "" if path.exists() else ", a new empty file"
+        unset = "is empty" if "QX_DB__URL" in os.environ else "is not set"
+        note(
+            f"database: {settings.display_url} (embedded SQLite default {path}{fresh}: "
+            f"QX_DB__URL {unset})"
+        )
     else:
         note(f"database: {settings.display_url}")
 

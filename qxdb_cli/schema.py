@@ -91,8 +91,9 @@ def check(
     import_path = metadata or (None if database else settings_config.metadata)
     if import_path:
         source = f" (from {settings_config.path})" if not metadata and settings_config.path else ""
-        render.note(f"metadata: {import_path}{source}")
+        # Named once it imported: a bad import path stays one error line.
         report = check_import_path(import_path, settings_config)
+        render.note(f"metadata: {import_path}{source}")
     else:
         from qxdb_cli.state import load_settings
 

@@ -286,9 +286,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def _redact(url: str) -> str:
-    from qxdb.urls import display_url
+    # NATS token auth puts the token where other URLs put the user (nats://TOKEN@host),
+    # so a user part without a password is hidden too, not only a password.
+    def mask(match: re.Match[str]) -> str:
+        user, colon, _ = match.group(1).partition(":")
+        return f"//{user}:***@" if colon else "//***@"
 
-    try:
-        return display_url(url)
-    except Exception:
-        return re.sub(r"//[^@/]*@", "//***@", url)
+    return re.sub(r"//([^@/]*)@", mask, url)
