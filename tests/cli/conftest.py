@@ -14,14 +14,25 @@ QXDB = str(Path(sys.executable).with_name("qxdb"))
 
 
 def run_qxdb(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    url: str | None = None,
+    program: str = QXDB,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `qxdb` command as a user would, with a clean QX_DB__ environment."""
+    """Run the installed `qxdb` (or `program`) as a user would, with a clean QX_DB__ environment.
+
+    ``url`` becomes ``QX_DB__URL``; stdin is empty unless ``input`` is given, as in CI.
+    """
     base = {k: v for k, v in os.environ.items() if not k.startswith("QX_DB__")}
-    base["NO_COLOR"] = "1"
+    base.update({"NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"})
+    if url is not None:
+        base["QX_DB__URL"] = url
     base.update(env or {})
+    stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(
-        [QXDB, *args], cwd=cwd, env=base, input=input, capture_output=True, text=True, timeout=120
+        [program, *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=120, **stdin
     )
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 import uuid
 from pathlib import Path
 
-QXDB = str(Path(sys.executable).with_name("qxdb"))
+from tests.cli.conftest import QXDB, run_qxdb
+
 ALEMBIC = str(Path(sys.executable).with_name("alembic"))
 
 MODELS = """
@@ -44,26 +44,9 @@ def make_project(root: Path, models: str = MODELS) -> str:
 
 
 def run(
-    cwd: Path,
-    *args: str,
-    url: str | None,
-    program: str = QXDB,
-    stdin: int | None = subprocess.DEVNULL,
+    cwd: Path, *args: str, url: str | None, program: str = QXDB
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("QX_DB__URL", None)
-    if url is not None:
-        env["QX_DB__URL"] = url
-    return subprocess.run(
-        [program, *args],
-        cwd=cwd,
-        env=env,
-        stdin=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_qxdb(*args, cwd=cwd, url=url, program=program)
 
 
 def ok(proc: subprocess.CompletedProcess[str], code: int = 0) -> subprocess.CompletedProcess[str]:

@@ -7,13 +7,10 @@ tenants and a spread of times) and then several commands run against it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -25,8 +22,8 @@ from qxdb.ids import uuid7
 from qxdb.outbox.table import outbox_table
 from qxdb.settings import DatabaseSettings
 from qxdb.testing.plugin import run_coro
+from tests.cli.conftest import run_qxdb
 
-QXDB = str(Path(sys.executable).with_name("qxdb"))
 TENANT_A = UUID("00000000-0000-7000-8000-00000000000a")
 TENANT_B = UUID("00000000-0000-7000-8000-00000000000b")
 
@@ -34,16 +31,7 @@ TENANT_B = UUID("00000000-0000-7000-8000-00000000000b")
 def qxdb(
     url: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("QX_DB__")}
-    base.update({"NO_COLOR": "1", "QX_DB__URL": url, **(env or {})})
-    return subprocess.run(
-        [QXDB, *args],
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_qxdb(*args, url=url, env=env)
 
 
 def ok_json(url: str, *args: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from qxdb.testing.plugin import run_coro
-
-QXDB = str(Path(sys.executable).with_name("qxdb"))
+from tests.cli.conftest import run_qxdb
 
 MODELS = """
 from sqlalchemy import CHAR, Column, Integer, Table
@@ -40,13 +38,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def qxdb(*args: str, cwd: Path, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QX_DB__")}
-    env["NO_COLOR"] = "1"
-    if url:
-        env["QX_DB__URL"] = url
-    return subprocess.run(
-        [QXDB, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return run_qxdb(*args, cwd=cwd, url=url or None)
 
 
 def test_clean_models_exit_0(project: Path) -> None:
