@@ -90,10 +90,6 @@ def _check(report: Any) -> None:
         render.out().print(f"  problem: {problem}", markup=False)
 
 
-def _orders(_data: Any) -> None:
-    return None
-
-
 def _stats(stats: Any) -> None:
     from qxdb_cli.outbox import render_stats
 
@@ -141,7 +137,6 @@ _RENDERERS: dict[str, Any] = {
     "migrate-revision": _revision,
     "migrate-up": _run,
     "migrate-check": _check,
-    "orders": _orders,
     "outbox-stats": _stats,
     "outbox-inspect": _rows,
     "keyset-page": _orders_page,
