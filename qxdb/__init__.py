@@ -24,7 +24,10 @@ _EXPORTS: dict[str, str] = {
     "TenantScopeError": "qxdb.errors",
     "DatabaseUnavailableError": "qxdb.errors",
     "BrokerUnavailableError": "qxdb.errors",
-    "CheckFailedError": "qxdb.errors",
+    "UnitOfWorkStateError": "qxdb.errors",
+    "DispatchLoopError": "qxdb.errors",
+    "MigrationError": "qxdb.errors",
+    "MigrationLockTimeoutError": "qxdb.errors",
     "Result": "qxdb.result",
     # domain, context, ids
     "Entity": "qxdb.domain",
@@ -101,7 +104,6 @@ _EXPORTS: dict[str, str] = {
     "UnitOfWork": "qxdb.uow",
     "UnitOfWorkScope": "qxdb.uow",
     "EventDispatcher": "qxdb.uow",
-    "DispatchLoopError": "qxdb.uow",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -160,15 +162,18 @@ if TYPE_CHECKING:
     )
     from qxdb.errors import (
         BrokerUnavailableError as BrokerUnavailableError,
-        CheckFailedError as CheckFailedError,
         ConfigurationError as ConfigurationError,
         ConflictError as ConflictError,
         CursorError as CursorError,
         DatabaseUnavailableError as DatabaseUnavailableError,
+        DispatchLoopError as DispatchLoopError,
         Error as Error,
         InvalidQueryError as InvalidQueryError,
+        MigrationError as MigrationError,
+        MigrationLockTimeoutError as MigrationLockTimeoutError,
         NotFoundError as NotFoundError,
         TenantScopeError as TenantScopeError,
+        UnitOfWorkStateError as UnitOfWorkStateError,
         ValidationError as ValidationError,
     )
     from qxdb.ids import (
@@ -242,7 +247,6 @@ if TYPE_CHECKING:
         UUIDType as UUIDType,
     )
     from qxdb.uow import (
-        DispatchLoopError as DispatchLoopError,
         EventDispatcher as EventDispatcher,
         UnitOfWork as UnitOfWork,
         UnitOfWorkScope as UnitOfWorkScope,

@@ -37,6 +37,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
+from qxdb.core.env import ENV_PREVIOUS_SECRETS, parse_secret_list
 from qxdb.errors import CursorError, ValidationError
 
 __all__ = [
@@ -65,7 +66,6 @@ _DIRECTIONS: dict[str, CursorDirection] = {"n": "next", "p": "previous"}
 _DIRECTION_CODES: dict[CursorDirection, str] = {"next": "n", "previous": "p"}
 
 ENV_SECRET = "QX_DB__CURSOR_SECRET"
-ENV_PREVIOUS_SECRETS = "QX_DB__CURSOR_PREVIOUS_SECRETS"
 ENV_MAX_AGE = "QX_DB__CURSOR_MAX_AGE_SECONDS"
 
 
@@ -278,7 +278,7 @@ class CursorCodec:
         or comma-separated) and ``…_MAX_AGE_SECONDS``; unsigned when no secret is set."""
         env = os.environ if environ is None else environ
         secret = env.get(ENV_SECRET) or None
-        previous = _parse_secret_list(env.get(ENV_PREVIOUS_SECRETS, ""))
+        previous = parse_secret_list(env.get(ENV_PREVIOUS_SECRETS, ""))
         max_age_text = (env.get(ENV_MAX_AGE) or "").strip()
         try:
             max_age = int(max_age_text) if max_age_text else None
@@ -447,21 +447,6 @@ class CursorCodec:
                 f"cursor expired: issued {int(age)} s ago, the maximum age is "
                 f"{self.max_age_seconds} s",
             )
-
-
-def _parse_secret_list(text: str) -> tuple[str, ...]:
-    text = text.strip()
-    if not text:
-        return ()
-    if text.startswith("["):
-        try:
-            items = json.loads(text)
-        except ValueError:
-            raise ValueError(f"{ENV_PREVIOUS_SECRETS} is not a valid JSON list") from None
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ValueError(f"{ENV_PREVIOUS_SECRETS} must be a JSON list of strings")
-        return tuple(i for i in items if i)
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _reason_text(exc: Exception) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import inspect
 
+from qxdb.core.identifiers import split_qualified
 from qxdb.engine import connect_checked, create_engine, server_version
 from qxdb.settings import DatabaseSettings
 
@@ -42,9 +43,9 @@ async def diagnose(settings: DatabaseSettings) -> DoctorReport:
             version = await server_version(conn)
             names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
             # QX_DB__OUTBOX_TABLE may be schema.name: look in that schema, not the default.
-            schema, _, outbox = settings.outbox_table.rpartition(".")
+            schema, outbox = split_qualified(settings.outbox_table)
             outbox_exists = await conn.run_sync(
-                lambda c: inspect(c).has_table(outbox, schema=schema or None)
+                lambda c: inspect(c).has_table(outbox, schema=schema)
             )
             revisions: list[str] = []
             if "alembic_version" in names:

@@ -10,6 +10,7 @@ happens beside them (see :mod:`qxdb.mapping`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -19,7 +20,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from qxdb.ids import utcnow, uuid7
 
-__all__ = ["AggregateRoot", "DomainEvent", "Entity", "Event", "IntegrationEvent"]
+__all__ = [
+    "AggregateRoot",
+    "DomainEvent",
+    "Entity",
+    "Event",
+    "IntegrationEvent",
+    "RecordGuard",
+    "set_record_guard",
+]
 
 # Fields of an event that describe it rather than carry its data; envelope() keeps them
 # out of the payload.
@@ -130,6 +139,15 @@ class Entity:
 
 
 _EVENTS_ATTR = "_qxdb_pending_events"
+# Set by the unit of work that tracks the aggregate (qxdb.uow): called before an event is
+# recorded, so recording in a unit of work that can no longer write raises at once.
+_GUARD_ATTR = "_qxdb_record_guard"
+RecordGuard = Callable[["AggregateRoot"], None]
+
+
+def set_record_guard(aggregate: AggregateRoot, guard: RecordGuard | None) -> None:
+    """Install (or remove, with None) the check ``record_event`` runs first."""
+    object.__setattr__(aggregate, _GUARD_ATTR, guard)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -149,6 +167,9 @@ class AggregateRoot(Entity):
         return events
 
     def record_event(self, event: Event) -> None:
+        guard: RecordGuard | None = self.__dict__.get(_GUARD_ATTR)
+        if guard is not None:
+            guard(self)
         if event.aggregate_id is None:
             event = event.model_copy(update={"aggregate_id": self.id})
         self._pending().append(event)

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from qxdb.errors import ValidationError
 
-__all__ = ["format_duration", "parse_duration", "parse_instant", "parse_timestamp"]
+__all__ = ["ago", "format_duration", "parse_duration", "parse_instant", "parse_timestamp"]
 
 _UNITS: dict[str, int] = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d{1,9})([wdhms])")
@@ -40,7 +40,22 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
         raise ValidationError(
             f"invalid {what} {text!r}: give each unit once, largest first (e.g. 1h30m)"
         )
-    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in parts))
+    try:
+        return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in parts))
+    except OverflowError:
+        raise ValidationError(
+            f"invalid {what} {text!r}: longer than Python can count ({timedelta.max.days} days)"
+        ) from None
+
+
+def ago(delta: timedelta, *, now: datetime | None = None, what: str = "duration") -> datetime:
+    """The instant ``delta`` before ``now``; a :class:`ValidationError` before year 1."""
+    try:
+        return (now or datetime.now(UTC)) - delta
+    except OverflowError:
+        raise ValidationError(
+            f"invalid {what} {format_duration(delta)!r}: that reaches before year 1"
+        ) from None
 
 
 def parse_timestamp(text: str, *, what: str = "timestamp") -> datetime:
@@ -69,10 +84,7 @@ def parse_instant(text: str, *, now: datetime | None = None, what: str = "time")
     """A timestamp, or a duration meaning that long before ``now`` (``2h`` = two hours ago)."""
     value = text.strip()
     if _WHOLE.fullmatch(value):
-        try:
-            return (now or datetime.now(UTC)) - parse_duration(value, what=what)
-        except OverflowError:
-            raise ValidationError(f"invalid {what} {text!r}: that is before year 1") from None
+        return ago(parse_duration(value, what=what), now=now, what=what)
     if value[:1].isdigit() and "-" not in value:
         # Looks like neither a date nor a valid duration ("7 days", "1.5h", "7"): say both.
         raise ValidationError(

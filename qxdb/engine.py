@@ -19,14 +19,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    InterfaceError,
-    NoSuchModuleError,
-    OperationalError,
-)
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -36,12 +31,14 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
+from qxdb.core.failures import is_unavailable
 from qxdb.errors import ConfigurationError, DatabaseUnavailableError
 from qxdb.settings import DatabaseSettings
 from qxdb.urls import display_url, is_sqlite_url, redact_secrets
 
 __all__ = [
     "SessionFactory",
+    "check_url",
     "connect_checked",
     "create_engine",
     "make_session_factory",
@@ -58,15 +55,33 @@ def create_engine(
     """Build the process-wide async engine; ``await engine.dispose()`` at shutdown."""
     settings = (settings or DatabaseSettings()).with_url(url)
     target = settings.resolved_url
+    check_url(target)
     try:
         return _create_engine(settings, target)
-    except (ArgumentError, NoSuchModuleError) as exc:
+    except (ArgumentError, NoSuchModuleError, ValueError, TypeError) as exc:
+        # Everything create_async_engine refuses is a property of the URL or its query
+        # options (an unknown option value is a ValueError/TypeError from the dialect).
         raise ConfigurationError(
             f"invalid database URL {display_url(target)}: {redact_secrets(str(exc), target)}"
         ) from None
     except ImportError as exc:
         raise ConfigurationError(
             f"the driver for {display_url(target)} is not installed: {exc}"
+        ) from None
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL SQLAlchemy cannot parse (bad port included) with a
+    :class:`ConfigurationError` that names it without its password."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError("the database URL is blank: set QX_DB__URL or --database-url")
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - parsing the port is the check
+    except (ArgumentError, ValueError, TypeError):
+        raise ConfigurationError(
+            f"invalid database URL {display_url(url)!r}: "
+            "expected dialect+driver://user:password@host:port/database"
         ) from None
 
 
@@ -154,43 +169,6 @@ def unavailable_error(exc: BaseException, url: str) -> DatabaseUnavailableError:
     )
 
 
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    OSError,
-    TimeoutError,
-    asyncio.TimeoutError,
-)
-
-
-# SQLSTATE classes that mean "we could not get in", not "your statement failed":
-# 08 connection exception, 28 invalid authorization, 3D invalid catalog (no such
-# database), 53300 too many connections, 57P03 cannot connect now.
-_UNAVAILABLE_SQLSTATES = ("08", "28", "3D", "53300", "57P03")
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 8:
-        chain.append(current)
-        orig = getattr(current, "orig", None)
-        current = (
-            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-        )
-    return chain
-
-
-def _is_connection_failure(exc: BaseException) -> bool:
-    for cause in _causes(exc):
-        if isinstance(cause, CONNECTION_ERRORS):
-            return True
-        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
-            return True
-    return False
-
-
 @asynccontextmanager
 async def connect_checked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection, or :class:`DatabaseUnavailableError` if the database cannot be reached.
@@ -202,7 +180,7 @@ async def connect_checked(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]
     try:
         conn = await engine.connect()
     except Exception as exc:
-        if _is_connection_failure(exc):
+        if is_unavailable(exc):
             raise unavailable_error(exc, url) from None
         raise
     try:

@@ -6,17 +6,24 @@ its failure value; the same classes are raised for bad arguments and for environ
 failures, so one ``except Error`` catches everything qxdb means to say::
 
     Exception
-     └── Error                          code, message, details
-          ├── NotFoundError             no such row (or another tenant's row)
-          ├── ConflictError             optimistic-concurrency version mismatch, duplicate
-          ├── ValidationError           bad input (also a ValueError)            exit 2
-          │    ├── CursorError          a bad cursor token, with a ``reason``     exit 2
-          │    └── InvalidQueryError    unlisted filter/sort field, bad operator  exit 2
-          ├── ConfigurationError        bad settings, import path, config file    exit 2
-          ├── TenantScopeError          tenanted access with no tenant in context
-          ├── DatabaseUnavailableError  the database could not be reached        exit 3
-          ├── BrokerUnavailableError    the message broker could not be reached  exit 3
-          └── CheckFailedError          a check ran and found problems           exit 1
+     └── Error                            code, message, details
+          ├── NotFoundError               no such row (or another tenant's row)
+          ├── ConflictError               optimistic-concurrency version mismatch, duplicate
+          ├── ValidationError             bad input (also a ValueError)              exit 2
+          │    ├── CursorError            a bad cursor token, with a ``reason``       exit 2
+          │    └── InvalidQueryError      unlisted filter/sort field, bad operator    exit 2
+          ├── ConfigurationError          bad settings, URL, import path, config file exit 2
+          ├── TenantScopeError            tenanted access with no (or another) tenant
+          ├── UnitOfWorkStateError        a call the unit of work's state cannot take
+          │                               (also a RuntimeError), with its ``state``
+          ├── DispatchLoopError           event handlers kept recording events
+          ├── MigrationError              a migration ran and failed                 exit 1
+          ├── DatabaseUnavailableError    the database could not be reached          exit 3
+          │    └── MigrationLockTimeoutError  another migration held the lock        exit 3
+          └── BrokerUnavailableError      the message broker could not be reached    exit 3
+
+Any other exception that reaches the command is a bug: it exits 70 (EX_SOFTWARE) with a
+one-line hint to re-run with ``--debug``.
 
 The command maps these classes to exit codes in one place (``qxdb_cli.errors``). Messages
 never contain a password: build them with :func:`qxdb.urls.display_url`.
@@ -29,15 +36,18 @@ from typing import Any
 
 __all__ = [
     "BrokerUnavailableError",
-    "CheckFailedError",
     "ConfigurationError",
     "ConflictError",
     "CursorError",
     "DatabaseUnavailableError",
+    "DispatchLoopError",
     "Error",
     "InvalidQueryError",
+    "MigrationError",
+    "MigrationLockTimeoutError",
     "NotFoundError",
     "TenantScopeError",
+    "UnitOfWorkStateError",
     "ValidationError",
 ]
 
@@ -132,5 +142,37 @@ class BrokerUnavailableError(Error):
     default_code = "broker_unavailable"
 
 
-class CheckFailedError(Error):
-    default_code = "check_failed"
+class MigrationLockTimeoutError(DatabaseUnavailableError):
+    """Another migration held the lock for longer than we were allowed to wait."""
+
+    default_code = "migration_lock_timeout"
+
+
+class MigrationError(Error):
+    """A migration ran and failed, or the database is not in a state the command needs."""
+
+    default_code = "migration"
+
+
+class DispatchLoopError(Error):
+    """Handlers kept recording events beyond the unit of work's bound."""
+
+    default_code = "uow.dispatch_loop"
+
+
+class UnitOfWorkStateError(Error, RuntimeError):
+    """A call the unit of work cannot take in its current ``state``.
+
+    States: ``open`` and ``committing`` (event handlers running) can write; ``committed``,
+    ``rolled_back``, ``failed`` and ``closed`` cannot, so a repository call, ``commit()`` or
+    ``track()`` there raises this error instead of writing nothing. ``state`` is
+    ``"none"`` when no unit of work is open in the calling task. Also raised (state
+    ``open``) when a scope's session is used from a task other than the one that entered
+    it. See docs/repository.md.
+    """
+
+    default_code = "uow.state"
+
+    def __init__(self, state: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code or f"uow.{state}", details={"state": state})
+        self.state = state

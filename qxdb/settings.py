@@ -3,33 +3,42 @@
 With no URL configured, qxdb uses an embedded SQLite file in the current directory
 (:data:`~qxdb.urls.DEFAULT_SQLITE_URL`); :attr:`DatabaseSettings.url_is_default` says so,
 and the command prints it, so a forgotten ``QX_DB__URL`` in production is obvious.
+
+Every problem with a setting, from the environment, ``.env`` or a keyword argument, is a
+:class:`~qxdb.errors.ConfigurationError` naming the variable: pydantic's own errors never
+leave this module.
 """
 
 from __future__ import annotations
 
-import re
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError as PydanticValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from qxdb.core.defaults import OUTBOX_TABLE_NAME
+from qxdb.core.env import parse_secret_list
+from qxdb.core.identifiers import (
+    InvalidIdentifier,
+    validate_identifier as _identifier_rule,
+    validate_outbox_name,
+)
+from qxdb.errors import ConfigurationError
 from qxdb.urls import DEFAULT_SQLITE_URL, display_url, is_sqlite_url
 
-__all__ = ["DatabaseSettings", "PoolKind", "validate_identifier"]
+__all__ = ["DatabaseSettings", "PoolKind", "configured_outbox_table", "validate_identifier"]
 
 PoolKind = Literal["queue", "null"]
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_ENV_PREFIX = "QX_DB__"
 
 
 def validate_identifier(name: str, *, what: str = "identifier") -> str:
-    """Accept a plain SQL identifier (optionally ``schema.name``) or raise ``ValueError``."""
-    parts = name.split(".")
-    if len(parts) > 2 or not all(_IDENTIFIER.match(p) for p in parts):
-        raise ValueError(
-            f"{what} {name!r} is not a plain SQL identifier (letters, digits, underscores; "
-            "at most 63 characters; optionally schema.name)"
-        )
-    return name
+    """Accept a plain SQL identifier (optionally ``schema.name``) or raise
+    :class:`~qxdb.errors.ConfigurationError` (the rule: :mod:`qxdb.core.identifiers`)."""
+    try:
+        return _identifier_rule(name, what=what)
+    except InvalidIdentifier as exc:
+        raise ConfigurationError(str(exc), details={"name": repr(name)}) from None
 
 
 class DatabaseSettings(BaseSettings):
@@ -70,21 +79,38 @@ class DatabaseSettings(BaseSettings):
         default=10.0, gt=0, description="give up connecting after this"
     )
     outbox_table: str = Field(
-        default="qx_outbox_events", description="name of the transactional outbox table"
+        default=OUTBOX_TABLE_NAME, description="name of the transactional outbox table"
     )
     cursor_secret: SecretStr | None = Field(default=None, description="HMAC key that signs cursors")
-    cursor_previous_secrets: list[SecretStr] = Field(
+    # NoDecode: the text is parsed by the one parser of this variable (comma-separated or
+    # a JSON list), not by pydantic-settings' JSON decoding of list fields.
+    cursor_previous_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="older cursor keys that still verify (JSON list), for rotation",
+        description="older cursor keys that still verify (comma-separated or a JSON list)",
     )
     cursor_max_age_seconds: int | None = Field(
         default=None, gt=0, description="refuse cursors older than this"
     )
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except PydanticValidationError as exc:
+            raise _configuration_error(exc) from None
+        except SettingsError as exc:
+            raise ConfigurationError(f"invalid settings: {exc}") from None
+
     @field_validator("outbox_table")
     @classmethod
     def _check_outbox_table(cls, value: str) -> str:
-        return validate_identifier(value, what="QX_DB__OUTBOX_TABLE")
+        return validate_outbox_name(value, what="the name")
+
+    @field_validator("cursor_previous_secrets", mode="before")
+    @classmethod
+    def _parse_previous_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return list(parse_secret_list(value))
+        return value
 
     @property
     def url_is_default(self) -> bool:
@@ -116,3 +142,24 @@ class DatabaseSettings(BaseSettings):
         if not url:
             return self
         return self.model_copy(update={"url": SecretStr(url)})
+
+
+def _configuration_error(exc: PydanticValidationError) -> ConfigurationError:
+    """One line naming the variable and what is wrong with it (never its value: it may be
+    a password)."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+    message = str(first.get("msg", "invalid value"))
+    # pydantic prefixes the messages of ValueErrors raised by validators.
+    message = message.removeprefix("Value error, ")
+    variable = f"{_ENV_PREFIX}{field.split('.')[0].upper()}"
+    return ConfigurationError(
+        f"invalid setting {variable}: {message}",
+        details={"setting": variable, "errors": exc.error_count()},
+    )
+
+
+def configured_outbox_table() -> str:
+    """The outbox table of the configuration (``QX_DB__OUTBOX_TABLE``, or the default):
+    the default of every outbox entry point that is not given a table."""
+    return DatabaseSettings().outbox_table

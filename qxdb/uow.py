@@ -14,10 +14,27 @@ the aggregates its repositories touched, its repositories. The scope lives in a
 ``ContextVar``, so one ``UnitOfWork`` object shared by many concurrent tasks gives each
 task its own session and its own tracked aggregates.
 
+A scope is a state machine; only ``open`` (and ``committing``, while event handlers run)
+can write::
+
+    open ──commit()──> committing ──> committed ──(block ends)──> closed
+      │                    └──(any failure)──> failed ──────────────┘
+      └──rollback() / error / no commit──> rolled_back ─────────────┘
+
+In every other state a statement on the scope's session (so any repository call),
+``commit()``, ``track()`` and recording an event on a tracked aggregate raise
+:class:`~qxdb.errors.UnitOfWorkStateError` naming the state, instead of writing nothing.
+``rollback()`` is idempotent, and refused only once committed.
+
+The scope's session may be used by child tasks of the block (``asyncio.gather`` over
+``tx.users.get(...)``): its statements are serialised on a lock, because one connection
+runs one statement at a time; ``commit()`` waits for the statements in flight.
+
 On commit, inside the open transaction:
 
 1. drain the events of every tracked aggregate, in the order they were recorded, and
-   stamp them from the request context (correlation, causation, tenant, actor);
+   stamp them from the request context (correlation, causation, tenant, actor): the
+   tenant is the context's, never the aggregate's;
 2. hand domain events to the :class:`EventDispatcher`; events that handlers record are
    drained in further rounds, at most ``max_event_rounds`` (a :class:`DispatchLoopError`
    stops a runaway loop);
@@ -33,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
@@ -41,23 +58,61 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from qxdb.context import RequestContext, current_context
-from qxdb.domain import AggregateRoot, DomainEvent, Event, IntegrationEvent
+from qxdb.core.defaults import MAX_EVENT_ROUNDS
+from qxdb.domain import AggregateRoot, DomainEvent, Event, IntegrationEvent, set_record_guard
 from qxdb.engine import SessionFactory
-from qxdb.errors import ConfigurationError, Error
+from qxdb.errors import (
+    ConfigurationError,
+    DispatchLoopError,
+    TenantScopeError,
+    UnitOfWorkStateError,
+)
 from qxdb.outbox.recorder import OutboxRecorder
 from qxdb.repository import Repository
 
-__all__ = ["DispatchLoopError", "EventDispatcher", "UnitOfWork", "UnitOfWorkScope"]
+__all__ = [
+    "DispatchLoopError",
+    "EventDispatcher",
+    "State",
+    "UnitOfWork",
+    "UnitOfWorkScope",
+]
 
 R = TypeVar("R", bound=Repository[Any])
-State = Literal["open", "committing", "committed", "rolled_back", "failed"]
+State = Literal["open", "committing", "committed", "rolled_back", "failed", "closed"]
+# "writing" is committing's last step (outbox INSERT, COMMIT), reported as "committing".
+_Internal = Literal["open", "committing", "writing", "committed", "rolled_back", "failed", "closed"]
 
-DEFAULT_MAX_EVENT_ROUNDS = 10
+DEFAULT_MAX_EVENT_ROUNDS = MAX_EVENT_ROUNDS
 _NO_CORRELATION = UUID(int=0)
 # Names a registered repository may not take: they are attributes of the scope or the uow.
 _RESERVED = frozenset(
     {"session", "scope", "commit", "rollback", "track", "repository", "register", "begin", "state"}
 )
+_WRITABLE = frozenset({"open", "committing"})
+# The session methods that reach the database: guarded by the state and serialised.
+_GUARDED_METHODS = (
+    "execute",
+    "scalar",
+    "scalars",
+    "get",
+    "get_one",
+    "merge",
+    "flush",
+    "refresh",
+    "delete",
+    "run_sync",
+    "stream",
+    "stream_scalars",
+    "connection",
+)
+_WHY: dict[str, str] = {
+    "committed": "it has committed, so a write now would never be saved",
+    "rolled_back": "it was rolled back, so a write now would never be saved",
+    "failed": "its commit failed and it was rolled back, so a write now would never be saved",
+    "closed": "its block has ended and its session is closed",
+    "committing": "it is committing; wait for commit() to return",
+}
 
 
 @runtime_checkable
@@ -67,10 +122,13 @@ class EventDispatcher(Protocol):
     async def publish(self, event: DomainEvent) -> None: ...
 
 
-class DispatchLoopError(Error):
-    """Handlers kept recording events beyond the unit of work's bound."""
-
-    default_code = "uow.dispatch_loop"
+def _refusal(state: str, action: str) -> UnitOfWorkStateError:
+    why = _WHY.get(state, f"it is {state}")
+    return UnitOfWorkStateError(
+        state,
+        f"cannot {action}: this unit of work is {state.replace('_', ' ')} ({why}); "
+        "open a new unit of work for it",
+    )
 
 
 class UnitOfWorkScope:
@@ -84,9 +142,16 @@ class UnitOfWorkScope:
         self._uow = uow
         self._session = session
         self._tracked: dict[int, AggregateRoot] = {}
-        self._state: State = "open"
+        self._state: _Internal = "open"
         self._owner = asyncio.current_task()
+        self._writer: asyncio.Task[Any] | None = None
+        self._lock = asyncio.Lock()
         self._token: Token[UnitOfWorkScope | None] | None = None
+        for name in _GUARDED_METHODS:
+            # Instance attributes shadow the class's methods: every caller of this session
+            # (repositories, handlers, user code) goes through the guard, and the session
+            # stays a real AsyncSession.
+            setattr(session, name, self._guarded(name, getattr(session, name)))
 
     @property
     def session(self) -> AsyncSession:
@@ -94,11 +159,51 @@ class UnitOfWorkScope:
 
     @property
     def state(self) -> State:
-        return self._state
+        return "committing" if self._state == "writing" else self._state
+
+    # -- the guard ---------------------------------------------------------------------
+
+    def _require_writable(self, action: str) -> None:
+        if self._state not in _WRITABLE:
+            raise _refusal(self.state, action)
+
+    def _guarded(
+        self, name: str, method: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
+        action = f"run session.{name}()"
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self._state == "writing" and asyncio.current_task() is self._writer:
+                return await method(*args, **kwargs)  # commit's own outbox INSERT
+            self._require_writable(action)
+            async with self._lock:
+                self._require_writable(action)  # it may have changed while we waited
+                return await method(*args, **kwargs)
+
+        return guarded
+
+    def _check_recording(self, aggregate: AggregateRoot) -> None:
+        """Called by a tracked aggregate before it records an event."""
+        if self._state not in _WRITABLE:
+            raise _refusal(
+                self.state, f"record an event on {type(aggregate).__name__} {aggregate.id}"
+            )
 
     def track(self, aggregate: AggregateRoot) -> None:
         """Have the aggregate's events drained on commit (repositories do this for you)."""
-        self._tracked.setdefault(id(aggregate), aggregate)
+        self._require_writable(f"track {type(aggregate).__name__} {aggregate.id}")
+        if id(aggregate) not in self._tracked:
+            self._tracked[id(aggregate)] = aggregate
+            set_record_guard(aggregate, self._check_recording)
+
+    def _release(self) -> None:
+        """Let go of the tracked aggregates: they may record events again, for another
+        unit of work to drain."""
+        for aggregate in self._tracked.values():
+            set_record_guard(aggregate, None)
+        self._tracked.clear()
+
+    # -- repositories --------------------------------------------------------------
 
     def repository(self, cls: type[R]) -> R:
         """A repository of ``cls`` bound to this scope (typed access)."""
@@ -120,12 +225,13 @@ class UnitOfWorkScope:
         self.__dict__[name] = repo
         return repo
 
+    # -- transitions -----------------------------------------------------------------
+
     async def commit(self) -> None:
         """Dispatch and record the events, then commit; on any failure roll back and raise."""
-        if self._state == "committed":
-            return
-        if self._state != "open":
-            raise RuntimeError(f"cannot commit a unit of work that is {self._state}")
+        self._require_writable("commit")
+        if self._state == "committing":
+            raise _refusal("committing", "commit again from an event handler")
         self._state = "committing"
         try:
             events = await self._dispatch_all()
@@ -134,6 +240,8 @@ class UnitOfWorkScope:
                     f"{len(events)} integration event(s) recorded but this UnitOfWork "
                     "has no outbox recorder (pass outbox=DefaultOutboxRecorder())"
                 )
+            async with self._lock:  # the statements of child tasks in flight end first
+                self._state = "writing"
             # The outbox INSERT and the COMMIT run to their end even if this task is
             # cancelled meanwhile: a statement interrupted half-way can leave the
             # connection, its transaction and its locks behind (aiosqlite keeps a
@@ -150,23 +258,38 @@ class UnitOfWorkScope:
             raise asyncio.CancelledError
 
     async def _write(self, events: list[Event]) -> None:
+        self._writer = asyncio.current_task()
         if events:
             assert self._uow._outbox is not None
             await self._uow._outbox.record(self._session, events)
         await self._session.commit()
 
     async def rollback(self) -> None:
-        """Roll back and discard pending events (no-op once committed or rolled back)."""
-        if self._state in ("committed", "rolled_back", "failed"):
+        """Roll back and discard pending events (again: nothing to do; once committed:
+        :class:`~qxdb.errors.UnitOfWorkStateError`, a commit cannot be undone)."""
+        if self._state in ("rolled_back", "failed", "closed"):
             return
+        if self._state == "committed":
+            raise _refusal("committed", "roll back")
+        if self._state in ("committing", "writing"):
+            raise _refusal("committing", "roll back from an event handler")
         self._state = "rolled_back"
         self._discard_events()
-        await self._abandon()
+        async with self._lock:
+            await self._abandon()
+
+    async def _close(self) -> None:
+        """End of the block: no call is accepted after this."""
+        self._state = "closed"
+        self._release()
+        async with self._lock:
+            await self._session.close()
 
     def _discard_events(self) -> None:
+        # The aggregates stay tracked (and guarded) until the block ends, so an event
+        # recorded on them now is refused rather than silently dropped.
         for aggregate in self._tracked.values():
             aggregate.pull_events()
-        self._tracked.clear()
 
     async def _abandon(self) -> None:
         """Roll back; if the connection is unusable (killed, cancelled mid-statement),
@@ -240,16 +363,36 @@ async def _run_to_completion(work: Coroutine[Any, Any, None]) -> bool:
             return True
 
 
+def _event_tenant(event: Event, aggregate: AggregateRoot, ctx: RequestContext) -> UUID | None:
+    """The tenant an outbox row is stamped with: the request context's.
+
+    An aggregate's ``tenant_id`` is data the caller can change (``save`` never writes it,
+    so the row stays its tenant's), and an event's may be forged: outside
+    :func:`~qxdb.context.system_scope` neither is trusted, and an event that names
+    another tenant than the context's is refused. Inside ``system_scope()`` (explicit
+    cross-tenant work) the event's, else its aggregate's, tenant stands.
+    """
+    if ctx.system:
+        return event.tenant_id or aggregate.tenant_id
+    if event.tenant_id is not None and event.tenant_id != ctx.tenant_id:
+        raise TenantScopeError(
+            f"event {event.event_name} names tenant {event.tenant_id}, but the request "
+            f"context's tenant is {ctx.tenant_id}: an event is stamped with the context's "
+            "tenant (use system_scope() for cross-tenant work)",
+            code="tenant_scope.mismatch",
+        )
+    return ctx.tenant_id
+
+
 def _enrich(event: Event, aggregate: AggregateRoot, ctx: RequestContext) -> Event:
     update: dict[str, Any] = {}
     if event.correlation_id is None and ctx.correlation_id != _NO_CORRELATION:
         update["correlation_id"] = ctx.correlation_id
     if event.causation_id is None and ctx.causation_id is not None:
         update["causation_id"] = ctx.causation_id
-    if event.tenant_id is None:
-        tenant = aggregate.tenant_id or ctx.tenant_id
-        if tenant is not None:
-            update["tenant_id"] = tenant
+    tenant = _event_tenant(event, aggregate, ctx)
+    if tenant != event.tenant_id:
+        update["tenant_id"] = tenant
     if event.actor_id is None and ctx.user_id is not None:
         update["actor_id"] = ctx.user_id
     return event.model_copy(update=update) if update else event
@@ -287,8 +430,10 @@ class UnitOfWork:
         *,
         max_event_rounds: int = DEFAULT_MAX_EVENT_ROUNDS,
     ) -> None:
+        if isinstance(max_event_rounds, bool) or not isinstance(max_event_rounds, int):
+            raise ConfigurationError("max_event_rounds must be a whole number")
         if max_event_rounds < 1:
-            raise ValueError("max_event_rounds must be at least 1")
+            raise ConfigurationError("max_event_rounds must be at least 1")
         self._factory = session_factory
         self._dispatcher = dispatcher
         self._outbox = outbox
@@ -302,10 +447,15 @@ class UnitOfWork:
 
     def register(self, name: str, repository_cls: type[Repository[Any]]) -> None:
         """Make ``repository_cls`` reachable as ``tx.<name>`` in every scope."""
-        if not name.isidentifier() or name.startswith("_") or name in _RESERVED:
-            raise ValueError(f"{name!r} cannot name a repository on a unit of work")
+        if (
+            not isinstance(name, str)
+            or not name.isidentifier()
+            or name.startswith("_")
+            or name in _RESERVED
+        ):
+            raise ConfigurationError(f"{name!r} cannot name a repository on a unit of work")
         if not (isinstance(repository_cls, type) and issubclass(repository_cls, Repository)):
-            raise TypeError(f"{repository_cls!r} is not a Repository subclass")
+            raise ConfigurationError(f"{repository_cls!r} is not a Repository subclass")
         self._repositories[name] = repository_cls
 
     def begin(self) -> _Entry:
@@ -321,18 +471,18 @@ class UnitOfWork:
         assert scope is not None, "UnitOfWork exited without a matching enter"
         await self._exit(scope, commit=False, failing=exc is not None)
 
-    # The scope of the calling task, for the `async with uow:` form and for handlers.
+    # The scope of the calling task (or of the task that started it), for the
+    # `async with uow:` form and for handlers.
 
     @property
     def scope(self) -> UnitOfWorkScope:
         scope = self._current.get()
-        if scope is None or scope.state not in ("open", "committing"):
-            raise RuntimeError("no unit of work is open here; use `async with uow:` first")
-        if scope._owner is not asyncio.current_task():
-            raise RuntimeError(
-                "this unit of work was entered by another task; a session cannot be shared "
-                "between tasks, so enter the unit of work in this task"
+        if scope is None:
+            raise UnitOfWorkStateError(
+                "none", "no unit of work is open here; use `async with uow:` first"
             )
+        if scope.state not in _WRITABLE:
+            raise _refusal(scope.state, "use this unit of work")
         return scope
 
     @property
@@ -346,10 +496,16 @@ class UnitOfWork:
         return self.scope.repository(cls)
 
     async def commit(self) -> None:
-        await self.scope.commit()
+        scope = self._current.get()
+        if scope is None:
+            raise UnitOfWorkStateError("none", "cannot commit: no unit of work is open here")
+        await scope.commit()
 
     async def rollback(self) -> None:
-        await self.scope.rollback()
+        scope = self._current.get()
+        if scope is None:
+            raise UnitOfWorkStateError("none", "cannot roll back: no unit of work is open here")
+        await scope.rollback()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in self.__dict__.get("_repositories", {}):
@@ -360,12 +516,14 @@ class UnitOfWork:
         outer = self._current.get()
         if (
             outer is not None
-            and outer.state in ("open", "committing")
+            and outer._state in ("open", "committing", "writing")
             and outer._owner is asyncio.current_task()
         ):
-            raise RuntimeError(
+            raise UnitOfWorkStateError(
+                outer.state,
                 "this task is already inside this unit of work; use the open scope instead "
-                "of nesting a second transaction"
+                "of nesting a second transaction",
+                code="uow.nested",
             )
         scope = UnitOfWorkScope(self, self._factory())
         scope._token = self._current.set(scope)
@@ -373,18 +531,19 @@ class UnitOfWork:
 
     async def _exit(self, scope: UnitOfWorkScope, *, commit: bool, failing: bool) -> None:
         try:
-            if commit and scope.state != "rolled_back":  # an explicit rollback() stands
-                await scope.commit()
-            elif failing:
-                # The body's exception is the one the caller must see; a rollback on a
-                # broken connection must not replace it (the connection is invalidated).
-                with contextlib.suppress(Exception):
+            if scope._state == "open":  # else commit() or rollback() already settled it
+                if commit:
+                    await scope.commit()
+                elif failing:
+                    # The body's exception is the one the caller must see; a rollback on a
+                    # broken connection must not replace it (the connection is invalidated).
+                    with contextlib.suppress(Exception):
+                        await scope.rollback()
+                else:
                     await scope.rollback()
-            else:
-                await scope.rollback()
         finally:
             try:
-                await scope.session.close()
+                await scope._close()
             finally:
                 if scope._token is not None:
                     self._current.reset(scope._token)

@@ -1,7 +1,8 @@
 """The one place where errors become exit codes and a single line on stderr.
 
 0 success; 1 the check ran and found problems; 2 bad usage or bad input; 3 the database
-or broker could not be reached or refused us.
+or broker could not be reached or refused us; 70 an internal error (a bug in qxdb or in
+the code it imported), as sysexits' EX_SOFTWARE, with a hint to re-run with ``--debug``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INTERNAL = 70
+
+_DEBUG_HINT = "this is a bug; re-run with --debug for the traceback and report it"
 
 
 def exit_code_for(exc: BaseException) -> int:
+    from qxdb.core.failures import is_unavailable
     from qxdb.errors import (
         BrokerUnavailableError,
-        CheckFailedError,
         ConfigurationError,
         DatabaseUnavailableError,
         Error,
@@ -27,26 +31,20 @@ def exit_code_for(exc: BaseException) -> int:
 
     if isinstance(exc, DatabaseUnavailableError | BrokerUnavailableError):
         return EXIT_UNAVAILABLE
-    if isinstance(exc, CheckFailedError):
-        return EXIT_FINDINGS
-    if isinstance(exc, ValidationError | ConfigurationError | ValueError):
+    if isinstance(exc, ValidationError | ConfigurationError):
         return EXIT_USAGE
     if isinstance(exc, Error):
         return EXIT_FINDINGS
-    if _is_connection_error(exc):
-        return EXIT_UNAVAILABLE
-    if isinstance(exc, OSError) and exc.filename is not None:
+    if _is_path_error(exc):
         # A path we cannot read or write (read-only folder, missing parent): bad input.
         return EXIT_USAGE
-    return EXIT_FINDINGS
+    if is_unavailable(exc):
+        return EXIT_UNAVAILABLE
+    return EXIT_INTERNAL
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    # Only consult SQLAlchemy if a command already imported it: light commands stay light.
-    sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is not None and isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return True
-    return isinstance(exc, ConnectionError | TimeoutError)
+def _is_path_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.filename is not None
 
 
 def message_for(exc: BaseException) -> str:
@@ -72,5 +70,8 @@ def report(exc: BaseException, *, debug: bool) -> int:
     code = exit_code_for(exc)
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    sys.stderr.write(f"qxdb: error: {message_for(exc)}\n")
+    message = message_for(exc)
+    if code == EXIT_INTERNAL:
+        message = f"internal error: {message}" + ("" if debug else f" ({_DEBUG_HINT})")
+    sys.stderr.write(f"qxdb: error: {message}\n")
     return code

@@ -440,19 +440,13 @@ def purge(
     """
     from datetime import UTC, datetime
 
-    from qxdb.durations import parse_duration
-    from qxdb.errors import ValidationError
+    from qxdb.durations import ago, parse_duration
     from qxdb.outbox.store import open_outbox_store
     from qxdb_cli.state import load_settings
 
     age = parse_duration(older_than, what="--older-than")
     now = datetime.now(UTC)
-    try:
-        now - age  # the cutoff must be a date: checked before connecting
-    except OverflowError:
-        raise ValidationError(
-            f"invalid --older-than {older_than!r}: that is before year 1"
-        ) from None
+    ago(age, now=now, what="--older-than")  # the cutoff must be a date: checked before connecting
     settings = load_settings()
     render.announce_database(settings)
 

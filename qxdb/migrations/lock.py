@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.engine import connect_checked
-from qxdb.errors import DatabaseUnavailableError
+from qxdb.errors import MigrationLockTimeoutError
 
 __all__ = ["LOCK_NAME", "MigrationLockTimeoutError", "WaitCallback", "lock_key", "migration_lock"]
 
@@ -48,12 +48,6 @@ _HOLDER = text(
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " AND classid = :high AND objid = :low AND objsubid = 1 LIMIT 1"
 ).bindparams(bindparam("high"), bindparam("low"))
-
-
-class MigrationLockTimeoutError(DatabaseUnavailableError):
-    """Another migration held the lock for longer than we were allowed to wait."""
-
-    default_code = "migration_lock_timeout"
 
 
 def lock_key(name: str = LOCK_NAME) -> int:

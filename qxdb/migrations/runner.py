@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from qxdb.core.defaults import MIGRATION_LOCK_TIMEOUT_SECONDS
 from qxdb.engine import connect_checked
-from qxdb.errors import ConfigurationError, Error, ValidationError
+from qxdb.errors import ConfigurationError, MigrationError, ValidationError
 from qxdb.migrations.connection import migration_engine
 from qxdb.migrations.drift import Difference, describe, flatten
 from qxdb.migrations.env import CONNECTION_ATTRIBUTE, ON_VERSION_APPLY_ATTRIBUTE, SETTINGS_ATTRIBUTE
@@ -63,16 +64,10 @@ __all__ = [
     "upgrade_sql",
 ]
 
-DEFAULT_LOCK_TIMEOUT = 300.0
+DEFAULT_LOCK_TIMEOUT = MIGRATION_LOCK_TIMEOUT_SECONDS
 T = TypeVar("T")
 ConfigPath = str | Path | None
 StepCallback = Callable[["AppliedStep"], None]
-
-
-class MigrationError(Error):
-    """A migration ran and failed, or the database is not in a state the command needs."""
-
-    default_code = "migration"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,12 +257,13 @@ async def _on_connection(
 def _migration_failures(url: str) -> Iterator[None]:
     from sqlalchemy.exc import DBAPIError
 
-    from qxdb.engine import _is_connection_failure, unavailable_error
+    from qxdb.core.failures import is_unavailable
+    from qxdb.engine import unavailable_error
 
     try:
         yield
     except DBAPIError as exc:
-        if _is_connection_failure(exc):
+        if is_unavailable(exc):
             raise unavailable_error(exc, url) from None
         cause = exc.orig if exc.orig is not None else exc
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qxdb.domain import Event
 from qxdb.ids import uuid7
-from qxdb.outbox.table import OUTBOX_TABLE_NAME, outbox_table
+from qxdb.outbox.table import outbox_table
 
 __all__ = ["DefaultOutboxRecorder", "OutboxRecorder", "notify_channel", "outbox_row"]
 
@@ -59,7 +59,8 @@ class DefaultOutboxRecorder:
     bound parameter, not SQL text.
     """
 
-    def __init__(self, table: Table | str = OUTBOX_TABLE_NAME) -> None:
+    def __init__(self, table: Table | str | None = None) -> None:
+        # None: the configured table (QX_DB__OUTBOX_TABLE), the one the relay reads.
         self.table = table if isinstance(table, Table) else outbox_table(table)
         # Executed with a list of rows, this one statement is compiled once and sent as
         # one multi-row INSERT (SQLAlchemy's "insertmanyvalues", which RETURNING enables);

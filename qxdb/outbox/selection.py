@@ -27,6 +27,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Table, and_, true
 
 from qxdb.errors import ValidationError
+from qxdb.outbox.table import pending_clause
 
 __all__ = ["OUTBOX_STATUSES", "OutboxSelection", "OutboxStatus", "glob_to_like", "row_status"]
 
@@ -97,7 +98,7 @@ class OutboxSelection:
         """The SQL condition for ``table`` (values bound, never pasted)."""
         c = table.c
         parts: list[ColumnElement[bool]] = []
-        undelivered = and_(c.published_at.is_(None), c.dead_at.is_(None))
+        undelivered = pending_clause(table)
         if self.status == "pending":
             parts.append(undelivered)
         elif self.status == "failed":

@@ -23,7 +23,6 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    MetaData,
     Table,
     func,
     inspect,
@@ -33,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from qxdb.core.defaults import BULK_BATCH_SIZE, OUTBOX_LIST_LIMIT, OUTBOX_LIST_LIMIT_MAX
+from qxdb.durations import ago
 from qxdb.engine import connect_checked, create_engine
 from qxdb.errors import ConfigurationError, NotFoundError, ValidationError
 from qxdb.outbox.batches import delete_batch, replay_batch, rows_after, walk_column
@@ -46,14 +47,14 @@ from qxdb.outbox.reports import (
     ReplayPlan,
 )
 from qxdb.outbox.selection import OutboxSelection
-from qxdb.outbox.table import OUTBOX_TABLE_NAME, outbox_table
+from qxdb.outbox.table import outbox_table
 from qxdb.result import Result
-from qxdb.settings import DatabaseSettings, validate_identifier
+from qxdb.settings import DatabaseSettings
 from qxdb.types import UTCDateTime
 
 __all__ = ["DEFAULT_BATCH_SIZE", "OutboxStore", "Progress", "open_outbox_store"]
 
-DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_BATCH_SIZE = BULK_BATCH_SIZE
 # Below this many rows (planner estimate) counting published rows exactly is cheap.
 EXACT_COUNT_BELOW = 200_000
 Progress = Callable[[int, int], None]
@@ -62,29 +63,21 @@ Progress = Callable[[int, int], None]
 _DELIVERY_STATE = ("delivery_id", "dead_at", "next_attempt_at", "locked_until", "locked_by")
 
 
-def _resolve_table(table: Table | str) -> Table:
-    if isinstance(table, Table):
-        return table
-    validate_identifier(table, what="outbox table name")
-    schema, _, name = table.rpartition(".")
-    bare = outbox_table(name)
-    return bare.to_metadata(MetaData(), schema=schema) if schema else bare
-
-
 class OutboxStore:
     """Inspect and operate one outbox table through an engine the caller owns."""
 
     def __init__(
         self,
         engine: AsyncEngine,
-        table: Table | str = OUTBOX_TABLE_NAME,
+        table: Table | str | None = None,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         if batch_size < 1:
             raise ValidationError(f"batch size must be at least 1, got {batch_size}")
         self.engine = engine
-        self.table = _resolve_table(table)
+        # None: the configured table (QX_DB__OUTBOX_TABLE), as every outbox entry point.
+        self.table = table if isinstance(table, Table) else outbox_table(table)
         self.batch_size = batch_size
         self._checked = False
 
@@ -137,7 +130,11 @@ class OutboxStore:
     # -- reading -----------------------------------------------------------------------
 
     async def list_rows(
-        self, selection: OutboxSelection, *, limit: int = 50, after: UUID | None = None
+        self,
+        selection: OutboxSelection,
+        *,
+        limit: int = OUTBOX_LIST_LIMIT,
+        after: UUID | None = None,
     ) -> OutboxPage:
         """Up to ``limit`` rows, oldest first, after the row ``after`` (keyset paging).
 
@@ -145,8 +142,10 @@ class OutboxStore:
         ``occurred_at`` then id, so the window's index serves the page instead of a walk
         of the primary key from the very first row.
         """
-        if not 1 <= limit <= 10_000:
-            raise ValidationError(f"limit must be between 1 and 10000, got {limit}")
+        if not 1 <= limit <= OUTBOX_LIST_LIMIT_MAX:
+            raise ValidationError(
+                f"limit must be between 1 and {OUTBOX_LIST_LIMIT_MAX}, got {limit}"
+            )
         t = self.table
         windowed = selection.since is not None or selection.until is not None
         key = t.c.occurred_at if windowed else t.c.id
@@ -429,7 +428,7 @@ def _cutoff(older_than: timedelta, now: datetime | None) -> datetime:
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):
         # Refused here rather than by the column type mid-purge, as a StatementError.
         raise ValidationError(f"now must be timezone-aware, got {now.isoformat()}")
-    return (now or datetime.now(UTC)) - older_than
+    return ago(older_than, now=now, what="age to purge")
 
 
 def _to_row(row: Row[Any]) -> OutboxRow:

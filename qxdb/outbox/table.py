@@ -41,33 +41,77 @@ nullable or have server defaults, so existing rows stay valid.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, MetaData, String, Table, func, text
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    func,
+)
 
+from qxdb.core.defaults import OUTBOX_TABLE_NAME
+from qxdb.core.identifiers import (
+    InvalidIdentifier,
+    outbox_index_name,
+    split_qualified,
+    validate_outbox_name,
+)
+from qxdb.errors import ConfigurationError
 from qxdb.ids import uuid7
-from qxdb.settings import validate_identifier
 from qxdb.types import JSONType, UTCDateTime, UUIDType
 
-__all__ = ["OUTBOX_TABLE_NAME", "PENDING_WHERE", "include_outbox_table", "outbox_table"]
+__all__ = [
+    "OUTBOX_TABLE_NAME",
+    "include_outbox_table",
+    "outbox_table",
+    "pending_clause",
+    "resolve_outbox_name",
+]
 
-OUTBOX_TABLE_NAME = "qx_outbox_events"
 LAST_ERROR_MAX = 2048
-# Rows a relay still has to deliver; the partial indexes below cover exactly these.
-PENDING_WHERE = "published_at IS NULL AND dead_at IS NULL"
 
 
-def include_outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE_NAME) -> Table:
-    """Register the outbox table in ``metadata`` (so Alembic autogenerate sees it)."""
-    validate_identifier(name, what="outbox table name")
-    # "schema.name" (accepted by QX_DB__OUTBOX_TABLE) is a table in a schema; given whole
-    # to Table() it would become one quoted identifier with a dot in it.
-    schema, _, name = name.rpartition(".")
+def pending_clause(table: Table) -> ColumnElement[bool]:
+    """Rows a relay still has to deliver: neither published nor dead (failed included).
+
+    The one definition of *pending*: the partial indexes, the selections, the store and
+    the relay all use it.
+    """
+    return and_(table.c.published_at.is_(None), table.c.dead_at.is_(None))
+
+
+def resolve_outbox_name(name: str | None) -> str:
+    """``name``, or the configured table (``QX_DB__OUTBOX_TABLE``) when None, validated:
+    a plain identifier (optionally ``schema.name``) short enough for every derived name."""
+    if name is None:
+        from qxdb.settings import configured_outbox_table
+
+        return configured_outbox_table()
+    try:
+        return validate_outbox_name(name)
+    except InvalidIdentifier as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
+    """Register the outbox table in ``metadata`` (so Alembic autogenerate sees it).
+
+    ``name`` defaults to the configured table (``QX_DB__OUTBOX_TABLE``, else
+    ``qx_outbox_events``), the table the recorder, the store and the relay use.
+    """
+    # "schema.name" is a table in a schema; given whole to Table() it would become one
+    # quoted identifier with a dot in it.
+    schema, name = split_qualified(resolve_outbox_name(name))
     key = f"{schema}.{name}" if schema else name
     if metadata.schema and not schema:
         key = f"{metadata.schema}.{name}"
     if key in metadata.tables:
         return metadata.tables[key]
-    pending = text(PENDING_WHERE)
-    return Table(
+    table = Table(
         name,
         metadata,
         Column("id", UUIDType(), primary_key=True, default=uuid7),
@@ -88,36 +132,42 @@ def include_outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE_NAME) -> T
         Column("locked_until", UTCDateTime(), nullable=True),
         Column("locked_by", String(64), nullable=True),
         Column("dead_at", UTCDateTime(), nullable=True),
-        Index(f"ix_{name}_pending", "id", postgresql_where=pending, sqlite_where=pending),
-        Index(
-            f"ix_{name}_pending_key",
-            "ordering_key",
-            "id",
-            postgresql_where=pending,
-            sqlite_where=pending,
-        ),
-        Index(f"ix_{name}_event_name", "event_name"),
-        Index(f"ix_{name}_occurred_at", "occurred_at"),
-        # Partial: pending rows stay out, so a replay (published_at back to NULL) writes
-        # one index entry less per row. Purge ranges (published_at < cutoff) still use it.
-        Index(
-            f"ix_{name}_published_at",
-            "published_at",
-            postgresql_where=text("published_at IS NOT NULL"),
-            sqlite_where=text("published_at IS NOT NULL"),
-        ),
-        # Dead rows are few: a partial index keeps the NULLs of every other row out of it.
-        Index(
-            f"ix_{name}_dead_at",
-            "dead_at",
-            postgresql_where=text("dead_at IS NOT NULL"),
-            sqlite_where=text("dead_at IS NOT NULL"),
-        ),
         info={"qxdb_outbox": True},
-        schema=schema or None,
+        schema=schema,
     )
+    c = table.c
+    pending = pending_clause(table)
+    Index(
+        outbox_index_name(name, "pending"),
+        c.id,
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
+    Index(
+        outbox_index_name(name, "pending_key"),
+        c.ordering_key,
+        c.id,
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
+    Index(outbox_index_name(name, "event_name"), c.event_name)
+    Index(outbox_index_name(name, "occurred_at"), c.occurred_at)
+    # Partial: pending rows stay out, so a replay (published_at back to NULL) writes
+    # one index entry less per row. Purge ranges (published_at < cutoff) still use it.
+    published = c.published_at.is_not(None)
+    Index(
+        outbox_index_name(name, "published_at"),
+        c.published_at,
+        postgresql_where=published,
+        sqlite_where=published,
+    )
+    # Dead rows are few: a partial index keeps the NULLs of every other row out of it.
+    dead = c.dead_at.is_not(None)
+    Index(outbox_index_name(name, "dead_at"), c.dead_at, postgresql_where=dead, sqlite_where=dead)
+    return table
 
 
-def outbox_table(name: str = OUTBOX_TABLE_NAME) -> Table:
-    """The outbox table on a private metadata, for code that only reads or writes it."""
+def outbox_table(name: str | None = None) -> Table:
+    """The outbox table on a private metadata, for code that only reads or writes it
+    (``name`` defaults to the configured table)."""
     return include_outbox_table(MetaData(), name)

@@ -19,6 +19,7 @@ from qxdb import (
     EventDispatcher,
     IntegrationEvent,
     UnitOfWork,
+    UnitOfWorkStateError,
     request_scope,
     uuid7,
 )
@@ -242,28 +243,31 @@ async def test_one_shared_unit_of_work_gives_each_task_its_own_scope(
 
 async def test_misuse_is_refused_clearly(session_factory: SessionFactory) -> None:
     uow = make_uow(session_factory)
-    with pytest.raises(RuntimeError, match="no unit of work is open"):
+    with pytest.raises(UnitOfWorkStateError, match="no unit of work is open") as no_scope:
         _ = uow.session
+    assert no_scope.value.state == "none"
     with pytest.raises(AttributeError, match="registered: users"):
         async with uow.begin() as tx:
             _ = tx.orders
-    with pytest.raises(RuntimeError, match="already inside"):
+    with pytest.raises(UnitOfWorkStateError, match="already inside"):
         async with uow.begin(), uow.begin():
             pass
-    with pytest.raises(ValueError, match="cannot name a repository"):
+    with pytest.raises(ConfigurationError, match="cannot name a repository"):
         uow.register("session", UserRepository)
+    with pytest.raises(ConfigurationError, match="not a Repository subclass"):
+        uow.register("things", dict)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="at least 1"):
+        UnitOfWork(session_factory, max_event_rounds=0)
 
+    # A child task of the block shares its scope (the session serialises the statements).
     seen: dict[str, Any] = {}
 
     async def child() -> None:
-        try:
-            _ = uow.session
-        except RuntimeError as exc:
-            seen["error"] = str(exc)
+        seen["session"] = uow.session
 
-    async with uow.begin():
+    async with uow.begin() as tx:
         await asyncio.create_task(child())
-    assert "entered by another task" in seen["error"]
+        assert seen["session"] is tx.session
 
 
 async def test_repository_built_by_hand_reports_to_the_unit_of_work(

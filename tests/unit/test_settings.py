@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qxdb import DatabaseSettings, display_url
+from qxdb import ConfigurationError, DatabaseSettings, display_url
 from qxdb.urls import redact_secrets
 
 
@@ -52,11 +52,35 @@ def test_environment_beats_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert DatabaseSettings().pool_size == 9
 
 
-@pytest.mark.parametrize("name", ["events; drop table x", "1abc", "a.b.c", "x" * 64, ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "events; drop table x",
+        "1abc",
+        "a.b.c",
+        "x" * 64,
+        "",
+        # re.match with "$" accepted a trailing newline, then wrote the name unquoted.
+        "qx_outbox_events\n",
+        # 48 characters: ix_<name>_published_at would be 64 bytes, over PostgreSQL's 63.
+        "x" * 48,
+        "événements",
+        ".events",
+        "audit.",
+    ],
+)
 def test_outbox_table_must_be_an_identifier(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv("QX_DB__OUTBOX_TABLE", name)
-    with pytest.raises(ValueError, match="identifier"):
+    with pytest.raises(ConfigurationError, match="QX_DB__OUTBOX_TABLE.*identifier"):
         DatabaseSettings()
+
+
+@pytest.mark.parametrize("name", ["x" * 47, "audit." + "y" * 47, "s" * 63 + ".events"])
+def test_outbox_table_names_up_to_the_limit_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("QX_DB__OUTBOX_TABLE", name)
+    assert DatabaseSettings().outbox_table == name
 
 
 @pytest.mark.parametrize(

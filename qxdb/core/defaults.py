@@ -1,0 +1,46 @@
+"""Defaults shared by the library and the command, so a command option never copies one.
+
+Each value is the default of a library entry point; the command's options import it from
+here (importing the entry point itself would pull SQLAlchemy into ``qxdb --help``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BULK_BATCH_SIZE",
+    "DEMO_ORDERS",
+    "MAX_EVENT_ROUNDS",
+    "MIGRATION_LOCK_TIMEOUT_SECONDS",
+    "NATS_URL",
+    "OUTBOX_LIST_LIMIT",
+    "OUTBOX_LIST_LIMIT_MAX",
+    "OUTBOX_TABLE_NAME",
+    "RELAY_BATCH_SIZE",
+    "RELAY_DUPLICATE_WINDOW_SECONDS",
+    "RELAY_LEASE_SECONDS",
+    "RELAY_MAX_ATTEMPTS",
+    "RELAY_POLL_INTERVAL_SECONDS",
+    "SUBJECT_PREFIX",
+]
+
+# The transactional outbox table (QX_DB__OUTBOX_TABLE overrides it).
+OUTBOX_TABLE_NAME = "qx_outbox_events"
+# Rows per page of `OutboxStore.list_rows` / `qxdb outbox inspect`, and its upper bound.
+OUTBOX_LIST_LIMIT = 50
+OUTBOX_LIST_LIMIT_MAX = 10_000
+# Rows per short transaction of a bulk replay or purge.
+BULK_BATCH_SIZE = 10_000
+# Seconds `qxdb migrate upgrade|downgrade|stamp` waits for another migration's lock.
+MIGRATION_LOCK_TIMEOUT_SECONDS = 300.0
+# Rounds of event handlers a unit of work drains before it calls it a loop.
+MAX_EVENT_ROUNDS = 10
+# The relay (RelayConfig and `qxdb outbox relay`).
+NATS_URL = "nats://127.0.0.1:4222"
+SUBJECT_PREFIX = "qxdb"
+RELAY_BATCH_SIZE = 500
+RELAY_MAX_ATTEMPTS = 10
+RELAY_LEASE_SECONDS = 30.0
+RELAY_POLL_INTERVAL_SECONDS = 2.0
+RELAY_DUPLICATE_WINDOW_SECONDS = 120.0
+# Orders `qxdb demo` places.
+DEMO_ORDERS = 36
