@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from qxdb.core import defaults
 from qxdb_cli import render
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ def demo(
     ] = Path("qxdb-demo"),
     orders: Annotated[
         int, typer.Option("--orders", min=1, max=1000, help="How many orders to place.")
-    ] = 36,
+    ] = defaults.DEMO_ORDERS,
 ) -> None:
     """Write an example service into a workspace and run every part of qxdb on it.
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from qxdb.core import defaults
 from qxdb_cli import render
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ LockTimeoutOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-_DEFAULT_LOCK_TIMEOUT = 300.0
+_DEFAULT_LOCK_TIMEOUT = defaults.MIGRATION_LOCK_TIMEOUT_SECONDS
 # Lets a relative revision such as -1 through as an argument instead of an unknown option.
 _RELATIVE_REVISIONS: dict[str, Any] = {"ignore_unknown_options": True}
 

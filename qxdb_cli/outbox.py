@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from qxdb.core import defaults
 from qxdb_cli import relay as _relay, render
 
 if TYPE_CHECKING:
@@ -167,7 +168,9 @@ def inspect(
     since: _SINCE = None,
     until: _UNTIL = None,
     ids: _IDS = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=defaults.OUTBOX_LIST_LIMIT_MAX)
+    ] = defaults.OUTBOX_LIST_LIMIT,
     after: Annotated[
         str | None,
         typer.Option(

@@ -6,19 +6,20 @@ from typing import Annotated
 
 import typer
 
+from qxdb.core import defaults
 from qxdb_cli import render
 
 
 def relay(
     nats_url: Annotated[
         str, typer.Option("--nats-url", envvar="QXDB_NATS_URL", help="NATS server URL.")
-    ] = "nats://127.0.0.1:4222",
+    ] = defaults.NATS_URL,
     subject_prefix: Annotated[
         str,
         typer.Option(
             "--subject-prefix", help="Subjects are <prefix>.<event name>, e.g. acme.orders.placed."
         ),
-    ] = "qxdb",
+    ] = defaults.SUBJECT_PREFIX,
     stream: Annotated[
         str | None,
         typer.Option("--stream", help="JetStream stream name (default: QXDB_<PREFIX>)."),
@@ -33,11 +34,13 @@ def relay(
     duplicate_window: Annotated[
         float,
         typer.Option("--duplicate-window", min=1, help="Duplicate window of a created stream, s."),
-    ] = 120.0,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per claim.")] = 500,
+    ] = defaults.RELAY_DUPLICATE_WINDOW_SECONDS,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per claim.")] = (
+        defaults.RELAY_BATCH_SIZE
+    ),
     max_attempts: Annotated[
         int, typer.Option("--max-attempts", min=1, help="Attempts before a row is dead.")
-    ] = 10,
+    ] = defaults.RELAY_MAX_ATTEMPTS,
     ordered: Annotated[
         bool, typer.Option("--ordered", help="Keep recorded order per ordering key.")
     ] = False,
@@ -46,11 +49,11 @@ def relay(
     ] = False,
     lease_seconds: Annotated[
         float, typer.Option("--lease-seconds", min=0.1, help="How long a claim is held.")
-    ] = 30.0,
+    ] = defaults.RELAY_LEASE_SECONDS,
     poll_interval: Annotated[
         float,
         typer.Option("--poll-interval", min=0.01, help="Fallback poll when idle, seconds."),
-    ] = 2.0,
+    ] = defaults.RELAY_POLL_INTERVAL_SECONDS,
     worker_id: Annotated[
         str | None, typer.Option("--worker-id", help="Name of this relay in leases.")
     ] = None,

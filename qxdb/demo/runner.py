@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from qxdb.core.defaults import DEMO_ORDERS
 from qxdb.settings import DatabaseSettings
 
 __all__ = ["DEMO_TENANT", "DemoReport", "DemoStep", "run_demo"]
@@ -87,7 +88,7 @@ async def run_demo(
     workspace: Path,
     *,
     url: str | None = None,
-    orders: int = 36,
+    orders: int = DEMO_ORDERS,
     on_step: StepCallback | None = None,
 ) -> DemoReport:
     workspace = workspace.resolve()  # noqa: ASYNC240 - once, before any database work

@@ -71,7 +71,7 @@ def test_environment_beats_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 )
 def test_outbox_table_must_be_an_identifier(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv("QX_DB__OUTBOX_TABLE", name)
-    with pytest.raises(ConfigurationError, match="QX_DB__OUTBOX_TABLE.*identifier"):
+    with pytest.raises(ConfigurationError, match=r"QX_DB__OUTBOX_TABLE.*identifier"):
         DatabaseSettings()
 
 
