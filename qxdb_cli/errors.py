@@ -1,8 +1,9 @@
 """The one place where errors become exit codes and a single line on stderr.
 
-0 success; 1 the check ran and found problems; 2 bad usage or bad input; 3 the database
-or broker could not be reached or refused us; 70 an internal error (a bug in qxdb or in
-the code it imported), as sysexits' EX_SOFTWARE, with a hint to re-run with ``--debug``.
+0 success; 1 the check ran and found problems (or the database refused a statement);
+2 bad usage or bad input; 3 the database or broker could not be reached or refused us;
+70 an internal error (an exception no rule expects: a bug in qxdb or in the code it
+imported), as sysexits' EX_SOFTWARE, with a hint to re-run with ``--debug``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,17 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_USAGE
     if is_unavailable(exc):
         return EXIT_UNAVAILABLE
+    if _is_statement_failure(exc):
+        # The database refused a statement (a timeout, a permission, a constraint): the
+        # operation failed, as a check that found problems; not a bug in qxdb.
+        return EXIT_FINDINGS
     return EXIT_INTERNAL
+
+
+def _is_statement_failure(exc: BaseException) -> bool:
+    # Only consult SQLAlchemy if a command already imported it: light commands stay light.
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.DBAPIError)
 
 
 def _is_path_error(exc: BaseException) -> bool:
