@@ -77,7 +77,12 @@ def parse_timestamp(text: str, *, what: str = "timestamp") -> datetime:
         raise ValidationError(
             f"invalid {what} {text!r}: give the UTC offset, e.g. {value}Z or {value}+01:00"
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(
+            f"invalid {what} {text!r}: outside the years 1-9999 once converted to UTC"
+        ) from None
 
 
 def parse_instant(text: str, *, now: datetime | None = None, what: str = "time") -> datetime:

@@ -76,13 +76,15 @@ def check_url(url: str) -> None:
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("the database URL is blank: set QX_DB__URL or --database-url")
     try:
-        parsed = make_url(url)
-        parsed.port  # noqa: B018 - parsing the port is the check
+        port = make_url(url).port  # parsing the port is part of the check
+        valid = port is None or 0 < port < 65536
     except (ArgumentError, ValueError, TypeError):
+        valid = False
+    if not valid:
         raise ConfigurationError(
             f"invalid database URL {display_url(url)!r}: "
-            "expected dialect+driver://user:password@host:port/database"
-        ) from None
+            "expected dialect+driver://user:password@host:port/database (port 1-65535)"
+        )
 
 
 def _create_engine(settings: DatabaseSettings, target: str) -> AsyncEngine:
