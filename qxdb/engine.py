@@ -34,7 +34,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from qxdb.core.failures import is_unavailable
 from qxdb.errors import ConfigurationError, DatabaseUnavailableError
 from qxdb.settings import DatabaseSettings
-from qxdb.urls import display_url, is_sqlite_url, redact_secrets
+from qxdb.urls import backend_of, display_url, is_sqlite_url, redact_secrets
 
 __all__ = [
     "SessionFactory",
@@ -107,7 +107,7 @@ def _create_engine(settings: DatabaseSettings, target: str) -> AsyncEngine:
         engine = create_async_engine(target, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
-    if target.split(":", 1)[0].split("+", 1)[0] == "postgresql":
+    if backend_of(target) == "postgresql":
         kwargs["connect_args"] = _postgres_connect_args(settings, target)
     return create_async_engine(target, **kwargs)
 

@@ -24,7 +24,7 @@ from qxdb.core.identifiers import (
     validate_outbox_name,
 )
 from qxdb.errors import ConfigurationError
-from qxdb.urls import DEFAULT_SQLITE_URL, display_url, is_sqlite_url
+from qxdb.urls import DEFAULT_SQLITE_URL, backend_of, display_url
 
 __all__ = ["DatabaseSettings", "PoolKind", "configured_outbox_table", "validate_identifier"]
 
@@ -131,11 +131,7 @@ class DatabaseSettings(BaseSettings):
 
     @property
     def dialect_name(self) -> str:
-        return (
-            "sqlite"
-            if is_sqlite_url(self.resolved_url)
-            else self.resolved_url.split(":", 1)[0].split("+", 1)[0]
-        )
+        return backend_of(self.resolved_url)
 
     def with_url(self, url: str | None) -> DatabaseSettings:
         """A copy pointing at another URL (the command's ``--database-url``)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["DEFAULT_SQLITE_URL", "display_url", "is_sqlite_url", "redact_secrets"]
+__all__ = ["DEFAULT_SQLITE_URL", "backend_of", "display_url", "is_sqlite_url", "redact_secrets"]
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./qxdb.sqlite3"
 _MASK = "***"
@@ -72,5 +72,10 @@ def redact_secrets(text: str, url: str | None) -> str:
     return re.sub(r"(://[^:/@\s]+):[^@\s]+@", rf"\1:{_MASK}@", text)
 
 
+def backend_of(url: str) -> str:
+    """The database of a URL without its driver: ``postgresql+asyncpg://…`` -> ``postgresql``."""
+    return url.split(":", 1)[0].split("+", 1)[0]
+
+
 def is_sqlite_url(url: str) -> bool:
-    return url.split(":", 1)[0].split("+", 1)[0] == "sqlite"
+    return backend_of(url) == "sqlite"

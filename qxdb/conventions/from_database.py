@@ -21,6 +21,7 @@ from qxdb.conventions.snapshot import (
     describe_type,
     normalize_where,
 )
+from qxdb.core.identifiers import split_qualified
 
 __all__ = ["snapshot_database"]
 
@@ -46,7 +47,7 @@ def snapshot_database(
     indexes = inspector.get_multi_indexes(**kw)
     uniques = inspector.get_multi_unique_constraints(**kw)
     checks = inspector.get_multi_check_constraints(**kw)
-    outbox = {name.rsplit(".", 1)[-1] for name in outbox_tables}
+    outbox = {split_qualified(name)[1] for name in outbox_tables}
     snapshots = []
     for name in names:
         key = (schema, name)
