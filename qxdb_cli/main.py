@@ -61,7 +61,8 @@ def _global(
 ) -> None:
     """Database operations for qxdb services: migrations, outbox, cursors, schema checks.
 
-    Exit codes: 0 success, 1 problems found, 2 bad usage or input, 3 database or broker unreachable.
+    Exit codes: 0 success, 1 problems found, 2 bad usage or input, 3 database or broker
+    unreachable, 70 internal error (a bug: re-run with --debug).
     """
     state.database_url = database_url or None
     state.debug = debug
