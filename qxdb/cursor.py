@@ -38,7 +38,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from qxdb.core.env import ENV_PREVIOUS_SECRETS, parse_secret_list
-from qxdb.errors import CursorError, ValidationError
+from qxdb.errors import ConfigurationError, CursorError, ValidationError
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
@@ -242,7 +242,7 @@ def _display(value: Any) -> Any:
 def _as_key(secret: str | bytes) -> bytes:
     key = secret.encode() if isinstance(secret, str) else bytes(secret)
     if not key:
-        raise ValueError("a cursor secret must not be empty")
+        raise ConfigurationError("a cursor secret must not be empty")
     return key
 
 
@@ -268,9 +268,9 @@ class CursorCodec:
             if secret is not None:
                 _as_key(secret)
         if self.max_age_seconds is not None and self.max_age_seconds <= 0:
-            raise ValueError("max_age_seconds must be positive")
+            raise ConfigurationError("max_age_seconds must be positive")
         if self.require_signature and self.secret is None:
-            raise ValueError("require_signature needs a secret")
+            raise ConfigurationError("require_signature needs a secret")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CursorCodec:
@@ -278,12 +278,17 @@ class CursorCodec:
         or comma-separated) and ``…_MAX_AGE_SECONDS``; unsigned when no secret is set."""
         env = os.environ if environ is None else environ
         secret = env.get(ENV_SECRET) or None
-        previous = parse_secret_list(env.get(ENV_PREVIOUS_SECRETS, ""))
+        try:
+            previous = parse_secret_list(env.get(ENV_PREVIOUS_SECRETS, ""))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         max_age_text = (env.get(ENV_MAX_AGE) or "").strip()
         try:
             max_age = int(max_age_text) if max_age_text else None
         except ValueError:
-            raise ValueError(f"{ENV_MAX_AGE} must be an integer, not {max_age_text!r}") from None
+            raise ConfigurationError(
+                f"{ENV_MAX_AGE} must be an integer, not {max_age_text!r}"
+            ) from None
         return cls(secret=secret, previous_secrets=previous, max_age_seconds=max_age)
 
     @classmethod

@@ -83,7 +83,7 @@ def check_url(url: str) -> None:
     if not valid:
         raise ConfigurationError(
             f"invalid database URL {display_url(url)!r}: "
-            "expected dialect+driver://user:password@host:port/database (port 1-65535)"
+            "expected dialect+driver://user@host:port/database (port 1-65535)"
         )
 
 

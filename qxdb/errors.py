@@ -13,6 +13,7 @@ failures, so one ``except Error`` catches everything qxdb means to say::
           │    ├── CursorError            a bad cursor token, with a ``reason``       exit 2
           │    └── InvalidQueryError      unlisted filter/sort field, bad operator    exit 2
           ├── ConfigurationError          bad settings, URL, import path, config file exit 2
+          │                               (also a ValueError)
           ├── TenantScopeError            tenanted access with no (or another) tenant
           ├── UnitOfWorkStateError        a call the unit of work's state cannot take
           │                               (also a RuntimeError), with its ``state``
@@ -124,7 +125,9 @@ class CursorError(ValidationError):
         self.reason = reason
 
 
-class ConfigurationError(Error):
+class ConfigurationError(Error, ValueError):
+    """A setting, URL, name or argument that configures qxdb cannot be used."""
+
     default_code = "configuration"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from qxdb_cli.errors import EXIT_INTERNAL
+from tests.cli.conftest import run_qxdb
 
 _BROKEN_LIBRARY = """
 import sys
@@ -78,3 +79,24 @@ def test_a_qxdb_error_keeps_its_own_exit_code(tmp_path: Path) -> None:
     done = _run(tmp_path, "__import__('qxdb').ValidationError('bad value')", "doctor")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "qxdb: error: bad value"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "shown"),
+    [
+        (["cursor", "decode", "x"], {"QX_DB__CURSOR_MAX_AGE_SECONDS": "abc"}, "MAX_AGE"),
+        (["cursor", "decode", "x"], {"QX_DB__CURSOR_PREVIOUS_SECRETS": "[1"}, "JSON list"),
+        (["cursor", "encode", '{"id": 1}', "--secret", ""], {}, "must not be empty"),
+        (["doctor"], {"QX_DB__POOL_SIZE": "many"}, "QX_DB__POOL_SIZE"),
+        (["doctor"], {"QX_DB__OUTBOX_TABLE": "o" * 48}, "QX_DB__OUTBOX_TABLE"),
+        (["doctor"], {"QX_DB__URL": "postgresql+asyncpg://a:s3cret@h:99999/x"}, "port 1-65535"),
+    ],
+)
+def test_configuration_problems_are_bad_input_not_internal_errors(
+    tmp_path: Path, argv: list[str], env: dict[str, str], shown: str
+) -> None:
+    done = run_qxdb(*argv, cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("qxdb: error: ") and shown in line
+    assert "internal error" not in line and "s3cret" not in done.stderr
