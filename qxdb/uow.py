@@ -66,6 +66,7 @@ from qxdb.errors import (
     DispatchLoopError,
     TenantScopeError,
     UnitOfWorkStateError,
+    ValidationError,
 )
 from qxdb.outbox.recorder import OutboxRecorder
 from qxdb.repository import Repository
@@ -191,6 +192,8 @@ class UnitOfWorkScope:
 
     def track(self, aggregate: AggregateRoot) -> None:
         """Have the aggregate's events drained on commit (repositories do this for you)."""
+        if not isinstance(aggregate, AggregateRoot):
+            raise ValidationError(f"track() takes an AggregateRoot, got {type(aggregate).__name__}")
         self._require_writable(f"track {type(aggregate).__name__} {aggregate.id}")
         if id(aggregate) not in self._tracked:
             self._tracked[id(aggregate)] = aggregate
@@ -322,7 +325,7 @@ class UnitOfWorkScope:
                     if dispatcher is not None:
                         await dispatcher.publish(event)
                 else:
-                    raise TypeError(
+                    raise ValidationError(
                         f"{type(event).__name__} is neither a DomainEvent nor an "
                         "IntegrationEvent; the unit of work does not know where it goes"
                     )
@@ -442,6 +445,11 @@ class UnitOfWork:
         self._current: ContextVar[UnitOfWorkScope | None] = ContextVar(
             f"qxdb_uow_{id(self):x}", default=None
         )
+        if repositories is not None and not isinstance(repositories, Mapping):
+            raise ConfigurationError(
+                "repositories must map attribute names to Repository classes, "
+                f"got {type(repositories).__name__}"
+            )
         for name, cls in (repositories or {}).items():
             self.register(name, cls)
 

@@ -13,15 +13,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb import (
+    ConfigurationError,
     DefaultOutboxRecorder,
     DomainEvent,
+    Error,
+    Repository,
     TenantScopeError,
     UnitOfWork,
     UnitOfWorkStateError,
+    ValidationError,
     request_scope,
     system_scope,
     uuid7,
@@ -334,3 +339,57 @@ async def test_outbox_tenant_comes_from_the_context_never_the_entity(
     assert stamps["b@x.org"] == tenant_b
     assert {t for email, t in stamps.items() if email != "b@x.org"} == {tenant_a}
     assert "x@x.org" not in stamps and "also@x.org" not in stamps
+
+
+HOSTILE: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.binary(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from([object(), User, UserRepository, dict, Repository, uuid7()]),
+)
+
+
+async def test_hostile_arguments_raise_only_qxdb_errors(session_factory: SessionFactory) -> None:
+    uow = make_uow(session_factory, SwitchableDispatcher())
+    seen: list[BaseException] = []
+
+    def check(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except Error as exc:
+            seen.append(exc)
+
+    @hsettings(max_examples=200, deadline=None)
+    @given(
+        name=HOSTILE,
+        cls=HOSTILE,
+        rounds=HOSTILE,
+        repos=st.one_of(
+            HOSTILE,
+            st.dictionaries(
+                st.one_of(st.none(), st.integers(), st.text(max_size=8)), HOSTILE, max_size=2
+            ),
+        ),
+    )
+    def constructors(name: Any, cls: Any, rounds: Any, repos: Any) -> None:
+        check(lambda: uow.register(name, cls))
+        check(lambda: UnitOfWork(session_factory, max_event_rounds=rounds))
+        check(lambda: UnitOfWork(session_factory, repositories=repos))
+
+    constructors()
+    assert any(isinstance(e, ConfigurationError) for e in seen)
+
+    @hsettings(max_examples=50, deadline=None)
+    @given(thing=HOSTILE)
+    def tracking(thing: Any) -> None:
+        check(lambda: uow.track(thing))  # no scope: state "none"
+
+    tracking()
+    async with uow.begin() as tx:
+        for thing in (None, 1, "user", User, object()):
+            with pytest.raises(ValidationError, match="takes an AggregateRoot"):
+                tx.track(thing)
