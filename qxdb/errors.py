@@ -169,9 +169,9 @@ class UnitOfWorkStateError(Error, RuntimeError):
     States: ``open`` and ``committing`` (event handlers running) can write; ``committed``,
     ``rolled_back``, ``failed`` and ``closed`` cannot, so a repository call, ``commit()`` or
     ``track()`` there raises this error instead of writing nothing. ``state`` is
-    ``"none"`` when no unit of work is open in the calling task. Also raised (state
-    ``open``) when a scope's session is used from a task other than the one that entered
-    it. See docs/repository.md.
+    ``"none"`` when no unit of work is open in the calling task. Also raised (code
+    ``uow.nested``) when a task enters a unit of work it is already inside. See
+    docs/repository.md.
     """
 
     default_code = "uow.state"
