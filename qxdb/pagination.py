@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, tuple_
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, false, or_, tuple_
 from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
@@ -328,11 +328,31 @@ def _read_cursor(
     return _Position(values, decoded.direction)
 
 
+_LIMIT = "qx_keyset_limit"
+
+
+def _page_queries(
+    stmt: Select[Any],
+    columns: Sequence[ColumnElement[Any]],
+    walk: tuple[Sort, ...],
+    nulls: tuple[bool, ...] | None,
+) -> tuple[Select[Any], ...]:
+    """The statements of one page shape, in order: one per index range after the cursor
+    (see :func:`keyset_segments`), each ordered and limited by a bound parameter."""
+    base = stmt.order_by(None).limit(None).offset(None).order_by(*keyset_order_by(columns, walk))
+    limit = bindparam(_LIMIT, type_=BigInteger)
+    if nulls is None:
+        return (base.limit(limit),)
+    segments = _segment_template(tuple(columns), walk, nulls)
+    return tuple(base.where(segment).limit(limit) for segment in segments)
+
+
 async def _boundary_values(
     executor: AsyncConnection | AsyncSession,
     stmt: Select[Any],
     columns: Sequence[ColumnElement[Any]],
     position: _Position,
+    params: Mapping[str, Any],
 ) -> _Position:
     """The sort values of the row a by-row cursor names, read through the listing's own
     statement (so its scope and filters apply: another tenant's row is not found)."""
@@ -344,7 +364,7 @@ async def _boundary_values(
         .where(columns[-1] == position.values[0])
         .limit(1)
     )
-    row = (await executor.execute(lookup)).first()
+    row = (await executor.execute(lookup, dict(params))).first()
     if row is None:
         raise CursorError(
             "stale",
@@ -405,31 +425,42 @@ async def keyset_rows(
     resource: str | None = None,
     max_limit: int = MAX_PAGE_SIZE,
     tiebreaker: str = "id",
+    params: Mapping[str, Any] | None = None,
+    cache: dict[Any, Any] | None = None,
 ) -> CursorPage[Row[Any]]:
     """:func:`fetch_cursor_page` with the rows as SQLAlchemy ``Row`` tuples (no mapping
-    view per row), for callers that build objects from positions, as the repository does."""
+    view per row), for callers that build objects from positions, as the repository does.
+
+    ``params`` are the values of ``stmt``'s own bound parameters. ``cache``, when given,
+    keeps the page statements derived from ``stmt`` (one per direction and NULL shape of
+    the cursor): pass a dict owned by ``stmt`` when ``stmt`` is itself built once, so a
+    page costs no statement building at all.
+    """
     limit = validate_limit(pagination.limit, max_limit)
     spec = order_spec(pagination.sort, tiebreaker=tiebreaker)
     columns = _sort_columns(table, spec)
     fingerprint = sort_fingerprint(resource or _resource_name(table), spec, pagination.filters)
     codec = codec or default_codec()
+    given = dict(params or {})
     position = _read_cursor(codec, pagination.cursor, fingerprint, spec, columns)
     if position is not None and position.by_row:
-        position = await _boundary_values(executor, stmt, columns, position)
+        position = await _boundary_values(executor, stmt, columns, position, given)
     backwards = position is not None and position.direction == "previous"
     walk = reverse_spec(spec) if backwards else tuple(spec)
-
-    base = stmt.order_by(None).limit(None).offset(None).order_by(*keyset_order_by(columns, walk))
-    segments: tuple[ColumnElement[bool] | None, ...] = (None,)
-    params: dict[str, Any] = {}
+    nulls = None if position is None else tuple(value is None for value in position.values)
+    key = ("keyset", walk, nulls)
+    queries = cache.get(key) if cache is not None else None
+    if queries is None:
+        queries = _page_queries(stmt, columns, walk, nulls)
+        if cache is not None:
+            cache[key] = queries
+    values = dict(given)
     if position is not None:
-        nulls = tuple(value is None for value in position.values)
-        segments = _segment_template(tuple(columns), walk, nulls)
-        params = {_PARAM.format(i): v for i, v in enumerate(position.values) if v is not None}
+        values.update({_PARAM.format(i): v for i, v in enumerate(position.values) if v is not None})
     rows: list[Row[Any]] = []
-    for segment in segments:
-        query = base if segment is None else base.where(segment)
-        result = await executor.execute(query.limit(limit + 1 - len(rows)), params)
+    for query in queries:
+        values[_LIMIT] = limit + 1 - len(rows)
+        result = await executor.execute(query, values)
         rows.extend(result.all())
         if len(rows) > limit:
             break

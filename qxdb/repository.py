@@ -55,6 +55,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Dialect,
     Executable,
@@ -111,6 +112,7 @@ LIKE_ESCAPE = "\\"
 # Names of the bound parameters of prepared statements (prefixed: a bind parameter may not
 # share a column's name in an UPDATE's SET clause).
 _ID, _TENANT, _EXPECTED, _SET = "qx_id", "qx_tenant", "qx_expected", "qx_set_"
+_LIMIT, _OFFSET = "qx_limit", "qx_offset"
 # Columns that belong to the row's identity or history: an update never rewrites them.
 _IMMUTABLE_ON_SAVE = frozenset(
     {"id", "tenant_id", "created_at", "created_by", "version", "deleted_at", "deleted_by"}
@@ -210,6 +212,11 @@ class _Plan:
         )
         self.statements: dict[tuple[Any, ...], Any] = {}
 
+    def keyset_cache(self, shape: tuple[bool, bool]) -> dict[Any, Any]:
+        """Where keyset pages of the unfiltered listing of ``shape`` keep their statements."""
+        cache: dict[Any, Any] = self.statements.setdefault(("keyset", *shape), {})
+        return cache
+
 
 _plans: dict[tuple[type[Any], Table], _Plan] = {}
 
@@ -284,9 +291,9 @@ class Repository(Generic[TEntity]):
 
         An exact count reads every matching row (or index entry): O(rows) on PostgreSQL.
         """
-        where, _ = self._where(filters, include_deleted)
-        stmt = select(func.count()).select_from(self.table).where(*where)
-        return int((await self._session.execute(stmt)).scalar_one())
+        stmt, params, _ = self._listing(filters, include_deleted)
+        count = stmt.with_only_columns(func.count()).order_by(None)
+        return int((await self._session.execute(count, params)).scalar_one())
 
     async def list(
         self,
@@ -300,20 +307,26 @@ class Repository(Generic[TEntity]):
             raise InvalidQueryError(
                 f"list takes an OffsetPagination, not {type(pagination).__name__}"
             )
-        where, _ = self._where(pagination.filters, include_deleted)
+        stmt, params, applied = self._listing(pagination.filters, include_deleted)
         spec = self._validated_sort(pagination.sort)
-        columns = [self.table.c[key.field] for key in spec]
         total: int | None = None
         if pagination.include_total:
-            count = select(func.count()).select_from(self.table).where(*where)
-            total = int((await self._session.execute(count)).scalar_one())
-        stmt = (
-            self._plan.select_all.where(*where)
-            .order_by(*keyset_order_by(columns, spec))
-            .limit(pagination.page_size + 1)
-            .offset(pagination.offset)
-        )
-        rows = (await self._session.execute(stmt)).all()
+            count = stmt.with_only_columns(func.count()).order_by(None)
+            total = int((await self._session.execute(count, params)).scalar_one())
+        key = ("list", self._shape(include_deleted), spec)
+        page_stmt = self._plan.statements.get(key) if not applied else None
+        if page_stmt is None:
+            columns = [self.table.c[k.field] for k in spec]
+            page_stmt = (
+                stmt.order_by(*keyset_order_by(columns, spec))
+                .limit(bindparam(_LIMIT, type_=BigInteger))
+                .offset(bindparam(_OFFSET, type_=BigInteger))
+            )
+            if not applied:
+                self._plan.statements[key] = page_stmt
+        params[_LIMIT] = pagination.page_size + 1
+        params[_OFFSET] = pagination.offset
+        rows = (await self._session.execute(page_stmt, params)).all()
         has_next = len(rows) > pagination.page_size
         make = self._to_entity
         items = [make(r) for r in rows[: pagination.page_size]]
@@ -345,16 +358,19 @@ class Repository(Generic[TEntity]):
                 f"list_cursor takes a CursorPagination, not {type(pagination).__name__}"
             )
         sort = self._validated_sort(pagination.sort)
-        where, applied = self._where(pagination.filters, include_deleted)
+        stmt, params, applied = self._listing(pagination.filters, include_deleted)
         tenant = self._tenant_id()
         scope = f"{self.table.fullname}|tenant={tenant or '*'}|deleted={include_deleted}"
         page = await keyset_rows(
             self._session,
-            self._plan.select_all.where(*where),
+            stmt,
             self.table,
             dataclasses.replace(pagination, sort=sort, filters=applied),
             codec=self.cursor_codec,
             resource=scope,
+            params=params,
+            # Without filters the base statement is built once: so are its pages.
+            cache=None if applied else self._plan.keyset_cache(self._shape(include_deleted)),
         )
         make = self._to_entity
         items = [make(row) for row in page.items]
@@ -542,26 +558,44 @@ class Repository(Generic[TEntity]):
         columns = [k[len(_SET) :] for k in params if k.startswith(_SET)]
         return stmt.values({name: bindparam(_SET + name) for name in columns})
 
-    def _where(
-        self, filters: Iterable[Filter], include_deleted: bool
-    ) -> tuple[builtins.list[ColumnElement[bool]], tuple[Filter, ...]]:
-        """Scope and filter clauses, and the filters as applied (values normalised).
+    def _shape(self, include_deleted: bool) -> tuple[bool, bool]:
+        return (self._tenant_id() is not None, include_deleted)
 
-        The filters are consumed once, here, so a generator cannot be applied and then
-        fingerprinted empty.
+    def _listing(
+        self, filters: Iterable[Filter], include_deleted: bool
+    ) -> tuple[Select[Any], dict[str, Any], tuple[Filter, ...]]:
+        """The scoped, filtered SELECT of every column, its parameters, and the filters as
+        applied (values normalised).
+
+        The scoped statement is built once per scope shape (tenant bound as a parameter);
+        only filters add clauses per call. The filters are consumed once, here, so a
+        generator cannot be applied and then fingerprinted empty.
         """
         if not isinstance(include_deleted, bool):
             raise InvalidQueryError(
                 f"include_deleted must be True or False, got {include_deleted!r}"
             )
         items = _filters(filters)
-        clauses = self._scope_clauses(include_deleted)
-        applied: list[Filter] = []
-        for f in items:
-            clause, normalised = self._condition(f)
-            clauses.append(clause)
-            applied.append(normalised)
-        return clauses, tuple(applied)
+        tenant = self._tenant_id()
+        key = ("scoped", tenant is not None, include_deleted)
+        stmt = self._plan.statements.get(key)
+        if stmt is None:
+            c = self.table.c
+            clauses: list[ColumnElement[bool]] = []
+            if tenant is not None:
+                clauses.append(c.tenant_id == bindparam(_TENANT))
+            if not include_deleted and self._plan.has_deletion:
+                clauses.append(c.deleted_at.is_(None))
+            stmt = self._plan.statements[key] = self._plan.select_all.where(*clauses)
+        params: dict[str, Any] = {} if tenant is None else {_TENANT: tenant}
+        if not items:
+            return stmt, params, ()
+        conditions = [self._condition(f) for f in items]
+        return (
+            stmt.where(*(clause for clause, _ in conditions)),
+            params,
+            tuple(applied for _, applied in conditions),
+        )
 
     def _scope_clauses(self, include_deleted: bool) -> builtins.list[ColumnElement[bool]]:
         clauses: list[ColumnElement[bool]] = []
