@@ -7,7 +7,9 @@ Two formats are read:
 
 - **v1** (written by :func:`encode_cursor`): ``v1.<payload>[.<signature>]``. The payload is
   base64url JSON without padding: ``{"k": {field: value, ...}, "f": fingerprint,
-  "d": "n"|"p", "t": issued_at}``. Strings, ints, booleans and None are plain JSON;
+  "d": "n"|"p", "t": issued_at}``, plus ``"b": 1`` when ``k`` holds only the boundary
+  row's id because its sort values would not fit the token cap (see
+  :meth:`CursorCodec.encode_position`). Strings, ints, booleans and None are plain JSON;
   everything else is tagged, ``["dt", "2024-02-29T23:59:59.123456+05:30"]``, so it comes
   back exactly (datetimes keep microseconds and offset, Decimals are exact strings, never
   floats). The signature is HMAC-SHA256 over ``v1.<payload>``.
@@ -208,6 +210,9 @@ class DecodedCursor:
     issued_at: datetime | None = None
     # 0: the current secret verified it; n: the n-th previous secret (rotation).
     key_index: int | None = None
+    # The values name the boundary row by its tiebreaker only (its sort values were too
+    # long for a token); the keyset layer looks them up.
+    by_row: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +223,7 @@ class DecodedCursor:
             "fingerprint": self.fingerprint,
             "direction": self.direction if self.version else None,
             "issued_at": self.issued_at.isoformat() if self.issued_at else None,
+            **({"by_row": True} if self.by_row else {}),
             "values": [
                 {"field": name, "type": type_name(value), "value": _display(value)}
                 for name, value in self.values.items()
@@ -318,9 +324,58 @@ class CursorCodec:
         issued_at: float | None = None,
     ) -> str:
         """A v1 token for ``values`` (field -> value), signed when the codec has a secret."""
+        body = self._build(values, fingerprint, direction, issued_at, by_row=False)
+        if len(body) > self.max_token_length:
+            raise ValueError(
+                f"the cursor would be {len(body)} characters, over the cap of "
+                f"{self.max_token_length}: sort on fewer or shorter columns"
+            )
+        return body
+
+    def encode_position(
+        self,
+        values: Mapping[str, Any],
+        *,
+        row_key: str,
+        fingerprint: str | None = None,
+        direction: CursorDirection = "next",
+        issued_at: float | None = None,
+    ) -> str:
+        """A token for a keyset position: the sort values when they fit the cap, otherwise
+        only ``values[row_key]`` (the unique tiebreaker) marked "look the row up".
+
+        So a sort key of any length pages, while :meth:`decode` still refuses any token
+        over the cap.
+        """
+        body = self._build(values, fingerprint, direction, issued_at, by_row=False)
+        if len(body) <= self.max_token_length:
+            return body
+        if row_key not in values:
+            raise ValueError(f"the position has no {row_key!r} to fall back on")
+        body = self._build(
+            {row_key: values[row_key]}, fingerprint, direction, issued_at, by_row=True
+        )
+        if len(body) > self.max_token_length:
+            raise ValueError(
+                f"the cursor would be {len(body)} characters, over the cap of "
+                f"{self.max_token_length}, even naming only the row"
+            )
+        return body
+
+    def _build(
+        self,
+        values: Mapping[str, Any],
+        fingerprint: str | None,
+        direction: CursorDirection,
+        issued_at: float | None,
+        *,
+        by_row: bool,
+    ) -> str:
         if direction not in _DIRECTION_CODES:
             raise ValueError(f"direction must be 'next' or 'previous', not {direction!r}")
         payload: dict[str, Any] = {"k": {str(k): tag_value(v) for k, v in values.items()}}
+        if by_row:
+            payload["b"] = 1
         if fingerprint is not None:
             payload["f"] = fingerprint
         payload["d"] = _DIRECTION_CODES[direction]
@@ -328,11 +383,6 @@ class CursorCodec:
         body = f"{_VERSION}.{_b64encode(_dumps(payload))}"
         if self.secret is not None:
             body += "." + _b64encode(_sign(_as_key(self.secret), body))
-        if len(body) > self.max_token_length:
-            raise ValueError(
-                f"the cursor would be {len(body)} characters, over the cap of "
-                f"{self.max_token_length}: sort on fewer or shorter columns"
-            )
         return body
 
     def decode(self, token: Any) -> DecodedCursor:
@@ -408,8 +458,11 @@ class CursorCodec:
     def _from_payload(self, payload: Any, *, signed: bool, key_index: int | None) -> DecodedCursor:
         if not isinstance(payload, dict) or not isinstance(payload.get("k"), dict):
             raise CursorError("malformed", "malformed cursor: wrong shape")
-        if set(payload) - {"k", "f", "d", "t"}:
+        if set(payload) - {"k", "f", "d", "t", "b"}:
             raise CursorError("malformed", "malformed cursor: unexpected fields")
+        by_row = payload.get("b", 0)
+        if by_row not in (0, 1) or isinstance(by_row, bool):
+            raise CursorError("malformed", "malformed cursor: bad row marker")
         fingerprint = payload.get("f")
         if fingerprint is not None and not isinstance(fingerprint, str):
             raise CursorError("malformed", "malformed cursor: bad fingerprint")
@@ -433,6 +486,7 @@ class CursorCodec:
             direction=direction,
             issued_at=issued_at,
             key_index=key_index,
+            by_row=by_row == 1,
         )
 
     def _check_age(self, decoded: DecodedCursor) -> None:

@@ -2,11 +2,14 @@
 
 This is a read-only operation: it connects, asks the server for its version and looks
 for the outbox and Alembic tables. It writes nothing.
+
+Besides the facts it reports warnings: settings that work but leave something open (for
+now, cursors handed out unsigned because no ``QX_DB__CURSOR_SECRET`` is set).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import inspect
@@ -15,7 +18,12 @@ from qxdb.core.identifiers import split_qualified
 from qxdb.engine import connect_checked, create_engine, server_version
 from qxdb.settings import DatabaseSettings
 
-__all__ = ["DoctorReport", "diagnose"]
+__all__ = ["UNSIGNED_CURSORS_WARNING", "DoctorReport", "diagnose", "setting_warnings"]
+
+UNSIGNED_CURSORS_WARNING = (
+    "cursors unsigned (no QX_DB__CURSOR_SECRET): a client can edit a cursor to start a page "
+    "anywhere in the same listing; set a secret to sign them (docs/cursors.md)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +39,19 @@ class DoctorReport:
     outbox_table_exists: bool
     alembic_version_table_exists: bool
     alembic_revision: list[str]
+    cursors_signed: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def setting_warnings(settings: DatabaseSettings) -> list[str]:
+    """What the settings leave open, one sentence each (no database needed)."""
+    warnings: list[str] = []
+    if settings.cursor_secret is None or not settings.cursor_secret.get_secret_value():
+        warnings.append(UNSIGNED_CURSORS_WARNING)
+    return warnings
 
 
 async def diagnose(settings: DatabaseSettings) -> DoctorReport:
@@ -77,6 +95,8 @@ async def diagnose(settings: DatabaseSettings) -> DoctorReport:
                 outbox_table_exists=bool(outbox_exists),
                 alembic_version_table_exists="alembic_version" in names,
                 alembic_revision=revisions,
+                cursors_signed=UNSIGNED_CURSORS_WARNING not in setting_warnings(settings),
+                warnings=setting_warnings(settings),
             )
     finally:
         await engine.dispose()

@@ -22,20 +22,20 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, tuple_
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, false, or_, tuple_
+from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.expression import FromClause
 
 from qxdb.cursor import CursorCodec, CursorDirection, cursor_fingerprint
-from qxdb.errors import CursorError, InvalidQueryError
+from qxdb.errors import CursorError, InvalidQueryError, ValidationError
 from qxdb.query import MAX_PAGE_SIZE, CursorPage, CursorPagination, Filter, Sort, order_spec
+from qxdb.values import checker_for
 
 __all__ = [
     "build_cursor_page",
@@ -43,13 +43,12 @@ __all__ = [
     "fetch_cursor_page",
     "keyset_order_by",
     "keyset_predicate",
+    "keyset_rows",
     "keyset_segments",
     "reverse_spec",
     "sort_fingerprint",
     "validate_limit",
 ]
-
-_INT64 = 2**63
 
 
 def reverse_spec(spec: Sequence[Sort]) -> tuple[Sort, ...]:
@@ -251,6 +250,8 @@ def keyset_predicate(
 class _Position:
     values: tuple[Any, ...]
     direction: CursorDirection
+    # The values are (the tiebreaker of) a row to look up, not the sort values themselves.
+    by_row: bool = False
 
 
 def _sort_columns(table: FromClause, spec: Sequence[Sort]) -> list[ColumnElement[Any]]:
@@ -269,26 +270,20 @@ def _resource_name(table: FromClause) -> str:
     return str(getattr(table, "fullname", None) or getattr(table, "name", None) or table)
 
 
-def _check_value(column: ColumnElement[Any], field: str, value: Any) -> None:
-    """Refuse a value that the column could not compare with (an unsigned, forged cursor)."""
+def _check_value(column: ColumnElement[Any], field: str, value: Any) -> Any:
+    """The value checked against the column's type (:mod:`qxdb.values`), as the filters are.
+
+    An unsigned cursor can be edited by hand; whatever it says must be a value the column
+    could hold before it reaches a statement.
+    """
     if value is None:
         if not _nullable(column):
             raise CursorError("malformed", f"malformed cursor: {field} cannot be null")
-        return
+        return None
     try:
-        expected = column.type.python_type
-    except NotImplementedError:
-        return
-    ok = isinstance(value, expected)
-    if expected is int:
-        ok = ok and not isinstance(value, bool) and -_INT64 <= value < _INT64
-    elif expected is float:
-        ok = isinstance(value, float | int) and not isinstance(value, bool)
-    elif expected is datetime and isinstance(value, datetime):
-        impl = getattr(column.type, "impl", column.type)
-        ok = not (getattr(impl, "timezone", False) and value.tzinfo is None)
-    if not ok:
-        raise CursorError("malformed", f"malformed cursor: {field} holds a {type(value).__name__}")
+        return checker_for(column.type)(value)
+    except ValidationError as exc:
+        raise CursorError("malformed", f"malformed cursor: {field}: {exc.message}") from None
 
 
 def _read_cursor(
@@ -314,11 +309,69 @@ def _read_cursor(
             "first page",
         )
     fields = [key.field for key in spec]
+    if decoded.by_row:
+        # The boundary values were too long to carry: the token names the boundary row by
+        # its unique tiebreaker, and the page looks its values up.
+        tiebreaker = fields[-1]
+        if set(decoded.values) != {tiebreaker}:
+            raise CursorError("malformed", "malformed cursor: it does not name a row")
+        value = _check_value(columns[-1], tiebreaker, decoded.values[tiebreaker])
+        if value is None:
+            raise CursorError("malformed", "malformed cursor: it does not name a row")
+        return _Position((value,), decoded.direction, by_row=True)
     if set(decoded.values) != set(fields):
         raise CursorError("malformed", "malformed cursor: its fields do not match the sort")
-    for column, name in zip(columns, fields, strict=True):
+    values = tuple(
         _check_value(column, name, decoded.values[name])
-    return _Position(tuple(decoded.values[name] for name in fields), decoded.direction)
+        for column, name in zip(columns, fields, strict=True)
+    )
+    return _Position(values, decoded.direction)
+
+
+_LIMIT = "qx_keyset_limit"
+
+
+def _page_queries(
+    stmt: Select[Any],
+    columns: Sequence[ColumnElement[Any]],
+    walk: tuple[Sort, ...],
+    nulls: tuple[bool, ...] | None,
+) -> tuple[Select[Any], ...]:
+    """The statements of one page shape, in order: one per index range after the cursor
+    (see :func:`keyset_segments`), each ordered and limited by a bound parameter."""
+    base = stmt.order_by(None).limit(None).offset(None).order_by(*keyset_order_by(columns, walk))
+    limit = bindparam(_LIMIT, type_=BigInteger)
+    if nulls is None:
+        return (base.limit(limit),)
+    segments = _segment_template(tuple(columns), walk, nulls)
+    return tuple(base.where(segment).limit(limit) for segment in segments)
+
+
+async def _boundary_values(
+    executor: AsyncConnection | AsyncSession,
+    stmt: Select[Any],
+    columns: Sequence[ColumnElement[Any]],
+    position: _Position,
+    params: Mapping[str, Any],
+) -> _Position:
+    """The sort values of the row a by-row cursor names, read through the listing's own
+    statement (so its scope and filters apply: another tenant's row is not found)."""
+    lookup = (
+        stmt.with_only_columns(*columns)
+        .order_by(None)
+        .limit(None)
+        .offset(None)
+        .where(columns[-1] == position.values[0])
+        .limit(1)
+    )
+    row = (await executor.execute(lookup, dict(params))).first()
+    if row is None:
+        raise CursorError(
+            "stale",
+            "the row this cursor points at is no longer in the listing (deleted or changed); "
+            "start again from the first page",
+        )
+    return _Position(tuple(row), position.direction)
 
 
 async def fetch_cursor_page(
@@ -339,40 +392,88 @@ async def fetch_cursor_page(
     LIMIT and OFFSET are replaced. It must select the sort columns of ``table``.
 
     Raises :class:`~qxdb.errors.CursorError` for a bad cursor (``wrong_sort`` when it was
-    issued for another sort, filter or resource) and
-    :class:`~qxdb.errors.InvalidQueryError` for an unknown sort column or a bad limit.
+    issued for another sort, filter or resource; ``stale`` when a by-row cursor's row has
+    left the listing) and :class:`~qxdb.errors.InvalidQueryError` for an unknown sort
+    column or a bad limit.
+    """
+    page = await keyset_rows(
+        executor,
+        stmt,
+        table,
+        pagination,
+        codec=codec,
+        resource=resource,
+        max_limit=max_limit,
+        tiebreaker=tiebreaker,
+    )
+    return CursorPage(
+        items=[row._mapping for row in page.items],
+        next_cursor=page.next_cursor,
+        previous_cursor=page.previous_cursor,
+        has_next=page.has_next,
+        has_previous=page.has_previous,
+    )
+
+
+async def keyset_rows(
+    executor: AsyncConnection | AsyncSession,
+    stmt: Select[Any],
+    table: FromClause,
+    pagination: CursorPagination,
+    *,
+    codec: CursorCodec | None = None,
+    resource: str | None = None,
+    max_limit: int = MAX_PAGE_SIZE,
+    tiebreaker: str = "id",
+    params: Mapping[str, Any] | None = None,
+    cache: dict[Any, Any] | None = None,
+) -> CursorPage[Row[Any]]:
+    """:func:`fetch_cursor_page` with the rows as SQLAlchemy ``Row`` tuples (no mapping
+    view per row), for callers that build objects from positions, as the repository does.
+
+    ``params`` are the values of ``stmt``'s own bound parameters. ``cache``, when given,
+    keeps the page statements derived from ``stmt`` (one per direction and NULL shape of
+    the cursor): pass a dict owned by ``stmt`` when ``stmt`` is itself built once, so a
+    page costs no statement building at all.
     """
     limit = validate_limit(pagination.limit, max_limit)
     spec = order_spec(pagination.sort, tiebreaker=tiebreaker)
     columns = _sort_columns(table, spec)
     fingerprint = sort_fingerprint(resource or _resource_name(table), spec, pagination.filters)
     codec = codec or default_codec()
+    given = dict(params or {})
     position = _read_cursor(codec, pagination.cursor, fingerprint, spec, columns)
+    if position is not None and position.by_row:
+        position = await _boundary_values(executor, stmt, columns, position, given)
     backwards = position is not None and position.direction == "previous"
     walk = reverse_spec(spec) if backwards else tuple(spec)
-
-    base = stmt.order_by(None).limit(None).offset(None).order_by(*keyset_order_by(columns, walk))
-    segments: tuple[ColumnElement[bool] | None, ...] = (None,)
-    params: dict[str, Any] = {}
+    nulls = None if position is None else tuple(value is None for value in position.values)
+    key = ("keyset", walk, nulls)
+    queries = cache.get(key) if cache is not None else None
+    if queries is None:
+        queries = _page_queries(stmt, columns, walk, nulls)
+        if cache is not None:
+            cache[key] = queries
+    values = dict(given)
     if position is not None:
-        nulls = tuple(value is None for value in position.values)
-        segments = _segment_template(tuple(columns), walk, nulls)
-        params = {_PARAM.format(i): v for i, v in enumerate(position.values) if v is not None}
-    rows: list[RowMapping] = []
-    for segment in segments:
-        query = base if segment is None else base.where(segment)
-        result = await executor.execute(query.limit(limit + 1 - len(rows)), params)
-        rows.extend(result.mappings().all())
+        values.update({_PARAM.format(i): v for i, v in enumerate(position.values) if v is not None})
+    rows: list[Row[Any]] = []
+    for query in queries:
+        values[_LIMIT] = limit + 1 - len(rows)
+        result = await executor.execute(query, values)
+        rows.extend(result.all())
         if len(rows) > limit:
             break
     more = len(rows) > limit
     rows = rows[:limit]
     if backwards:
         rows.reverse()
+    fields = [k.field for k in spec]
 
     def token(values: Sequence[Any], direction: CursorDirection) -> str:
-        return codec.encode(
-            dict(zip([k.field for k in spec], values, strict=True)),
+        return codec.encode_position(
+            dict(zip(fields, values, strict=True)),
+            row_key=tiebreaker,
             fingerprint=fingerprint,
             direction=direction,
         )
@@ -395,12 +496,12 @@ async def fetch_cursor_page(
 
 
 def _row_values(
-    row: RowMapping, columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort]
+    row: Row[Any], columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort]
 ) -> tuple[Any, ...]:
     values: list[Any] = []
     for column, key in zip(columns, spec, strict=True):
         try:
-            values.append(row[column])
+            values.append(row._mapping[column])
         except KeyError:
             raise InvalidQueryError(
                 f"the statement does not select the sort column {key.field!r}"

@@ -14,7 +14,8 @@ def doctor(
 ) -> None:
     """Connect and report the dialect, server version, URL (password hidden), pool and tables.
 
-    Read-only. Exits 3 with one line when the database cannot be reached.
+    Read-only. Warnings (e.g. unsigned cursors) go to stderr and do not change the exit
+    code. Exits 3 with one line when the database cannot be reached.
 
     Example: qxdb --database-url postgresql+asyncpg://app@db/app doctor --json
     """
@@ -48,5 +49,8 @@ def doctor(
     if report.alembic_revision:
         alembic += f", at {', '.join(report.alembic_revision)}"
     table.add_row("alembic_version", alembic)
+    table.add_row("cursors", "signed" if report.cursors_signed else "unsigned")
     render.out().print(table)
+    for warning in report.warnings:
+        render.note(f"warning: {warning}")
     render.out().print("ok: the database answered", markup=False)

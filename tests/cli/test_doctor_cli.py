@@ -82,3 +82,18 @@ def test_bad_usage_and_bad_settings_exit_2(tmp_path: Path) -> None:
     bad_driver = run_qxdb("--database-url", "nosuchdb://x/y", "doctor", cwd=tmp_path)
     assert bad_driver.returncode == 2, bad_driver.stderr
     assert "Traceback" not in bad_driver.stderr
+
+
+def test_doctor_warns_when_cursors_are_unsigned(tmp_path: Path) -> None:
+    unsigned = run_qxdb("doctor", cwd=tmp_path)
+    assert unsigned.returncode == 0, unsigned.stderr
+    assert "warning: cursors unsigned (no QX_DB__CURSOR_SECRET)" in unsigned.stderr
+    assert "unsigned" in unsigned.stdout
+    as_json = json.loads(run_qxdb("doctor", "--json", cwd=tmp_path).stdout)
+    assert as_json["cursors_signed"] is False
+    assert any("cursors unsigned" in w for w in as_json["warnings"])
+    signed = run_qxdb("doctor", "--json", cwd=tmp_path, env={"QX_DB__CURSOR_SECRET": "s3cret"})
+    report = json.loads(signed.stdout)
+    assert (report["cursors_signed"], report["warnings"]) == (True, [])
+    assert "s3cret" not in signed.stdout + signed.stderr
+    assert "warning" not in signed.stderr

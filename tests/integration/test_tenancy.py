@@ -59,14 +59,17 @@ async def test_tenant_a_cannot_see_change_or_delete_tenant_b_rows(session: Async
         assert through_a.error.message == f"User {bob.id} not found"  # type: ignore[union-attr]
         assert isinstance((await repo.get(bob.id, include_deleted=True)).error, NotFoundError)
         assert not await repo.exists(bob.id)
-        page = await repo.list(OffsetPagination())
+        page = await repo.list(OffsetPagination(include_total=True))
         assert [u.email for u in page.items] == ["alice@a.org"]
         assert page.total == 1
+        assert await repo.count() == 1
         search = OffsetPagination(filters=[Filter("email", "contains", "bob")])
         assert (await repo.list(search, include_deleted=True)).items == []
 
         bob.name = "Hacked"
-        assert isinstance((await repo.save(bob)).error, NotFoundError)
+        # B's entity itself is refused, as add refuses it; by id, B's row looks missing.
+        with pytest.raises(TenantScopeError, match="another tenant"):
+            await repo.save(bob)
         assert isinstance((await repo.soft_delete(bob.id)).error, NotFoundError)
         assert isinstance((await repo.restore(bob.id)).error, NotFoundError)
         assert isinstance((await repo.hard_delete(bob.id)).error, NotFoundError)
@@ -75,9 +78,12 @@ async def test_tenant_a_cannot_see_change_or_delete_tenant_b_rows(session: Async
             await repo.add(intruder)
         with pytest.raises(TenantScopeError):
             await repo.add_many([User(email="y@a.org", name="Y"), intruder])
-        # A's own row: saving it cannot move it to tenant B.
+        # A's own row: saving it cannot move it to tenant B (refused), nor change it.
         alice.name = "Alice A."
         alice.tenant_id = B
+        with pytest.raises(TenantScopeError, match="another tenant"):
+            await repo.save(alice)
+        alice.tenant_id = A
         assert (await repo.save(alice)).is_success
     await session.commit()
 
