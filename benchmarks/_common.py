@@ -28,6 +28,7 @@ __all__ = [
     "rounds",
     "run_async",
     "run_sync",
+    "time_commands",
 ]
 
 
@@ -80,8 +81,9 @@ class Comparison:
     name: str
     ours: Sample = field(default_factory=Sample)
     base: Sample = field(default_factory=Sample)
-    unit: str = "ms"  # "ms" or "s" for times; "rows/s" prints a rate from ``count``
-    count: float | None = None  # items per run, for a rate column
+    unit: str = "ms"  # of the times shown: "ms" or "s"
+    count: float | None = None  # items per run: adds a rate column
+    per: str = "rows"  # what ``count`` counts
     target: str = ""  # what the issue asks for, shown next to the result
     verdict: bool | None = None
 
@@ -104,7 +106,7 @@ class Comparison:
         if self.count:
             rate = Sample([self.count / v for v in self.ours.values])
             base_rate = Sample([self.count / v for v in self.base.values])
-            out += f"  rows/s ours {rate.fmt(1.0, 0)} base {base_rate.fmt(1.0, 0)}"
+            out += f"  {self.per}/s ours {rate.fmt(1.0, 0)} base {base_rate.fmt(1.0, 0)}"
         if self.target:
             mark = "" if self.verdict is None else (" met" if self.verdict else " MISSED")
             out += f"  [{self.target}{mark}]"
@@ -172,3 +174,28 @@ def plain_dsn(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def time_commands(
+    commands: dict[str, list[str]], runs: int, env: dict[str, str] | None = None
+) -> dict[str, Sample]:
+    """Whole-process wall time of each command, all interleaved round by round.
+
+    One untimed warm-up run each first (the OS file cache, .pyc files); a command that
+    fails stops the benchmark with its stderr.
+    """
+    import subprocess
+
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", **(env or {})}
+
+    def run(argv: list[str]) -> None:
+        done = subprocess.run(argv, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()}")
+
+    for argv in commands.values():
+        run(argv)
+    names = list(commands)
+    sides = [lambda argv=commands[name]: run(argv) for name in names]
+    times = run_sync(sides, runs)
+    return {name: Sample(t) for name, t in zip(names, times, strict=True)}
