@@ -1,55 +1,64 @@
-"""Startup of ``qxdb migrate --help`` against ``qxdb --help`` (and ``alembic --help``).
+"""Startup of ``qxdb migrate --help`` and ``qxdb migrate up --help``: Alembic stays unimported.
 
-Run: ``python benchmarks/migrate_help_startup.py``. Needs no database. The commands run
-round-robin (so a burst of load on a shared machine hits them alike); it prints the fastest
-and the median wall time of each, and the ratio of the fastest to ``qxdb --help``. Target: ``qxdb migrate --help`` and ``qxdb migrate up --help`` as fast as another
-group's help (``qxdb cursor --help``): Alembic and SQLAlchemy are imported only when a
-command runs.
+Run: ``python benchmarks/migrate_help_startup.py [--quick]``. Needs no database.
+
+Baselines in the same run, interleaved (benchmarks/_common.py): the minimal Typer app of
+benchmarks/startup.py (``sub --help`` for a group's help, ``sub decode --help`` for a
+command's) and ``alembic --help``. Target: the migrate help as fast as any group's help
+(median ratio <= 1.15 against the minimal app) and at least 4x faster than Alembic's:
+Alembic and SQLAlchemy are imported only when a migrate command runs.
 """
 
 from __future__ import annotations
 
-import statistics
-import subprocess
+import shutil
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-RUNS = 15
+from _common import Comparison, load, print_header, print_table, rounds, time_commands
+from startup import MINIMAL_APP
+
 BIN = Path(sys.executable).parent
-COMMANDS: dict[str, list[str]] = {
-    "qxdb --help (baseline)": [str(BIN / "qxdb"), "--help"],
-    # Another group's help: Typer renders any group's help with more of Rich than the
-    # top-level help, so this is the fair baseline for what ``migrate`` itself adds.
-    "qxdb cursor --help": [str(BIN / "qxdb"), "cursor", "--help"],
-    "qxdb migrate --help": [str(BIN / "qxdb"), "migrate", "--help"],
-    "qxdb migrate up --help": [str(BIN / "qxdb"), "migrate", "up", "--help"],
-    "alembic --help": [str(BIN / "alembic"), "--help"],
-    "python -c pass": [sys.executable, "-c", "pass"],
-}
 
 
-def measure() -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for _ in range(RUNS):
-        for name, argv in COMMANDS.items():
-            started = time.perf_counter()
-            subprocess.run(argv, capture_output=True, check=True)
-            times[name].append(time.perf_counter() - started)
-    return times
-
-
-def main() -> None:
-    times = measure()
-    baseline = min(times["qxdb --help (baseline)"])
-    print(f"{RUNS} rounds, commands interleaved (wall clock; the machine may be shared)")
-    for name, runs in times.items():
-        fastest, median = min(runs), statistics.median(runs)
-        print(
-            f"  {name:<26} min {fastest * 1000:7.1f} ms  median {median * 1000:7.1f} ms"
-            f"   {fastest / baseline:5.2f}x qxdb --help"
+def main() -> int:
+    runs = rounds(15, 10)
+    print_header(
+        "migrate help startup: whole-process wall time",
+        "the minimal Typer app of startup.py (same help formatting) and alembic --help",
+    )
+    qxdb = str(BIN / "qxdb")
+    alembic = shutil.which("alembic", path=str(BIN)) or str(BIN / "alembic")
+    with tempfile.TemporaryDirectory() as tmp:
+        minimal = Path(tmp) / "minimal_typer_app.py"
+        minimal.write_text(MINIMAL_APP)
+        app = [sys.executable, str(minimal)]
+        t = time_commands(
+            {
+                "qxdb migrate --help": [qxdb, "migrate", "--help"],
+                "qxdb migrate up --help": [qxdb, "migrate", "up", "--help"],
+                "typer app sub --help": [*app, "sub", "--help"],
+                "typer app sub decode --help": [*app, "sub", "decode", "--help"],
+                "alembic --help": [alembic, "--help"],
+            },
+            runs,
         )
+    lines = []
+    for ours, base, limit in (
+        ("qxdb migrate --help", "typer app sub --help", 1.15),
+        ("qxdb migrate up --help", "typer app sub decode --help", 1.15),
+        ("qxdb migrate --help", "alembic --help", 0.25),
+    ):
+        c = Comparison(f"{ours} / {base}", ours=t[ours], base=t[base])
+        c.target = f"median ratio <= {limit}"
+        c.verdict = c.ratios.median <= limit
+        lines.append(c)
+    print_table(lines, runs)
+    missed = [c.name for c in lines if c.verdict is False]
+    print("targets:", "met" if not missed else "MISSED: " + "; ".join(missed), f"({load()})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

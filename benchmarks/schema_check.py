@@ -1,28 +1,26 @@
 """``qxdb schema check`` on 500 tables: the model, and the same tables in PostgreSQL.
 
-Run: ``python benchmarks/schema_check.py`` (the live part uses ``QXDB_BENCH_DATABASE_URL``
-or a ``qxdb_bench_schema`` database on the local server, created if missing; pass
-``--no-live`` to skip it). The tables are built only with qxdb's helpers (UUID keys, audit
+Run: ``python benchmarks/schema_check.py [--quick]`` (the live part uses
+``QXDB_BENCH_DATABASE_URL`` or a ``qxdb_bench_schema`` database on the local server,
+created if missing; pass ``--no-live`` to skip it). The tables are built only with qxdb's helpers (UUID keys, audit
 and soft-delete columns, JSONB, foreign keys with indexes) plus one outbox, so the check
 must come out clean.
 
-Target: checking the generated metadata of 500 tables takes under 1 s. Baselines measured
-in the same run: building that metadata (model), and SQLAlchemy's own
-``MetaData.reflect()`` of the same database (live).
+Target: checking the generated metadata of 500 tables takes under 1 s. Baselines, timed
+interleaved with ours round by round (benchmarks/_common.py): building that metadata
+(model: a scale reference), and SQLAlchemy's own ``MetaData.reflect()`` of the same
+database (live: the reading any check of a live schema needs; the rules come on top).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
+from _common import Comparison, Sample, ensure_database, print_header, print_table, rounds, run_sync
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, Numeric, String, Table, text
-from sqlalchemy.engine import make_url
 
 from qxdb.conventions import SchemaConfig, check_connection, check_metadata
 from qxdb.mapping import (
@@ -36,7 +34,7 @@ from qxdb.outbox.table import include_outbox_table
 from qxdb.types import UUIDType
 
 TABLES = 500
-RUNS = 5
+RUNS = rounds(5, 3)
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/qxdb_bench_schema"
 
 
@@ -68,38 +66,29 @@ def build_metadata(tables: int = TABLES) -> MetaData:
     return md
 
 
-def timed(fn: Callable[[], Any], runs: int = RUNS) -> tuple[float, Any]:
-    """Median wall time of ``runs`` calls, and the last result."""
-    times, result = [], None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
-def model() -> bool:
-    build_s, md = timed(build_metadata)
-    check_s, report = timed(lambda: check_metadata(md))
+def model() -> Comparison:
+    md = build_metadata()
+    report = check_metadata(md)
     assert len(report.tables) == TABLES, len(report.tables)
-    print(f"model: {TABLES} tables, {sum(len(t.columns) for t in md.tables.values())} columns")
-    print(f"  baseline: build the metadata        {build_s * 1000:8.1f} ms")
-    print(
-        f"  check_metadata (all {len(report.rules)} rules)  {check_s * 1000:8.1f} ms"
-        f"   {check_s / TABLES * 1e6:.0f} us/table   {check_s / build_s:.2f}x the build"
+    assert not report.findings, report.findings[:3]
+    ours, base = run_sync([lambda: check_metadata(md), build_metadata], RUNS)
+    line = Comparison(
+        f"check_metadata, {TABLES} tables, {len(report.rules)} rules vs building them",
+        ours=Sample(ours),
+        base=Sample(base),
+        target="median < 1 s, 0 findings",
     )
-    print(f"  findings: {len(report.findings)} (expected 0)")
-    ok = check_s < 1.0 and not report.findings
-    print(f"  target < 1 s: {'met' if ok else 'MISSED'}")
-    return ok
+    line.verdict = line.ours.median < 1.0 and not report.findings
+    return line
 
 
-async def live(url: str) -> None:
+async def live(url: str) -> Comparison:
     from qxdb.engine import create_engine
     from qxdb.settings import DatabaseSettings
 
-    await _ensure_database(url)
+    await ensure_database(url)
     engine = create_engine(DatabaseSettings(statement_timeout_ms=None), url=url)
+    config = SchemaConfig(outbox_tables=("qx_outbox_events",))
     try:
         async with engine.begin() as conn:
             count = (
@@ -113,47 +102,36 @@ async def live(url: str) -> None:
 
         async with engine.connect() as conn:
 
-            def reflect(sync: Any) -> tuple[float, float, Any]:
-                reflect_s, _ = timed(lambda: MetaData().reflect(sync), runs=3)
-                check_s, report = timed(lambda: check_connection(sync, SchemaConfig(
-                    outbox_tables=("qx_outbox_events",))), runs=3)  # fmt: skip
-                return reflect_s, check_s, report
+            def measure(sync: Any) -> tuple[list[list[float]], Any]:
+                report = check_connection(sync, config)
+                sides = [lambda: check_connection(sync, config), lambda: MetaData().reflect(sync)]
+                return run_sync(sides, RUNS), report
 
-            reflect_s, check_s, report = await conn.run_sync(reflect)
+            (ours, base), report = await conn.run_sync(measure)
     finally:
         await engine.dispose()
-    print(f"live PostgreSQL: {len(report.tables)} tables")
-    print(f"  baseline: MetaData.reflect()        {reflect_s * 1000:8.1f} ms")
-    print(
-        f"  check_connection (reflect + rules) {check_s * 1000:8.1f} ms"
-        f"   {check_s / TABLES * 1e6:.0f} us/table   {check_s / reflect_s:.2f}x the baseline"
+    line = Comparison(
+        f"check_connection (live PostgreSQL, {len(report.tables)} tables) vs reflect()",
+        ours=Sample(ours),
+        base=Sample(base),
+        target="0 findings",
     )
-    print(f"  findings: {len(report.findings)} (expected 0)")
-
-
-async def _ensure_database(url: str) -> None:
-    import asyncpg
-
-    parsed = make_url(url)
-    name = parsed.database
-    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
-    conn = await asyncpg.connect(admin)
-    try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            # CREATE DATABASE takes no parameters; quote the identifier ourselves.
-            await conn.execute('CREATE DATABASE "{}"'.format(str(name).replace('"', '""')))
-    finally:
-        await conn.close()
+    line.verdict = not report.findings
+    return line
 
 
 def main() -> int:
-    ok = model()
+    print_header(
+        f"schema check on {TABLES} tables",
+        "building the metadata (model) and SQLAlchemy's MetaData.reflect() (live)",
+    )
+    lines = [model()]
     if "--no-live" not in sys.argv:
-        asyncio.run(live(os.environ.get("QXDB_BENCH_DATABASE_URL", DEFAULT_URL)))
-    return 0 if ok else 1
+        lines.append(asyncio.run(live(os.environ.get("QXDB_BENCH_DATABASE_URL", DEFAULT_URL))))
+    print_table(lines, RUNS)
+    missed = [c.name for c in lines if c.verdict is False]
+    print("targets:", "met" if not missed else "MISSED: " + "; ".join(missed))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The Typer app: global options, command groups, and the entry point.
 
 Command modules import only Typer at module level; SQLAlchemy, Alembic and the drivers
-are imported inside the commands that need them, so ``qxdb --help`` and
+are imported inside the commands that need them, and a command module is itself imported
+only when its command runs (:mod:`qxdb_cli.lazy`), so ``qxdb --help`` and
 ``qxdb cursor …`` start as fast as Typer itself.
 """
 
@@ -13,13 +14,65 @@ from typing import Annotated, Any
 
 import typer
 
-from qxdb_cli import cursor, demo, doctor, migrate, outbox, schema
 from qxdb_cli._click_compat import click_exceptions
 from qxdb_cli.errors import EXIT_FINDINGS, EXIT_USAGE, report
+from qxdb_cli.lazy import LazyCommand, LazyTyperGroup, plain_coercion
 from qxdb_cli.state import state
+
+
+class _Commands(LazyTyperGroup):
+    # Each summary is the first paragraph of that command's help (a test in
+    # tests/cli/test_startup_imports.py keeps them equal): `qxdb --help` lists the
+    # commands without importing their modules.
+    lazy = (
+        LazyCommand(
+            "doctor",
+            "qxdb_cli.doctor",
+            "doctor",
+            "Connect and report the dialect, server version, URL (password hidden), pool and tables.",
+            group=False,
+        ),
+        LazyCommand(
+            "demo",
+            "qxdb_cli.demo",
+            "demo",
+            "Write an example service into a workspace and run every part of qxdb on it.",
+            group=False,
+        ),
+        LazyCommand(
+            "migrate",
+            "qxdb_cli.migrate",
+            "app",
+            "Alembic migrations: init, revision, up, down, current, history, heads, stamp, check.",
+            group=True,
+        ),
+        LazyCommand(
+            "outbox",
+            "qxdb_cli.outbox",
+            "app",
+            "Inspect and operate the transactional outbox.",
+            group=True,
+        ),
+        LazyCommand(
+            "cursor",
+            "qxdb_cli.cursor",
+            "app",
+            "Decode and encode opaque pagination cursors (no database needed).",
+            group=True,
+        ),
+        LazyCommand(
+            "schema",
+            "qxdb_cli.schema",
+            "app",
+            "Check tables against qxdb's schema conventions.",
+            group=True,
+        ),
+    )
+
 
 app = typer.Typer(
     name="qxdb",
+    cls=_Commands,
     help="Database operations for qxdb services: migrations, outbox, cursors, schema checks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -68,14 +121,6 @@ def _global(
     state.debug = debug
 
 
-app.command("doctor")(doctor.doctor)
-app.command("demo")(demo.demo)
-app.add_typer(migrate.app, name="migrate")
-app.add_typer(outbox.app, name="outbox")
-app.add_typer(cursor.app, name="cursor")
-app.add_typer(schema.app, name="schema")
-
-
 # Click 8.2+ raises this for a bare group; older Clicks print the help themselves.
 _NO_ARGS_IS_HELP: Any = getattr(click_exceptions, "NoArgsIsHelpError", ())
 
@@ -91,6 +136,7 @@ def _quiet_late_thread_errors(args: threading.ExceptHookArgs) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: run, and map any error to one line and an exit code."""
     command = typer.main.get_command(app)
+    plain_coercion(command)
     args = sys.argv[1:] if argv is None else argv
     if "--debug" not in args:
         threading.excepthook = _quiet_late_thread_errors
