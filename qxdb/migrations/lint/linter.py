@@ -208,14 +208,30 @@ def _resolve(script: ScriptDirectory, ref: str) -> list[str]:
     return [s.revision for s in found if s is not None]
 
 
-def _between(script: ScriptDirectory, lower: str, upper: str) -> set[str]:
-    """Revisions after ``lower`` (exclusive; ``base``: from the start) up to ``upper``."""
-    from qxdb.migrations.runner import alembic_errors
+def _between(script: ScriptDirectory, units: Sequence[_Unit], lower: str, upper: str) -> set[str]:
+    """Revisions after ``lower`` (exclusive; ``base``: from the start) up to ``upper``.
 
-    lower_ids = () if lower in {"", "base"} else tuple(_resolve(script, lower))
-    with alembic_errors():
-        found = script.iterate_revisions(upper, lower_ids or "base", implicit_base=True)
-        return {s.revision for s in found if s is not None} - set(lower_ids)
+    "After" means descended from: on a project with branches, ``--since REV`` is REV's
+    descendants, not every revision that REV's branch has not seen.
+    """
+    parents = {u.revision: u.parents for u in units}
+    children: dict[str, list[str]] = {}
+    for rev, ups in parents.items():
+        for parent in ups:
+            children.setdefault(parent, []).append(rev)
+    if lower in {"", "base"}:
+        after = set(parents)
+    else:
+        after = set()
+        todo = [c for rev in _resolve(script, lower) for c in children.get(rev, [])]
+        while todo:
+            rev = todo.pop()
+            if rev not in after:
+                after.add(rev)
+                todo.extend(children.get(rev, []))
+    if upper in {"head", "heads"}:
+        return after
+    return after & _with_ancestors(units, set(_resolve(script, upper)))
 
 
 def lint_revisions(
@@ -245,20 +261,20 @@ def lint_revisions(
     if all_revisions:
         selected, selection = {u.revision for u in units}, "all"
     elif since is not None:
-        selected, selection = _between(script, since, "heads"), f"since {since}"
+        selected, selection = _between(script, units, since, "heads"), f"since {since}"
     elif revision_range is not None:
         text = revision_range.strip()
         if not text:
             raise ValidationError("empty revision range: give REV or START:END")
         if ":" in text:
             lower, _, upper = text.partition(":")
-            selected = _between(script, lower.strip(), upper.strip() or "heads")
+            selected = _between(script, units, lower.strip(), upper.strip() or "heads")
         else:
             selected = set(_resolve(script, text))
         selection = text
     else:
         current = list(applied or [])
-        selected = _between(script, "", "heads") if not current else set()
+        selected = {u.revision for u in units} if not current else set()
         if current:
             for rev in current:
                 _resolve(script, rev)

@@ -320,7 +320,7 @@ def _alter_column(op: ops.AlterColumnOp, line: int) -> list[Action]:
                 line,
                 table=table,
                 column_name=op.column_name,
-                old_type=_type_text(op.kw.get("existing_type")) or None,
+                old_type=_type_text(op.existing_type) or None,
                 new_type=_type_text(op.modify_type),
             )
         )
