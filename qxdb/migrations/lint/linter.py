@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from qxdb.errors import ValidationError
 from qxdb.migrations.lint.checks import History, Hit, check_actions
 from qxdb.migrations.lint.config import LintConfig
-from qxdb.migrations.lint.recorder import record_upgrade
+from qxdb.migrations.lint.recorder import OfflineRecorder
 from qxdb.migrations.lint.report import LintFinding, LintReport, RevisionLint
 from qxdb.migrations.lint.rules import RULES
 from qxdb.migrations.lint.suppress import read_suppressions
@@ -35,9 +35,15 @@ class _Unit:
 
 
 def _lint_unit(
-    unit: _Unit, history: History, config: LintConfig, report: LintReport, *, emit_sql: bool
+    unit: _Unit,
+    history: History,
+    config: LintConfig,
+    report: LintReport,
+    recorder: OfflineRecorder,
+    *,
+    emit_sql: bool,
 ) -> None:
-    recording = record_upgrade(unit.module, unit.path, emit_sql=emit_sql)
+    recording = recorder.record(unit.module, unit.path)
     hits = check_actions(recording.actions, history)
     if recording.failure:
         hits.append(Hit("QXM025", recording.failure_line, unit.revision, recording.failure))
@@ -92,6 +98,7 @@ def _run(
     """Lint ``selected`` among ``units`` (base first); the others only build the history."""
     report = LintReport(selection=selection, rules=config.active_rules(), config_path=config.path)
     histories: dict[str, History] = {}
+    recorder = OfflineRecorder(emit_sql=emit_sql)
     wanted = _with_ancestors(units, selected)
     for unit in units:
         if unit.revision not in wanted:
@@ -101,10 +108,10 @@ def _run(
             if parent in histories:
                 history.merge(histories[parent])
         if unit.revision in selected:
-            _lint_unit(unit, history, config, report, emit_sql=emit_sql)
+            _lint_unit(unit, history, config, report, recorder, emit_sql=emit_sql)
         else:
             # Applied revisions count only for what they establish, not for findings.
-            check_actions(record_upgrade(unit.module, unit.path).actions, history)
+            check_actions(recorder.record(unit.module, unit.path).actions, history)
         histories[unit.revision] = history
     return report
 

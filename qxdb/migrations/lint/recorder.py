@@ -338,73 +338,105 @@ def _alter_column(op: ops.AlterColumnOp, line: int) -> list[Action]:
 
 
 def _constraint(op: ops.AddConstraintOp, line: int, ctx: MigrationContext) -> Action:
-    constraint = op.to_constraint(ctx)
-    kind = {
-        ForeignKeyConstraint: "foreign_key",
-        CheckConstraint: "check",
-        SAUnique: "unique",
-        PrimaryKeyConstraint: "primary_key",
-    }.get(type(constraint), "other")
-    table = getattr(constraint, "table", None)
+    # Read Alembic's operation directly: building the SQLAlchemy constraint (and a Table
+    # for it) costs more than the rest of the recording.
+    kw: dict[str, Any] = dict(getattr(op, "kw", {}) or {})
     check = None
-    if isinstance(constraint, CheckConstraint):
-        check = _sql_text(constraint.sqltext)
+    if isinstance(op, ops.CreateForeignKeyOp):
+        kind, table = "foreign_key", table_key(op.source_table, kw.get("source_schema"))
+    elif isinstance(op, ops.CreateCheckConstraintOp):
+        kind, table = "check", table_key(op.table_name, op.schema)
+        check = _sql_text(op.condition)
+    elif isinstance(op, ops.CreateUniqueConstraintOp):
+        kind, table = "unique", table_key(op.table_name, op.schema)
+    elif isinstance(op, ops.CreatePrimaryKeyOp):
+        kind, table = "primary_key", table_key(op.table_name, op.schema)
+    else:
+        constraint = op.to_constraint(ctx)
+        kind = {
+            ForeignKeyConstraint: "foreign_key",
+            CheckConstraint: "check",
+            SAUnique: "unique",
+            PrimaryKeyConstraint: "primary_key",
+        }.get(type(constraint), "other")
+        owner = getattr(constraint, "table", None)
+        table = table_key(owner.name, owner.schema) if owner is not None else ""
+        kw = dict(constraint.dialect_kwargs)
+        if isinstance(constraint, CheckConstraint):
+            check = _sql_text(constraint.sqltext)
+    name = getattr(op, "constraint_name", None)
     return Action(
         "add_constraint",
         line,
-        table=table_key(table.name, table.schema) if table is not None else None,
-        name=str(constraint.name) if constraint.name else None,
+        table=table or None,
+        name=str(name) if name else None,
         constraint=kind,
-        not_valid=bool(constraint.dialect_kwargs.get("postgresql_not_valid")),
-        using_index=False,
+        not_valid=bool(kw.get("postgresql_not_valid")),
         check_text=check,
     )
 
 
-def record_upgrade(module: ModuleType, path: str, *, emit_sql: bool = False) -> Recording:
-    """Run ``module.upgrade()`` against the recorder; never touches a database."""
-    buffer = io.StringIO()
-    context = MigrationContext.configure(
-        dialect_name="postgresql",
-        opts={"as_sql": True, "output_buffer": buffer, "literal_binds": True},
-    )
-    recorder = _Recorder(context, emit_sql=emit_sql)
-    recorder.start(path)
-    original: Callable[[], Any] = context.autocommit_block
+class OfflineRecorder:
+    """Records revisions one after another on one offline context (made once: it is slow)."""
 
-    @contextmanager
-    def autocommit_block() -> Iterator[None]:
-        recorder.autocommit_depth += 1
-        try:
-            if emit_sql:
-                with original():
+    def __init__(self, *, emit_sql: bool = False) -> None:
+        self._buffer = io.StringIO()
+        context = MigrationContext.configure(
+            dialect_name="postgresql",
+            opts={"as_sql": True, "output_buffer": self._buffer, "literal_binds": True},
+        )
+        self._ops = _Recorder(context, emit_sql=emit_sql)
+        self._emit_sql = emit_sql
+        original: Callable[[], Any] = context.autocommit_block
+        ops_ = self._ops
+
+        @contextmanager
+        def autocommit_block() -> Iterator[None]:
+            ops_.autocommit_depth += 1
+            try:
+                if emit_sql:
+                    with original():
+                        yield
+                else:
                     yield
-            else:
-                yield
-        finally:
-            recorder.autocommit_depth -= 1
+            finally:
+                ops_.autocommit_depth -= 1
 
-    context.autocommit_block = autocommit_block  # type: ignore[method-assign]
-    result = Recording()
-    upgrade = getattr(module, "upgrade", None)
-    if not callable(upgrade):
-        result.failure = "the revision has no upgrade() function"
+        context.autocommit_block = autocommit_block  # type: ignore[method-assign]
+
+    def record(self, module: ModuleType, path: str) -> Recording:
+        """Run ``module.upgrade()`` against the recorder; never touches a database."""
+        ops_, impl = self._ops, self._ops.migration_context.impl
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        ops_.actions = []
+        ops_.autocommit_depth = 0
+        ops_.start(path)
+        result = Recording()
+        upgrade = getattr(module, "upgrade", None)
+        if not callable(upgrade):
+            result.failure = "the revision has no upgrade() function"
+            return result
+        if self._emit_sql:
+            impl.static_output("BEGIN;")
+        ops_._install_proxy()
+        try:
+            upgrade()
+        except Exception as exc:  # recorded as a finding: the revision could not be read fully
+            result.failure = f"{type(exc).__name__}: {exc}".strip()
+            result.failure_line = _failure_line(exc, path)
+        finally:
+            ops_._remove_proxy()
+        if self._emit_sql:
+            impl.static_output("COMMIT;")
+        result.actions = ops_.actions
+        result.sql = self._buffer.getvalue()
         return result
-    if emit_sql:
-        context.impl.static_output("BEGIN;")
-    recorder._install_proxy()
-    try:
-        upgrade()
-    except Exception as exc:  # recorded as a finding: the revision could not be read fully
-        result.failure = f"{type(exc).__name__}: {exc}".strip()
-        result.failure_line = _failure_line(exc, path)
-    finally:
-        recorder._remove_proxy()
-    if emit_sql:
-        context.impl.static_output("COMMIT;")
-    result.actions = recorder.actions
-    result.sql = buffer.getvalue()
-    return result
+
+
+def record_upgrade(module: ModuleType, path: str, *, emit_sql: bool = False) -> Recording:
+    """Record one revision (see :class:`OfflineRecorder` to record many)."""
+    return OfflineRecorder(emit_sql=emit_sql).record(module, path)
 
 
 def _failure_line(exc: BaseException, path: str) -> int:

@@ -126,21 +126,31 @@ def _sqlglot() -> Any:
 
 
 def has_where(statement: str) -> bool:
-    """Does this UPDATE/DELETE have a WHERE clause of its own?"""
+    """Does this UPDATE/DELETE have a WHERE clause of its own?
+
+    A ``WHERE`` outside parentheses and quotes is the statement's own. When the only
+    ``WHERE`` is inside parentheses (a sub-select, a CTE), sqlglot, if installed, parses the
+    statement to make sure; without it the statement counts as unbounded.
+    """
+    if re.search(r"\bWHERE\b", _top_level(statement), re.I):
+        return True
+    if not re.search(r"\bWHERE\b", statement, re.I):
+        return False
     sqlglot = _sqlglot()
-    if sqlglot is not None:
-        import logging
+    if sqlglot is None:
+        return False
+    import logging
 
-        from sqlglot import exp
+    from sqlglot import exp
 
-        logging.getLogger("sqlglot").setLevel(logging.ERROR)
-        try:
-            parsed = sqlglot.parse_one(statement, read="postgres")
-        except Exception:  # sqlglot cannot read it: the scanner decides
-            parsed = None
-        if isinstance(parsed, exp.Update | exp.Delete):
-            return parsed.args.get("where") is not None
-    return re.search(r"\bWHERE\b", _top_level(statement), re.I) is not None
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    try:
+        parsed = sqlglot.parse_one(statement, read="postgres")
+    except Exception:  # sqlglot cannot read it: the scanner's answer stands
+        return False
+    if isinstance(parsed, exp.Update | exp.Delete):
+        return parsed.args.get("where") is not None
+    return False
 
 
 _TYPE_ALIASES = [
