@@ -32,7 +32,7 @@ def lint(
     revision_range: Annotated[
         str | None,
         typer.Argument(
-            metavar="[REVISION_RANGE]",
+            metavar="REVISION_RANGE",
             help="REV (one revision) or START:END (after START up to END; START may be base).",
             show_default=False,
         ),
@@ -48,6 +48,7 @@ def lint(
         list[Path] | None,
         typer.Option(
             "--file",
+            metavar="PATH",
             help="Lint this revision file on its own, no project needed (repeatable).",
             show_default=False,
         ),

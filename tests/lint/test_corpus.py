@@ -92,3 +92,12 @@ def test_bad_selections_are_validation_errors(kw: dict[str, object]) -> None:
 
     with pytest.raises(ValidationError):
         lint_revisions(config=CONFIG, **kw)  # type: ignore[arg-type]
+
+
+def test_every_rule_is_documented_with_its_recipe() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "migrate.md").read_text()
+    section = docs[docs.index("\n## Lint") :]
+    for rule in RULES.values():
+        row = next((line for line in section.splitlines() if line.startswith(f"| {rule.id} |")), "")
+        assert f"`{rule.name}`" in row, f"{rule.id} is missing from the Lint section"
+        assert rule.recipe.replace("|", "\\|") in row, f"{rule.id}'s recipe is out of date"
