@@ -28,7 +28,7 @@ def test_table_output_names_rule_line_lock_and_recipe(tmp_path: Path) -> None:
     assert "locks: SHARE lock on the table" in out
     assert "safe:  create it in `with op.get_context().autocommit_block():`" in out
     assert "ignored: qxm012_safe line 16 QXM012 drop-column (the app stopped reading" in out
-    assert re.search(r"^\d+ errors, \d+ warnings in \d+ revision\(s\) \(52 revision", out, re.M)
+    assert re.search(r"^\d+ errors, \d+ warnings in \d+ revision\(s\) \(54 revision", out, re.M)
 
 
 def test_json_and_exit_codes(tmp_path: Path) -> None:
@@ -103,8 +103,8 @@ def test_single_files_need_no_project(tmp_path: Path) -> None:
 
 def test_no_database_configured_lints_everything_and_says_so(tmp_path: Path) -> None:
     proc = ok(run(tmp_path, "migrate", "lint", "-c", str(CORPUS_INI), "--json", url=None), 1)
-    assert "no database configured (QX_DB__URL unset): linting all 52 revision(s)" in proc.stderr
-    assert json.loads(proc.stdout)["counts"]["revisions"] == 52
+    assert "no database configured (QX_DB__URL unset): linting all 54 revision(s)" in proc.stderr
+    assert json.loads(proc.stdout)["counts"]["revisions"] == 54
     assert not (tmp_path / "qxdb.sqlite3").exists()  # no embedded database was made
 
 

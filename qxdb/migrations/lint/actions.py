@@ -60,6 +60,7 @@ class ColumnInfo:
     nullable: bool = True
     default_text: str | None = None  # server default as SQL text
     identity: bool = False  # GENERATED … AS IDENTITY, serial or a sequence default
+    foreign_key: bool = False  # REFERENCES …: adding it validates every row
 
 
 @dataclass(slots=True)

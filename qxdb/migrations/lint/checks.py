@@ -132,6 +132,8 @@ def check_actions(actions: list[Action], history: History) -> list[Hit]:
                     add("QXM008", a, subject, f"default {column.default_text or 'identity'}")
                 elif not column.nullable and column.default_text is None:
                     add("QXM007", a, subject)
+                if column.foreign_key:
+                    add("QXM004", a, subject, "REFERENCES on the new column")
         elif a.kind == "create_index":
             if a.name:
                 created_indexes.add(a.name)

@@ -116,6 +116,7 @@ def _column(column: Column[Any], *, pk: bool = False) -> ColumnInfo:
         nullable=bool(column.nullable) and not (column.primary_key or pk),
         default_text=_default_text(column.server_default),
         identity=identity,
+        foreign_key=bool(column.foreign_keys),
     )
 
 

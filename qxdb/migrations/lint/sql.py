@@ -208,6 +208,7 @@ def parse_column(text: str) -> ColumnInfo | None:
         nullable=not re.search(r"\bNOT\s+NULL\b", upper) and "PRIMARY KEY" not in upper,
         default_text=default,
         identity=identity,
+        foreign_key=bool(re.search(r"\bREFERENCES\b", upper)),
     )
 
 
