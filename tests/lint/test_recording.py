@@ -112,3 +112,36 @@ def test_offline_sql_commits_around_autocommit_blocks(tmp_path: Path) -> None:
         "COMMIT",
     ]
     assert lint.operations == 2
+
+
+def test_set_local_lock_timeout_ends_with_the_transaction(tmp_path: Path) -> None:
+    path = revision(
+        tmp_path,
+        """
+        def upgrade() -> None:
+            op.execute("SET LOCAL lock_timeout = '1s'")
+            op.add_column("orders", sa.Column("a", sa.Text()))
+            with op.get_context().autocommit_block():
+                op.create_index("ix_orders_a", "orders", ["a"], postgresql_concurrently=True)
+            op.add_column("orders", sa.Column("b", sa.Text()))
+        """,
+    )
+    assert findings(path) == [(13, "QXM022", "orders")]
+
+
+def test_generated_and_identity_columns_rewrite_an_existing_table(tmp_path: Path) -> None:
+    path = revision(
+        tmp_path,
+        """
+        def upgrade() -> None:
+            op.execute("SET lock_timeout = '1s'")
+            op.add_column("orders", sa.Column("total2", sa.Numeric(), sa.Computed("total * 2")))
+            op.add_column("orders", sa.Column("seq", sa.BigInteger(), sa.Identity()))
+            op.execute("ALTER TABLE orders ADD COLUMN n serial")
+        """,
+    )
+    assert [(line, rule) for line, rule, _s in findings(path)] == [
+        (10, "QXM008"),
+        (11, "QXM008"),
+        (12, "QXM008"),
+    ]

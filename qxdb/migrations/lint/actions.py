@@ -59,7 +59,7 @@ class ColumnInfo:
     primary_key: bool = False
     nullable: bool = True
     default_text: str | None = None  # server default as SQL text
-    identity: bool = False  # GENERATED … AS IDENTITY, serial or a sequence default
+    identity: bool = False  # identity, serial, sequence default or generated: filled per row
     foreign_key: bool = False  # REFERENCES …: adding it validates every row
 
 

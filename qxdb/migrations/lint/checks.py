@@ -99,10 +99,18 @@ def check_actions(actions: list[Action], history: History) -> list[Hit]:
     def add(rule_id: str, a: Action, subject: str, detail: str = "") -> None:
         hits.append(Hit(rule_id, a.line, subject, detail))
 
+    local_timeout = False
+    in_autocommit = False
     for a in actions:
         table = a.table or ""
+        if a.autocommit != in_autocommit:
+            # A transaction boundary (autocommit_block): SET LOCAL ends with the transaction.
+            in_autocommit = a.autocommit
+            if local_timeout:
+                lock_timeout = local_timeout = False
         if a.kind == "set_lock_timeout":
             lock_timeout = True
+            local_timeout = a.extra.get("local") == "yes"
         takes_lock = (
             a.kind in DDL_ON_TABLE
             and existing(a.table)

@@ -106,7 +106,12 @@ def _default_text(default: Any) -> str | None:
 
 
 def _column(column: Column[Any], *, pk: bool = False) -> ColumnInfo:
-    identity = column.identity is not None or (column.primary_key and column.autoincrement is True)
+    # Filled row by row when added to a table with rows: identity, serial, computed.
+    identity = (
+        column.identity is not None
+        or column.computed is not None
+        or (column.primary_key and column.autoincrement is True)
+    )
     if column.default is not None and getattr(column.default, "is_sequence", False):
         identity = True
     return ColumnInfo(

@@ -120,7 +120,7 @@ _ALL = [
         "volatile-default",
         _E,
         "column added with a volatile default (random(), gen_random_uuid(), clock_timestamp(), "
-        "serial, identity)",
+        "serial, identity, a stored generated column)",
         "ACCESS EXCLUSIVE lock while the table is rewritten, one new value per row",
         "Constant defaults are stored once (PostgreSQL 11+); volatile ones are evaluated for "
         "every existing row, rewriting the table.",

@@ -200,7 +200,8 @@ def parse_column(text: str) -> ColumnInfo | None:
     )
     if found:
         default = found.group(1).strip()
-    identity = ("GENERATED" in upper and "IDENTITY" in upper) or "SERIAL" in type_text
+    # Filled row by row when added: identity, serial, and stored generated columns.
+    identity = "GENERATED" in upper or "SERIAL" in type_text
     return ColumnInfo(
         name=name,
         type_text=type_text,
@@ -229,10 +230,14 @@ def _classify(s: str, line: int) -> list[Action]:
     def one(kind: Kind, **kw: Any) -> list[Action]:
         return [Action(kind, line, **kw)]
 
-    if re.match(r"^SET\s+(SESSION\s+|LOCAL\s+)?LOCK_TIMEOUT\b", u) or re.search(
-        r"SET_CONFIG\s*\(\s*'LOCK_TIMEOUT'", u
-    ):
-        return one("set_lock_timeout")
+    found = re.match(r"^SET\s+(SESSION\s+|LOCAL\s+)?LOCK_TIMEOUT\b", u)
+    config = re.search(r"SET_CONFIG\s*\(\s*'LOCK_TIMEOUT'\s*,[^,]*,\s*(TRUE|FALSE)", u)
+    if found or config:
+        # SET LOCAL (set_config(…, true)) lasts only until the transaction ends.
+        local = bool(found and found.group(1) and found.group(1).strip() == "LOCAL") or bool(
+            config and config.group(1) == "TRUE"
+        )
+        return one("set_lock_timeout", extra={"local": "yes"} if local else {})
     m = re.match(
         r"^CREATE\s+(UNIQUE\s+)?INDEX\s+(CONCURRENTLY\s+)?"
         + _IF_NOT_EXISTS
