@@ -83,6 +83,14 @@ def _safe_type_change(old: str | None, new: str | None) -> bool:
     return bool(before and after and int(after.group(1)) >= int(before.group(1)))
 
 
+def _uses(action: Action, literal: str) -> bool:
+    """Does this action write the enum value ``literal`` (a quoted SQL string)?"""
+    texts = [action.sql, action.check_text]
+    if action.column is not None:
+        texts.append(action.column.default_text)
+    return any(text and literal in text for text in texts)
+
+
 def check_actions(actions: list[Action], history: History) -> list[Hit]:
     """Every hazard in one revision; ``history`` is updated with what it establishes."""
     hits: list[Hit] = []
@@ -101,6 +109,7 @@ def check_actions(actions: list[Action], history: History) -> list[Hit]:
 
     local_timeout = False
     in_autocommit = False
+    new_values: list[Action] = []  # ADD VALUE in the revision's transaction, not yet used
     for a in actions:
         table = a.table or ""
         if a.autocommit != in_autocommit:
@@ -108,6 +117,17 @@ def check_actions(actions: list[Action], history: History) -> list[Hit]:
             in_autocommit = a.autocommit
             if local_timeout:
                 lock_timeout = local_timeout = False
+        if a.autocommit:
+            new_values.clear()  # the transaction that added them has committed
+        for added in list(new_values):
+            if a is not added and _uses(a, added.extra["value"]):
+                new_values.remove(added)
+                add(
+                    "QXM020",
+                    a,
+                    f"type {added.name}",
+                    f"{added.extra['value']} added on line {added.line}",
+                )
         if a.kind == "set_lock_timeout":
             lock_timeout = True
             local_timeout = a.extra.get("local") == "yes"
@@ -200,8 +220,8 @@ def check_actions(actions: list[Action], history: History) -> list[Hit]:
             if existing(a.table):
                 add("QXM013", a, table)
         elif a.kind == "enum_add_value":
-            if not a.autocommit:
-                add("QXM020", a, f"type {a.name}")
+            if not a.autocommit and a.extra.get("value"):
+                new_values.append(a)
         elif a.kind == "data_change" and existing(a.table):
             data.append(a)
             if a.statement in {"UPDATE", "DELETE", "WITH"} and not a.bounded:

@@ -242,13 +242,14 @@ _ALL = [
     LintRule(
         "QXM020",
         "enum-add-value-in-transaction",
-        _W,
-        "ALTER TYPE … ADD VALUE inside the migration's transaction",
-        "fails before PostgreSQL 12; on 12+ the new value cannot be used until the "
-        "transaction commits",
-        "A later statement of the same revision that uses the value fails with 'unsafe use "
-        "of new value'.",
-        "run it in `with op.get_context().autocommit_block():` (or in its own revision)",
+        _E,
+        "enum value added and used in the same transaction",
+        "PostgreSQL refuses the use: 'unsafe use of new value' (before PostgreSQL 12, the "
+        "ADD VALUE itself fails inside a transaction)",
+        "ALTER TYPE … ADD VALUE is not visible until its transaction commits; a revision that "
+        "adds a value and then writes it fails at deploy.",
+        "add the value in `with op.get_context().autocommit_block():` (or in its own "
+        "revision) before the statements that use it",
         new_tables_too=True,
     ),
     LintRule(

@@ -278,9 +278,13 @@ def _classify(s: str, line: int) -> list[Action]:
     m = re.match(r"^DROP\s+TABLE\s+" + _IF_EXISTS + r"(.+?)(\s+CASCADE|\s+RESTRICT)?$", s, re.I)
     if m:
         return [Action("drop_table", line, table=table_key(t)) for t in m.group(1).split(",")]
-    m = re.match(r"^ALTER\s+TYPE\s+" + _NAME + r"\s+ADD\s+VALUE\b", s, re.I)
+    m = re.match(
+        r"^ALTER\s+TYPE\s+" + _NAME + r"\s+ADD\s+VALUE\s+(?:IF\s+NOT\s+EXISTS\s+)?('(?:[^']|'')*')",
+        s,
+        re.I,
+    )
     if m:
-        return one("enum_add_value", name=m.group(1))
+        return one("enum_add_value", name=m.group(1), extra={"value": m.group(2)})
     m = re.match(
         r"^ALTER\s+TABLE\s+" + _IF_EXISTS + r"(?:ONLY\s+)?" + _NAME + r"\s+(.*)$", s, re.I | re.S
     )

@@ -1,4 +1,4 @@
-"""QXM020 fires: ALTER TYPE ... ADD VALUE inside the transaction."""
+"""QXM020 fires: an enum value added and used in the same transaction."""
 
 from alembic import op
 
@@ -13,6 +13,7 @@ depends_on = None
 def upgrade() -> None:
     op.execute("SET lock_timeout = '5s'")
     op.execute("ALTER TYPE order_status ADD VALUE 'refunded'")
+    op.execute("UPDATE orders SET status = 'refunded' WHERE id = 42")
 
 
 def downgrade() -> None:

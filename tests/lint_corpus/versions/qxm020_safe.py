@@ -1,4 +1,4 @@
-"""QXM020 safe: ADD VALUE in an autocommit block."""
+"""QXM020 safe: the value added in an autocommit block, used after it."""
 
 from alembic import op
 
@@ -14,6 +14,7 @@ def upgrade() -> None:
     op.execute("SET lock_timeout = '5s'")
     with op.get_context().autocommit_block():
         op.execute("ALTER TYPE order_status ADD VALUE IF NOT EXISTS 'refunded'")
+    op.execute("UPDATE orders SET status = 'refunded' WHERE id = 42")
 
 
 def downgrade() -> None:
