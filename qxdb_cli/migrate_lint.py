@@ -151,15 +151,20 @@ def _shown(path: str) -> str:
         return path
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _summary(report: LintReport) -> str:
     ignored = f"; {len(report.ignored)} ignored" if report.ignored else ""
-    what = f"{len(report.revisions)} revision(s), {report.selection}"
+    what = f"{_count(len(report.revisions), 'revision')}, {report.selection}"
     if not report.findings:
         return f"ok: no findings ({what}){ignored}"
     affected = len({f.revision for f in report.findings})
     return (
-        f"{len(report.errors)} errors, {len(report.warnings)} warnings in {affected} "
-        f"revision(s) ({what}){ignored}"
+        f"{_count(len(report.errors), 'error')}, {_count(len(report.warnings), 'warning')} "
+        f"in {affected} of {_count(len(report.revisions), 'revision')} "
+        f"({report.selection}){ignored}"
     )
 
 
