@@ -5,7 +5,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from qxdb.migrations.lint import lint_files
+import pytest
+
+from qxdb.errors import ValidationError
+from qxdb.migrations.lint import lint_files, lint_revisions
 
 
 def revision(tmp_path: Path, body: str, name: str = "r1") -> Path:
@@ -145,3 +148,11 @@ def test_generated_and_identity_columns_rewrite_an_existing_table(tmp_path: Path
         (11, "QXM008"),
         (12, "QXM008"),
     ]
+
+
+def test_a_project_whose_revision_does_not_import_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "alembic.ini").write_text(f"[alembic]\nscript_location = {tmp_path}\n")
+    (tmp_path / "versions" / "r1.py").write_text('revision = "r1"\ndown_revision = None\n(\n')
+    with pytest.raises(ValidationError, match="cannot load the revisions: SyntaxError"):
+        lint_revisions(config=tmp_path / "alembic.ini", all_revisions=True)

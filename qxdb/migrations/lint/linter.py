@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from qxdb.errors import ValidationError
+from qxdb.errors import Error, ValidationError
 from qxdb.migrations.lint.checks import History, Hit, check_actions
 from qxdb.migrations.lint.config import LintConfig
 from qxdb.migrations.lint.recorder import OfflineRecorder
@@ -191,8 +191,15 @@ def _units(script: ScriptDirectory) -> list[_Unit]:
 
     from qxdb.migrations.runner import alembic_errors
 
-    with alembic_errors():
-        newest_first: list[Script] = list(script.walk_revisions())
+    try:
+        with alembic_errors():
+            newest_first: list[Script] = list(script.walk_revisions())
+    except Error:
+        raise
+    except Exception as exc:  # a revision file that does not import: bad input, exit 2
+        raise ValidationError(
+            f"cannot load the revisions: {type(exc).__name__}: {exc}".strip()
+        ) from None
     return [
         _Unit(
             s.revision,
