@@ -8,7 +8,7 @@ function __qxdb_commands
         case 'qxdb'
             printf '%s\n' doctor demo migrate outbox cursor schema
         case 'qxdb migrate'
-            printf '%s\n' init revision up down stamp current history heads check
+            printf '%s\n' init revision up down stamp current history heads check lint
         case 'qxdb outbox'
             printf '%s\n' relay inspect show stats replay purge
         case 'qxdb cursor'
@@ -42,6 +42,8 @@ function __qxdb_value_options
             printf '%s\n' -c --config
         case 'qxdb migrate check'
             printf '%s\n' -c --config
+        case 'qxdb migrate lint'
+            printf '%s\n' --since --file --format --rule --ignore --pyproject -c --config
         case 'qxdb outbox relay'
             printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
         case 'qxdb outbox inspect'
@@ -108,6 +110,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a current -d 'Show the revision(
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a history -d 'List every revision, newest first'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a heads -d 'List the head revision(s); more than one means branches to merge'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a check -d 'Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a lint -d 'Check revisions for operations that lock or rewrite tables on PostgreSQL'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l metadata -x -d 'Import path of the models\' MetaData: package.module:metadata.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -s h -l help -d 'Show this message and exit.'
@@ -139,6 +142,16 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate heads'" -s h -l help -d 'Show this 
 complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate check'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l all -d 'Lint every revision.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l since -x -d 'Lint the revisions after REV.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l file -x -d 'Lint this revision file on its own, no project needed (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l format -x -a 'table json github sarif' -d 'table for people, json for programs, github or sarif for CI.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l json -d 'Same as --format json.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l rule -x -d 'Run only this rule (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l ignore -x -d 'Turn this rule off (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l pyproject -r -F -d 'pyproject.toml holding [tool.qxdb.lint]. Default: ./pyproject.toml if present.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream, at least once and de-duplicated'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'

@@ -355,3 +355,6 @@ def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     if not report.ok:
         render.note(f"qxdb: check failed: {len(report.problems)} problem(s)")
         raise typer.Exit(1)
+
+
+from qxdb_cli import migrate_lint as _lint  # noqa: E402, F401 - registers `qxdb migrate lint`

@@ -27,6 +27,7 @@ DEMO_STEPS=(
   "cd qxdb-demo && qxdb outbox inspect --status pending --limit 5"
   "cd qxdb-demo && qxdb migrate current"
   "cd qxdb-demo && qxdb migrate check"
+  "cd qxdb-demo && qxdb migrate lint --all"
   "cd qxdb-demo && qxdb schema check"
 )
 # -------------------------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""What ``lint`` found: findings with their revision, file and line, and the SARIF form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qxdb.conventions.findings import Severity
+
+__all__ = ["LintFinding", "LintReport", "RevisionLint"]
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+
+@dataclass(frozen=True, slots=True)
+class LintFinding:
+    rule_id: str
+    rule_name: str
+    severity: Severity
+    revision: str
+    path: str  # the revision file
+    line: int  # 1-based line of the operation (0: the file as a whole)
+    message: str
+    locks: str  # what it locks or rewrites
+    recipe: str  # the safe way
+    subject: str
+    ignored_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "rule_name": self.rule_name,
+            "severity": str(self.severity),
+            "revision": self.revision,
+            "path": self.path,
+            "line": self.line,
+            "message": self.message,
+            "subject": self.subject,
+            "locks": self.locks,
+            "recipe": self.recipe,
+            "ignored_reason": self.ignored_reason,
+        }
+
+
+@dataclass(slots=True)
+class RevisionLint:
+    revision: str
+    path: str
+    message: str
+    operations: int
+    # Alembic's offline SQL for the revision, when asked for (emit_sql=True).
+    sql: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "path": self.path,
+            "message": self.message,
+            "operations": self.operations,
+        }
+
+
+@dataclass(slots=True)
+class LintReport:
+    selection: str  # "all", "pending", "since REV", "A:B", "files"
+    rules: list[str]
+    revisions: list[RevisionLint] = field(default_factory=list)
+    findings: list[LintFinding] = field(default_factory=list)
+    ignored: list[LintFinding] = field(default_factory=list)
+    config_path: str | None = None
+
+    @property
+    def errors(self) -> list[LintFinding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[LintFinding]:
+        return [f for f in self.findings if f.severity is Severity.WARNING]
+
+    @property
+    def ok(self) -> bool:
+        """True when no finding is at error severity (warnings are shown and pass)."""
+        return not self.errors
+
+    def for_revision(self, revision: str) -> list[LintFinding]:
+        return [f for f in self.findings if f.revision == revision]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "selection": self.selection,
+            "rules": self.rules,
+            "config": self.config_path,
+            "revisions": [r.to_dict() for r in self.revisions],
+            "counts": {
+                "revisions": len(self.revisions),
+                "error": len(self.errors),
+                "warning": len(self.warnings),
+                "ignored": len(self.ignored),
+            },
+            "findings": [f.to_dict() for f in self.findings],
+            "ignored": [f.to_dict() for f in self.ignored],
+        }
+
+    def to_sarif(self, *, base: Path | None = None) -> dict[str, Any]:
+        """A SARIF 2.1.0 log for code-scanning UIs; paths relative to ``base`` (default: cwd)."""
+        from qxdb.migrations.lint.rules import RULES
+
+        root = (base or Path.cwd()).resolve()
+        used = sorted({f.rule_id for f in [*self.findings, *self.ignored]})
+        index = {rule_id: i for i, rule_id in enumerate(used)}
+        rules = []
+        for rule_id in used:
+            rule = RULES[rule_id]
+            rules.append(
+                {
+                    "id": rule.id,
+                    "name": rule.name,
+                    "shortDescription": {"text": rule.summary},
+                    "fullDescription": {"text": f"{rule.why} Locks: {rule.locks}."},
+                    "help": {"text": f"Safe recipe: {rule.recipe} (qxdb docs/migrate.md, Lint)"},
+                    "defaultConfiguration": {"level": _level(rule.severity or Severity.WARNING)},
+                }
+            )
+        results = [_result(f, index[f.rule_id], root) for f in [*self.findings, *self.ignored]]
+        return {
+            "$schema": SARIF_SCHEMA,
+            "version": "2.1.0",
+            "runs": [
+                {
+                    "tool": {
+                        "driver": {
+                            "name": "qxdb migrate lint",
+                            "rules": rules,
+                        }
+                    },
+                    "columnKind": "unicodeCodePoints",
+                    "results": results,
+                }
+            ],
+        }
+
+
+def _level(severity: Severity) -> str:
+    return "error" if severity is Severity.ERROR else "warning"
+
+
+def _uri(path: str, root: Path) -> str:
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(root).as_posix()
+    except ValueError:
+        return resolved.as_uri()
+
+
+def _result(finding: LintFinding, rule_index: int, root: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "ruleId": finding.rule_id,
+        "ruleIndex": rule_index,
+        "level": _level(finding.severity),
+        "message": {
+            "text": f"{finding.message}. Locks: {finding.locks}. Safe recipe: {finding.recipe}"
+        },
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": _uri(finding.path, root)},
+                    "region": {"startLine": max(finding.line, 1)},
+                }
+            }
+        ],
+        "properties": {"revision": finding.revision, "subject": finding.subject},
+    }
+    if finding.ignored_reason is not None:
+        result["suppressions"] = [{"kind": "inSource", "justification": finding.ignored_reason}]
+    return result

@@ -1,0 +1,218 @@
+"""``qxdb migrate lint``: the revisions that would lock or rewrite a busy table, before merge.
+
+A thin shell over :mod:`qxdb.migrations.lint`: choose the revisions, call one library
+function, render the report. Registered on the ``migrate`` group by one line at the end of
+:mod:`qxdb_cli.migrate`; imports only Typer until the command runs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from qxdb_cli import render
+from qxdb_cli.migrate import ConfigOption, app
+
+if TYPE_CHECKING:
+    from qxdb.migrations.lint import LintFinding, LintReport
+
+
+class LintFormat(StrEnum):
+    table = "table"
+    json = "json"
+    github = "github"
+    sarif = "sarif"
+
+
+@app.command("lint")
+def lint(
+    revision_range: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="REVISION_RANGE",
+            help="REV (one revision) or START:END (after START up to END; START may be base).",
+            show_default=False,
+        ),
+    ] = None,
+    all_revisions: Annotated[bool, typer.Option("--all", help="Lint every revision.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="REV", help="Lint the revisions after REV.", show_default=False
+        ),
+    ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--file",
+            metavar="PATH",
+            help="Lint this revision file on its own, no project needed (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        LintFormat,
+        typer.Option(
+            "--format", help="table for people, json for programs, github or sarif for CI."
+        ),
+    ] = LintFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    rules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rule", metavar="ID", help="Run only this rule (repeatable).", show_default=False
+        ),
+    ] = None,
+    ignores: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False
+        ),
+    ] = None,
+    pyproject: Annotated[
+        Path | None,
+        typer.Option(
+            "--pyproject",
+            help="pyproject.toml holding [tool.qxdb.lint]. Default: ./pyproject.toml if present.",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check revisions for operations that lock or rewrite tables on PostgreSQL.
+
+    Reads each revision's operations offline (no database). Without REVISION_RANGE, --all,
+    --since or --file: the revisions the database has not applied yet, or every revision
+    when no database is configured (QX_DB__URL unset). Exits 0 when clean (warnings
+    allowed), 1 when a finding has error severity, 2 on bad input, 3 when a configured
+    database cannot be reached.
+
+    Example: qxdb migrate lint --since 3f2a9c1 --format github
+    """
+    import asyncio
+
+    from qxdb.errors import DatabaseUnavailableError, ValidationError
+    from qxdb.migrations.lint import lint_files, lint_pending, lint_revisions, load_lint_config
+
+    chosen = [revision_range is not None, all_revisions, since is not None, bool(files)]
+    if sum(chosen) > 1:
+        raise ValidationError("give one of REVISION_RANGE, --all, --since or --file")
+    lint_config = load_lint_config(pyproject).with_flags(only=rules or (), ignore=ignores or ())
+    if files:
+        report = lint_files(files, lint_config=lint_config)
+    elif any(chosen):
+        report = lint_revisions(
+            config=config,
+            revision_range=revision_range,
+            since=since,
+            all_revisions=all_revisions,
+            lint_config=lint_config,
+        )
+    else:
+        from qxdb_cli.state import load_settings
+
+        settings = load_settings()
+        if settings.url_is_default:
+            report = lint_revisions(config=config, all_revisions=True, lint_config=lint_config)
+            render.note(
+                "qxdb: no database configured (QX_DB__URL unset): linting all "
+                f"{len(report.revisions)} revision(s); --since REV lints fewer"
+            )
+        else:
+            render.announce_database(settings)
+            try:
+                report = asyncio.run(
+                    lint_pending(config=config, settings=settings, lint_config=lint_config)
+                )
+            except DatabaseUnavailableError as exc:
+                raise DatabaseUnavailableError(
+                    f"{exc.message} (to lint without it: --all or --since REV)"
+                ) from None
+    fmt = LintFormat.json if as_json else output
+    if fmt is LintFormat.json:
+        render.print_json(report.to_dict())
+    elif fmt is LintFormat.sarif:
+        render.print_json(report.to_sarif())
+    elif fmt is LintFormat.github:
+        _print_github(report)
+    else:
+        _print_table(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _shown(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _summary(report: LintReport) -> str:
+    ignored = f"; {len(report.ignored)} ignored" if report.ignored else ""
+    what = f"{_count(len(report.revisions), 'revision')}, {report.selection}"
+    if not report.findings:
+        return f"ok: no findings ({what}){ignored}"
+    affected = len({f.revision for f in report.findings})
+    return (
+        f"{_count(len(report.errors), 'error')}, {_count(len(report.warnings), 'warning')} "
+        f"in {affected} of {_count(len(report.revisions), 'revision')} "
+        f"({report.selection}){ignored}"
+    )
+
+
+def _print_table(report: LintReport) -> None:
+    console = render.out()
+    by_revision: dict[str, list[LintFinding]] = {}
+    for finding in report.findings:
+        by_revision.setdefault(finding.revision, []).append(finding)
+    for revision in report.revisions:
+        findings = by_revision.get(revision.revision)
+        if not findings:
+            continue
+        console.print(
+            f"{revision.revision}  {_shown(revision.path)}  {revision.message}".rstrip(),
+            style="bold",
+            markup=False,
+        )
+        for f in findings:
+            style = "red" if f.severity == "error" else "yellow"
+            console.print(
+                f"  line {f.line:<4} {f.severity:<7} {f.rule_id} {f.rule_name}: {f.message}",
+                style=style,
+                markup=False,
+            )
+            console.print(f"            locks: {f.locks}", markup=False)
+            console.print(f"            safe:  {f.recipe}", markup=False)
+    for f in report.ignored:
+        console.print(
+            f"ignored: {f.revision} line {f.line} {f.rule_id} {f.rule_name} ({f.ignored_reason})",
+            style="dim",
+            markup=False,
+        )
+    console.print(_summary(report), markup=False)
+
+
+def _print_github(report: LintReport) -> None:
+    import sys
+
+    from qxdb_cli.schema import _escape_data, _escape_property
+
+    for f in report.findings:
+        props = [
+            f"file={_escape_property(_shown(f.path))}",
+            f"line={max(f.line, 1)}",
+            f"title={_escape_property(f'{f.rule_id} {f.rule_name}')}",
+        ]
+        message = f"{f.message}. Locks: {f.locks}. Safe: {f.recipe}"
+        level = "error" if f.severity == "error" else "warning"
+        sys.stdout.write(f"::{level} {','.join(props)}::{_escape_data(message)}\n")
+    sys.stdout.write(_summary(report) + "\n")
+    sys.stdout.flush()
