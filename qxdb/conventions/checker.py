@@ -18,6 +18,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
 
+from qxdb.conventions.catalog import Catalog, read_catalog
 from qxdb.conventions.config import SchemaConfig
 from qxdb.conventions.findings import CheckReport, Finding
 from qxdb.conventions.from_database import snapshot_database
@@ -65,6 +66,8 @@ def run_rules(
     config: SchemaConfig,
     target: str,
     source_file: str | None = None,
+    catalog: Catalog | None = None,
+    connection: Connection | None = None,
 ) -> CheckReport:
     tables = {s.name: s for s in snapshots if not config.skips(s.name)}
     ctx = CheckContext(
@@ -73,6 +76,8 @@ def run_rules(
         tables=tables,
         naming=naming,
         outbox_reference=_outbox_reference(dialect),
+        catalog=catalog,
+        connection=connection,
     )
     rules = [(r, config.severity(r)) for r in config.active_rules() if source in r.sources]
     report = CheckReport(
@@ -150,6 +155,9 @@ def check_connection(
         outbox_tables={*outbox_tables, *config.outbox_tables},
         skip=config.skips,
     )
+    catalog = None
+    if source == "postgresql" and any("postgresql" in r.sources for r in config.active_rules()):
+        catalog = read_catalog(conn, schema=schema, tables=[s.name for s in snapshots])
     return run_rules(
         snapshots,
         source=source,
@@ -157,6 +165,8 @@ def check_connection(
         naming=dict(NAMING_CONVENTION),
         config=config,
         target=target,
+        catalog=catalog,
+        connection=conn,
     )
 
 

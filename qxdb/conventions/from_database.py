@@ -144,4 +144,5 @@ def _index(ix: Any, dialect: Dialect) -> KeyInfo:
         columns,
         unique=bool(ix.get("unique")),
         where=normalize_where(where),
+        method=str(options.get(f"{dialect.name}_using") or "btree").lower(),
     )

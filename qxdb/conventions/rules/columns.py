@@ -20,8 +20,7 @@ INTEGER_KINDS = frozenset({"smallint", "integer", "bigint"})
 def pk_uuid_id(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     pk = table.primary_key
     if pk is None:
-        yield Violation("table has no primary key")
-        return
+        return  # a missing key is QX019's finding
     if pk.columns != ("id",):
         yield Violation(
             f"primary key is ({', '.join(pk.columns)}), not the single column id", pk.name
@@ -171,4 +170,43 @@ def no_serial_key(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation
             yield Violation(
                 f"{column.name} is an integer filled by a sequence (serial/identity/rowid)",
                 column.name,
+            )
+
+
+# type kind -> why it is discouraged, what to use instead
+_DISCOURAGED = {
+    "money": "money: its scale follows lc_monetary and it cannot hold a currency",
+    "timetz": "time with time zone: an offset without a date cannot handle DST",
+}
+
+
+@rule(
+    "QX024",
+    "discouraged-type",
+    rationale="money depends on the server's locale and drops the currency; time with time "
+    "zone keeps an offset without a date, which no DST rule can interpret.",
+    hint="Use numeric(p, s) plus a currency column for money; timestamptz, or time plus a "
+    "zone name, for times.",
+    severity=Severity.WARNING,
+    sources=("metadata", "postgresql"),
+)
+def discouraged_type(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """Column types that PostgreSQL's own "Don't Do This" advice warns against.
+
+    ``money`` formats and rounds by the ``lc_monetary`` setting, so the same dump restores
+    differently on another server, and it has no currency: two currencies in one column
+    are indistinguishable. ``time with time zone`` (``timetz``) stores an offset such as
+    +01 without a date, so it cannot know whether daylight saving applies.
+
+    Fix: ``numeric(12, 2)`` (or an integer of minor units) with a ``currency char(3)``
+    column; ``timestamp with time zone`` for instants, or a ``time`` plus an IANA zone name
+    for a wall-clock time.
+    """
+    for column in table.columns.values():
+        kind = column.type.kind
+        if kind == "time" and column.type.timezone:
+            kind = "timetz"
+        if kind.removeprefix("other:") in _DISCOURAGED:
+            yield Violation(
+                f"{column.name} is {_DISCOURAGED[kind.removeprefix('other:')]}", column.name
             )

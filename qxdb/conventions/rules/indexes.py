@@ -20,6 +20,8 @@ def _covered_by(a: KeyInfo, b: KeyInfo) -> bool:
     and ``a`` adds no uniqueness that ``b`` does not already enforce."""
     if a.where != b.where or b.columns[: len(a.columns)] != a.columns:
         return False
+    if a.method != b.method:
+        return False  # a GIN or GiST index answers other operators than a btree
     if a.unique and not (b.unique and b.columns == a.columns):
         return False
     if a.columns == b.columns and a.unique == b.unique:
