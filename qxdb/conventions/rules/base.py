@@ -94,6 +94,7 @@ class Rule:
             "sources": sorted(self.sources),
             "scope": self.scope,
             "origin": self.origin,
+            "doc": self.doc,
         }
 
 
