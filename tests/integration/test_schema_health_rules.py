@@ -60,6 +60,8 @@ SETUP = [
     f"CREATE TABLE qx020_good ({ID}, tenant_id uuid, code text NOT NULL, email text UNIQUE)",
     "CREATE UNIQUE INDEX ix_qx020_good_tenant_code ON qx020_good (tenant_id, code) "
     "NULLS NOT DISTINCT",
+    # An expression key is not judged nullable (unknown), and must not break the reading.
+    "CREATE UNIQUE INDEX ix_qx020_good_lower_email ON qx020_good (lower(email), code)",
     f"CREATE TABLE qx020_good_partial ({ID}, tenant_id uuid, code text NOT NULL)",
     "CREATE UNIQUE INDEX ix_qx020_good_partial_tc ON qx020_good_partial (tenant_id, code) "
     "WHERE tenant_id IS NOT NULL",
