@@ -196,23 +196,15 @@ def test_baseline_round_trip(project: Path) -> None:
     assert "gone from baseline" not in again.stdout
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "baseline file schema-baseline.json not found (create it with --write-baseline"),
-        ("{not json", "cannot read baseline schema-baseline.json"),
-        ('{"findings": []}', "is not a qxdb schema baseline"),
-        ('{"qxdb-schema-baseline": 1, "findings": [{"rule_id": 1}]}', "findings[0] must have"),
-    ],
-)
-def test_bad_baseline_exit_2(project: Path, content: str | None, message: str) -> None:
-    if content is not None:
-        (project / "schema-baseline.json").write_text(content, encoding="utf-8")
+def test_missing_baseline_exit_2(project: Path) -> None:
+    """Malformed files are covered as library calls (tests/unit/test_sarif_and_baseline.py)."""
     result = run_qxdb("schema", "check", "--metadata", "models:v1", "--baseline",
                       "schema-baseline.json", cwd=project)  # fmt: skip
     assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "qxdb: error: baseline file schema-baseline.json not found "
+        "(create it with --write-baseline schema-baseline.json)"
+    )
 
 
 # --- SARIF ---------------------------------------------------------------------------

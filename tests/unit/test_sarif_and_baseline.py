@@ -4,6 +4,7 @@ as library calls: SARIF validated against the official 2.1.0 schema."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -119,3 +120,27 @@ def test_entries_of_rules_that_did_not_run_are_not_gone(tmp_path: Path) -> None:
 def test_unwritable_baseline_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot write baseline"):
         write_baseline(report_of(), tmp_path / "missing-dir" / "baseline.json")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot read baseline"),
+        ('{"findings": []}', "is not a qxdb schema baseline"),
+        ('{"qxdb-schema-baseline": 2, "findings": []}', "is not a qxdb schema baseline"),
+        ('{"qxdb-schema-baseline": 1, "findings": {}}', "findings[0] must have"),
+        ('{"qxdb-schema-baseline": 1, "findings": [{"rule_id": 1}]}', "findings[0] must have"),
+        (
+            '{"qxdb-schema-baseline": 1, "findings": [{"rule_id": "QX1", "table": "a", '
+            '"message": "m", "subject": 3}]}',
+            "findings[0] must have",
+        ),
+    ],
+)
+def test_malformed_baseline_is_a_configuration_error(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "baseline.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        apply_baseline(report_of(), path)
