@@ -1,5 +1,8 @@
 """What only a live PostgreSQL knows about its tables, read from the system catalogs.
 
+The index facts also stand in for SQLAlchemy's index reflection on PostgreSQL
+(``from_database``): one query instead of its slower per-column one.
+
 Reflection describes the schema as declared; the health rules also need its *state*:
 whether an index build finished, whether a constraint was ever validated, how far each
 sequence has run, which triggers are disabled, which indexes no query has used. Each kind
@@ -55,6 +58,7 @@ class IndexFacts:
     # Key columns in order; None where the key is an expression.
     columns: tuple[str | None, ...]
     nullable: tuple[bool, ...]  # per key column; False for expressions (unknown)
+    expressions: tuple[str | None, ...]  # the expression's text where columns has None
     predicate: str | None  # partial index WHERE, as pg_get_expr renders it
     nulls_not_distinct: bool  # PostgreSQL 15: UNIQUE NULLS NOT DISTINCT
     scans: int | None  # pg_stat_user_indexes.idx_scan; None without statistics
@@ -134,7 +138,9 @@ WITH ix AS (
       AND t.relname = ANY(:tables)
 ), keys AS (
     SELECT ix.indexrelid, array_agg(a.attname ORDER BY k.n) AS columns,
-           array_agg(COALESCE(NOT a.attnotnull, false) ORDER BY k.n) AS nullable
+           array_agg(COALESCE(NOT a.attnotnull, false) ORDER BY k.n) AS nullable,
+           array_agg(CASE WHEN k.attnum = 0 THEN pg_get_indexdef(ix.indexrelid, k.n::int, true)
+                     END ORDER BY k.n) AS expressions
     FROM ix CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
     LEFT JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum AND k.attnum > 0
     WHERE k.n <= ix.indnkeyatts
@@ -143,7 +149,7 @@ WITH ix AS (
 SELECT ix.table_name, i.relname AS index_name,
        ix.indisvalid AND ix.indisready AS valid, ix.indisunique AS is_unique,
        ix.indisprimary AS is_primary, con.contype::text AS constraint_type, am.amname AS method,
-       keys.columns, keys.nullable,
+       keys.columns, keys.nullable, keys.expressions,
        pg_get_expr(ix.indpred, ix.indrelid) AS predicate,
        ix.indnullsnotdistinct AS nulls_not_distinct,
        s.idx_scan AS scans
@@ -248,6 +254,7 @@ def read_catalog(conn: Connection, *, schema: str | None, tables: Collection[str
                 method=row["method"],
                 columns=tuple(row["columns"]),
                 nullable=tuple(bool(n) for n in row["nullable"]),
+                expressions=tuple(row["expressions"]),
                 predicate=row["predicate"],
                 nulls_not_distinct=bool(row["nulls_not_distinct"]),
                 scans=row["scans"],

@@ -21,7 +21,7 @@ from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
 from qxdb.conventions.catalog import Catalog, read_catalog
 from qxdb.conventions.config import SchemaConfig
 from qxdb.conventions.findings import CheckReport, Finding
-from qxdb.conventions.from_database import snapshot_database
+from qxdb.conventions.from_database import snapshot_database, table_names
 from qxdb.conventions.from_metadata import POSTGRESQL, snapshot_table
 from qxdb.conventions.rules import CheckContext, Source
 from qxdb.conventions.snapshot import TableSnapshot
@@ -149,15 +149,17 @@ def check_connection(
     config = config or SchemaConfig()
     dialect = conn.dialect
     source: Source = "sqlite" if dialect.name == "sqlite" else "postgresql"
+    names = table_names(conn, schema=schema, skip=config.skips)
+    # On PostgreSQL the catalog is always read: the health rules judge it, and its index
+    # facts replace SQLAlchemy's slower index reflection.
+    catalog = read_catalog(conn, schema=schema, tables=names) if source == "postgresql" else None
     snapshots = snapshot_database(
         conn,
         schema=schema,
+        names=names,
         outbox_tables={*outbox_tables, *config.outbox_tables},
-        skip=config.skips,
+        catalog=catalog,
     )
-    catalog = None
-    if source == "postgresql" and any("postgresql" in r.sources for r in config.active_rules()):
-        catalog = read_catalog(conn, schema=schema, tables=[s.name for s in snapshots])
     return run_rules(
         snapshots,
         source=source,

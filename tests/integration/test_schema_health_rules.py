@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Numeric, Table, Time
 from sqlalchemy.dialects.postgresql import MONEY
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
-from qxdb.conventions import CheckReport, SchemaConfig, check_database, check_metadata
+from qxdb.conventions import (
+    CheckReport,
+    SchemaConfig,
+    TableSnapshot,
+    check_database,
+    check_metadata,
+)
 from qxdb.mapping import make_metadata, standard_audit_columns, uuid_column
 from qxdb.settings import DatabaseSettings
 from qxdb.testing.plugin import run_coro
@@ -254,3 +261,36 @@ def test_catalog_rules_do_not_run_on_models() -> None:
     report = check_metadata(md, HEALTH)
     assert {f.rule_id for f in report.findings} == {"QX024"}
     assert [f.subject for f in report.findings] == ["price", "opens"]
+
+
+def test_catalog_indexes_equal_sqlalchemy_reflection(health_url: str) -> None:
+    """On PostgreSQL the catalog's index facts replace SQLAlchemy's index reflection: both
+    must give every rule the same picture (expressions, predicates, methods, uniques)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from qxdb.conventions.catalog import read_catalog
+    from qxdb.conventions.from_database import snapshot_database, table_names
+
+    def both(sync: Connection) -> tuple[list[TableSnapshot], list[TableSnapshot]]:
+        names = table_names(sync, schema=None, skip=lambda _: False)
+        catalog = read_catalog(sync, schema=None, tables=names)
+        kw: dict[str, Any] = {"schema": None, "names": names, "outbox_tables": ()}
+        return snapshot_database(sync, **kw), snapshot_database(sync, catalog=catalog, **kw)
+
+    async def run() -> tuple[list[TableSnapshot], list[TableSnapshot]]:
+        engine = create_async_engine(health_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(both)
+        finally:
+            await engine.dispose()
+
+    reflected, from_catalog = run_coro(run())
+    assert len(reflected) == sum(len(bad) + len(good) for bad, good in CASES.values())
+    pairs = [(a.name, sorted(a.indexes, key=str)) for a in reflected]
+    assert pairs == [(b.name, sorted(b.indexes, key=str)) for b in from_catalog]
+    # The picture has the hard cases in it: an expression key, a predicate, a GIN index.
+    keys = {ix.name: ix for snap in from_catalog for ix in snap.indexes}
+    assert keys["ix_qx020_good_lower_email"].columns == ("lower(email)", "code")
+    assert keys["ix_qx020_good_partial_tc"].where == "tenant_idisnotnull"
+    assert keys["ix_qx014_good_tags"].method == "gin"
