@@ -23,7 +23,7 @@ from qxdb.conventions.config import SchemaConfig
 from qxdb.conventions.findings import CheckReport, Finding
 from qxdb.conventions.from_database import snapshot_database, table_names
 from qxdb.conventions.from_metadata import POSTGRESQL, snapshot_table
-from qxdb.conventions.rules import CheckContext, Source
+from qxdb.conventions.rules import CheckContext, Rule, Source, Violation
 from qxdb.conventions.snapshot import TableSnapshot
 from qxdb.errors import ConfigurationError
 from qxdb.mapping import NAMING_CONVENTION, make_metadata
@@ -93,7 +93,7 @@ def run_rules(
             if severity is None or not rule.applies_to(table, source):
                 continue
             reason = table.ignores.get(rule.id) or configured.get(rule.id)
-            for violation in rule.check(table, ctx):
+            for violation in _violations(rule, table, ctx):
                 finding = Finding(
                     rule_id=rule.id,
                     rule_name=rule.name,
@@ -106,6 +106,19 @@ def run_rules(
                 )
                 (report.ignored if reason else report.findings).append(finding)
     return report
+
+
+def _violations(rule: Rule, table: TableSnapshot, ctx: CheckContext) -> list[Violation]:
+    try:
+        return list(rule.check(table, ctx))
+    except Exception as exc:
+        if rule.origin == "qxdb":
+            raise  # our own bug: the traceback (with --debug) is what we need
+        # A plugin's failure is named as such, in one line, not as a qxdb crash.
+        raise ConfigurationError(
+            f"schema rule {rule.id} {rule.name} (from {rule.origin}) failed on table "
+            f"{table.name}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def check_metadata(

@@ -144,6 +144,18 @@ def test_broken_plugin_is_one_clear_error(project: Path, tmp_path: Path) -> None
     )
 
 
+def test_failing_plugin_rule_is_named_in_one_line(project: Path, tmp_path: Path) -> None:
+    env = install_plugin(tmp_path / "site", entry_point="acme_schema_rules:BUGGY")
+    result = run_qxdb("schema", "check", "--metadata", "models:v1", "--rule", "ACME003",
+                      cwd=project, env=env)  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "qxdb: error: schema rule ACME003 crashes (from acme-schema-rules 0.1.0) failed on "
+        "table legacy_orders: ZeroDivisionError: division by zero"
+    )
+
+
 # --- baseline ------------------------------------------------------------------------
 
 

@@ -40,5 +40,12 @@ def table_comment(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation
         yield Violation(f"{table.name} has no COMMENT")
 
 
+@define_rule("ACME003", "crashes", rationale="A rule with a bug.", hint="Fix the plugin.")
+def crashes(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """Fails on every table, as a buggy plugin would."""
+    yield Violation(str(1 / len(table.name[:0])))
+
+
 RULES = [no_tmp_tables, table_comment]
 NOT_A_RULE = "nothing to see"
+BUGGY = [crashes]
