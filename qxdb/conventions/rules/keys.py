@@ -21,6 +21,15 @@ def _label(fk: ForeignKeyInfo) -> str:
     hint="Declare the column with index=True, or lead an index with the key's columns.",
 )
 def fk_indexed(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A foreign key whose columns lead no index.
+
+    PostgreSQL indexes the referenced side of a key, never the referencing one. Joins
+    from parent to children, and every delete or key update of a parent (which must find
+    its children), then scan the child table -- under a lock.
+
+    Fix: ``index=True`` on the column, or an index led by the key's columns (a partial
+    index does not count).
+    """
     for fk in table.foreign_keys:
         if not table.leads(fk.columns):
             yield Violation(
@@ -36,6 +45,14 @@ def fk_indexed(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     hint="Give the column exactly the referenced column's type (UUIDType() for ids).",
 )
 def fk_type_match(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A foreign key column typed unlike the column it references.
+
+    A ``varchar(50)`` referencing a ``varchar(100)`` cannot hold every parent key; an
+    ``integer`` referencing a ``bigint`` breaks once the parent outgrows it; mixed types
+    force casts in every join.
+
+    Fix: give the column exactly the referenced column's type (``UUIDType()`` for ids).
+    """
     for fk in table.foreign_keys:
         target = ctx.tables.get(fk.referred_table)
         if target is None:
@@ -59,6 +76,13 @@ def fk_type_match(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation
     hint='Pass ondelete="CASCADE", "RESTRICT" or "SET NULL" to ForeignKey.',
 )
 def fk_on_delete(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A foreign key with no ON DELETE action (NO ACTION counts as none).
+
+    What happens to the children when a parent goes is a design decision; the default
+    NO ACTION cannot be told apart from forgetting it, in the model or in the database.
+
+    Fix: ``ForeignKey(..., ondelete="CASCADE" | "RESTRICT" | "SET NULL")``.
+    """
     for fk in table.foreign_keys:
         if fk.ondelete is None or fk.ondelete.strip().upper() == "NO ACTION":
             yield Violation(f"foreign key {_label(fk)} declares no ON DELETE action", fk.name)
