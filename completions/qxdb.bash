@@ -42,8 +42,8 @@ __qxdb_options() {
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
         'qxdb cursor encode') printf '%s\n' --secret --fingerprint --direction --json -h --help ;;
         'qxdb schema') printf '%s\n' -h --help ;;
-        'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config -h --help ;;
-        'qxdb schema rules') printf '%s\n' --json -h --help ;;
+        'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config --baseline --write-baseline -h --help ;;
+        'qxdb schema rules') printf '%s\n' --json --explain -h --help ;;
     esac
 }
 
@@ -117,11 +117,14 @@ __qxdb_value() {
         'qxdb cursor encode --fingerprint') echo 'text' ;;
         'qxdb cursor encode --direction') echo 'text' ;;
         'qxdb schema check --metadata') echo 'text' ;;
-        'qxdb schema check --format') echo 'choice table json github' ;;
+        'qxdb schema check --format') echo 'choice table json github sarif' ;;
         'qxdb schema check --rule') echo 'text' ;;
         'qxdb schema check --ignore') echo 'text' ;;
         'qxdb schema check --schema') echo 'text' ;;
         'qxdb schema check --config') echo 'file' ;;
+        'qxdb schema check --baseline') echo 'file' ;;
+        'qxdb schema check --write-baseline') echo 'file' ;;
+        'qxdb schema rules --explain') echo 'text' ;;
     esac
 }
 

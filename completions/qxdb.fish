@@ -57,7 +57,9 @@ function __qxdb_value_options
         case 'qxdb cursor encode'
             printf '%s\n' --secret --fingerprint --direction
         case 'qxdb schema check'
-            printf '%s\n' --metadata --format --rule --ignore --schema --config
+            printf '%s\n' --metadata --format --rule --ignore --schema --config --baseline --write-baseline
+        case 'qxdb schema rules'
+            printf '%s\n' --explain
     end
 end
 
@@ -217,16 +219,19 @@ complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l direction -x -d 'next or
 complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a check -d 'Check every table for qxdb\'s conventions; print findings grouped by table'
-complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a rules -d 'List the rules: id, name, default severity, where they apply, rationale and fix'
+complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a rules -d 'List the rules (built-in and from installed plugins): id, name, default severity, where they apply, rationale and fix'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l metadata -x -d 'Check the models: a MetaData (or an object with .metadata) to import.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l database -d 'Check the live database (--database-url / QX_DB__URL).'
-complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l format -x -a 'table json github' -d 'table for people, json for programs, github for CI.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l format -x -a 'table json github sarif' -d 'table for people, json for programs, github for CI annotations, sarif (2.1.0) for code scanning.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l json -d 'Same as --format json.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l rule -x -d 'Run only this rule (repeatable).'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l ignore -x -d 'Turn this rule off (repeatable).'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l schema -x -d 'With --database: the schema to reflect. Default: the connection\'s default.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l config -r -F -d 'pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l baseline -r -F -d 'Accept the findings recorded in FILE: only new ones fail; those that disappeared are listed so the file can shrink.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l write-baseline -r -F -d 'Record every current finding in FILE (JSON, for version control) and exit 0.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -l explain -x -d 'Print one rule\'s documentation: why it matters, how to fix, how to configure.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -s h -l help -d 'Show this message and exit.'

@@ -13,7 +13,7 @@ _qxdb_commands() {
     ('qxdb migrate') reply=('init:Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako' 'revision:Write a new revision file; --autogenerate fills it from the models (database at head)' 'up:Upgrade the database to REVISION (default: head) under the migration lock' 'down:Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)' 'stamp:Record REVISION as the database'\''s current one without running migrations (locked)' 'current:Show the revision(s) the database is at' 'history:List every revision, newest first' 'heads:List the head revision(s); more than one means branches to merge' 'check:Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head' 'lint:Check revisions for operations that lock or rewrite tables on PostgreSQL') ;;
     ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream, at least once and de-duplicated' 'inspect:List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error' 'show:Print the event envelope of one outbox row as pretty JSON' 'stats:Counts by status and by event name, and the lag (age of the oldest pending row)' 'replay:Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids' 'purge:Delete rows published longer ago than --older-than, in batches of 10,000') ;;
     ('qxdb cursor') reply=('decode:Show the values in a cursor, with their types, and whether its signature verified' 'encode:Build a cursor token from JSON values; signed when a secret is given or configured') ;;
-    ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules: id, name, default severity, where they apply, rationale and fix') ;;
+    ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules (built-in and from installed plugins): id, name, default severity, where they apply, rationale and fix') ;;
   esac
 }
 
@@ -45,8 +45,8 @@ _qxdb_options() {
     ('qxdb cursor decode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--allow-unsigned:Show an unsigned token even though a secret is configured.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor encode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--fingerprint:Fingerprint to carry (default: the document'\''s).' '--direction:next or previous (default: the document'\''s, else next).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb schema check') reply=('--metadata:Check the models: a MetaData (or an object with .metadata) to import.' '--database:Check the live database (--database-url / QX_DB__URL).' '--format:table for people, json for programs, github for CI.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--schema:With --database: the schema to reflect. Default: the connection'\''s default.' '--config:pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb schema rules') reply=('--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb schema check') reply=('--metadata:Check the models: a MetaData (or an object with .metadata) to import.' '--database:Check the live database (--database-url / QX_DB__URL).' '--format:table for people, json for programs, github for CI annotations, sarif (2.1.0) for code scanning.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--schema:With --database: the schema to reflect. Default: the connection'\''s default.' '--config:pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.' '--baseline:Accept the findings recorded in FILE: only new ones fail; those that disappeared are listed so the file can shrink.' '--write-baseline:Record every current finding in FILE (JSON, for version control) and exit 0.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb schema rules') reply=('--json:Print one JSON document.' '--explain:Print one rule'\''s documentation: why it matters, how to fix, how to configure.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
   esac
 }
 
@@ -121,11 +121,14 @@ _qxdb_value() {
     ('qxdb cursor encode --fingerprint') reply=('text') ;;
     ('qxdb cursor encode --direction') reply=('text') ;;
     ('qxdb schema check --metadata') reply=('text') ;;
-    ('qxdb schema check --format') reply=('choice table json github') ;;
+    ('qxdb schema check --format') reply=('choice table json github sarif') ;;
     ('qxdb schema check --rule') reply=('text') ;;
     ('qxdb schema check --ignore') reply=('text') ;;
     ('qxdb schema check --schema') reply=('text') ;;
     ('qxdb schema check --config') reply=('file') ;;
+    ('qxdb schema check --baseline') reply=('file') ;;
+    ('qxdb schema check --write-baseline') reply=('file') ;;
+    ('qxdb schema rules --explain') reply=('text') ;;
   esac
 }
 

@@ -11,7 +11,7 @@ import typer
 from qxdb_cli import render
 
 if TYPE_CHECKING:
-    from qxdb.conventions import CheckReport, Finding
+    from qxdb.conventions import CheckReport, Finding, Rule
 
 app = typer.Typer(help="Check tables against qxdb's schema conventions.", no_args_is_help=True)
 
@@ -20,6 +20,7 @@ class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     github = "github"
+    sarif = "sarif"
 
 
 @app.command("check")
@@ -39,7 +40,11 @@ def check(
     ] = False,
     output: Annotated[
         OutputFormat,
-        typer.Option("--format", help="table for people, json for programs, github for CI."),
+        typer.Option(
+            "--format",
+            help="table for people, json for programs, github for CI annotations, sarif "
+            "(2.1.0) for code scanning.",
+        ),
     ] = OutputFormat.table,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     rules: Annotated[
@@ -70,19 +75,44 @@ def check(
             show_default=False,
         ),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            metavar="FILE",
+            help="Accept the findings recorded in FILE: only new ones fail; those that "
+            "disappeared are listed so the file can shrink.",
+            show_default=False,
+        ),
+    ] = None,
+    write_baseline_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-baseline",
+            metavar="FILE",
+            help="Record every current finding in FILE (JSON, for version control) and exit 0.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Check every table for qxdb's conventions; print findings grouped by table.
 
     With neither --metadata nor --database: the metadata named in pyproject.toml
     (tool.qxdb.schema), else the live database. Read-only. Exits 0 when clean (warnings
-    allowed), 1 when a finding has error severity, 2 on bad usage, 3 when the database
-    cannot be reached.
+    allowed), 1 when a new finding has error severity, 2 on bad usage, 3 when the
+    database cannot be reached.
 
-    Example: qxdb schema check --metadata myservice.db:metadata --format github
+    Example: qxdb schema check --database --baseline schema-baseline.json --format sarif
     """
     import asyncio
 
-    from qxdb.conventions import check_database, check_import_path, load_config
+    from qxdb.conventions import (
+        apply_baseline,
+        check_database,
+        check_import_path,
+        load_config,
+        write_baseline,
+    )
     from qxdb.errors import ValidationError
 
     if metadata and database:
@@ -102,13 +132,23 @@ def check(
         report = asyncio.run(check_database(settings, settings_config, schema=schema))
     if not report.tables:
         render.note("note: no tables to check (an empty database or metadata, or all skipped)")
+    if baseline is not None:
+        apply_baseline(report, baseline)
     fmt = OutputFormat.json if as_json else output
     if fmt is OutputFormat.json:
         render.print_json(report.to_dict())
+    elif fmt is OutputFormat.sarif:
+        from qxdb.conventions import report_to_sarif
+
+        render.print_json(report_to_sarif(report))
     elif fmt is OutputFormat.github:
         _print_github(report)
     else:
         _print_table(report)
+    if write_baseline_to is not None:
+        count = write_baseline(report, write_baseline_to)
+        render.note(f"baseline: wrote {count} findings to {write_baseline_to}")
+        return  # writing a baseline accepts the findings it records
     if not report.ok:
         raise typer.Exit(1)
 
@@ -116,37 +156,94 @@ def check(
 @app.command("rules")
 def rules_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            "--explain",
+            metavar="ID",
+            help="Print one rule's documentation: why it matters, how to fix, how to configure.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """List the rules: id, name, default severity, where they apply, rationale and fix.
+    """List the rules (built-in and from installed plugins): id, name, default severity,
+    where they apply, rationale and fix.
 
-    Example: qxdb schema rules --json
+    Example: qxdb schema rules --explain QX016
     """
-    from qxdb.conventions import RULES
+    from qxdb.conventions import all_rules, resolve_rule
 
+    if explain is not None:
+        rule = resolve_rule(explain, where="--explain")
+        if as_json:
+            render.print_json(rule.to_dict())
+        else:
+            _print_explanation(rule)
+        return
+    rules = all_rules()
     if as_json:
-        render.print_json([r.to_dict() for r in RULES.values()])
+        render.print_json([r.to_dict() for r in rules.values()])
         return
     console = render.out()
-    for rule in RULES.values():
-        where = ", ".join(sorted(rule.sources))
-        scope = "" if rule.scope == "all" else f"; {rule.scope} tables only"
-        console.print(f"{rule.id}  {rule.name}  {rule.severity}  [{where}{scope}]", markup=False)
+    for rule in rules.values():
+        console.print(f"{rule.id}  {rule.name}  {rule.severity}  [{_where(rule)}]", markup=False)
         console.print(f"       {rule.rationale}", markup=False)
         console.print(f"       fix: {rule.hint}", markup=False)
 
 
+def _where(rule: Rule) -> str:
+    where = ", ".join(sorted(rule.sources))
+    scope = "" if rule.scope == "all" else f"; {rule.scope} tables only"
+    origin = "" if rule.origin == "qxdb" else f"; from {rule.origin}"
+    return f"{where}{scope}{origin}"
+
+
+def _print_explanation(rule: Rule) -> None:
+    console = render.out()
+    console.print(f"{rule.id} {rule.name}", style="bold", markup=False)
+    console.print(f"default severity: {rule.severity}; applies to: {_where(rule)}", markup=False)
+    console.print("", markup=False)
+    console.print(rule.rationale, markup=False)
+    console.print("", markup=False)
+    if rule.doc:
+        # Docstrings use reST literals (``x``); a terminal reads `x` better.
+        console.print(rule.doc.replace("``", "`"), markup=False, soft_wrap=True)
+    else:
+        console.print(f"Fix: {rule.hint}", markup=False)
+    console.print("", markup=False)
+    console.print(
+        "Configure (pyproject.toml):\n"
+        f'  [tool.qxdb.schema.rules]          {rule.id} = "off" | "info" | "warning" | "error"\n'
+        f'  [tool.qxdb.schema.ignore.TABLE]   {rule.id} = "the reason"\n'
+        f"On the command line: --rule {rule.id} (run only it), --ignore {rule.id} (turn it off).",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 def _summary(report: CheckReport) -> str:
     affected = len({f.table for f in report.findings})
-    ignored = f"; {len(report.ignored)} ignored" if report.ignored else ""
+    extra = ""
+    if report.baseline_file is not None:
+        extra += f"; {len(report.baselined)} in baseline"
+        if report.gone:
+            extra += f", {len(report.gone)} gone"
+    if report.ignored:
+        extra += f"; {len(report.ignored)} ignored"
     what = (
         f"{len(report.tables)} tables, {len(report.rules)} rules, {report.source} {report.target}"
     )
     if not report.findings:
-        return f"ok: no findings ({what}){ignored}"
+        new = "new " if report.baseline_file is not None else ""
+        return f"ok: no {new}findings ({what}){extra}"
+    info = f", {len(report.infos)} info" if report.infos else ""
     return (
-        f"{len(report.errors)} errors, {len(report.warnings)} warnings "
-        f"in {affected} tables ({what}){ignored}"
+        f"{len(report.errors)} errors, {len(report.warnings)} warnings{info} "
+        f"in {affected} tables ({what}){extra}"
     )
+
+
+_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
 def _print_table(report: CheckReport) -> None:
@@ -154,7 +251,7 @@ def _print_table(report: CheckReport) -> None:
     for table, findings in report.by_table():
         console.print(table, style="bold", markup=False)
         for f in findings:
-            style = "red" if f.severity == "error" else "yellow"
+            style = _STYLE.get(f.severity, "")
             console.print(
                 f"  {f.severity:<8} {f.rule_id} {f.rule_name}: {f.message}",
                 style=style,
@@ -165,6 +262,18 @@ def _print_table(report: CheckReport) -> None:
         console.print(
             f"ignored: {f.table} {f.rule_id} {f.rule_name}: {f.message} ({f.ignored_reason})",
             style="dim",
+            markup=False,
+        )
+    for entry in report.gone:
+        subject = f" {entry['subject']}" if entry["subject"] else ""
+        console.print(
+            f"gone from baseline: {entry['table']} {entry['rule_id']}{subject}: {entry['message']}",
+            style="green",
+            markup=False,
+        )
+    if report.gone:
+        console.print(
+            f"(shrink the baseline: qxdb schema check … --write-baseline {report.baseline_file})",
             markup=False,
         )
     console.print(_summary(report), markup=False)
@@ -178,8 +287,11 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+_GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
+
+
 def _annotation(report: CheckReport, finding: Finding) -> str:
-    level = "error" if finding.severity == "error" else "warning"
+    level = _GITHUB_LEVEL.get(finding.severity, "warning")
     props = []
     if report.source_file:
         props.append(f"file={_escape_property(report.source_file)}")

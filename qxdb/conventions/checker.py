@@ -18,11 +18,12 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
 
+from qxdb.conventions.catalog import Catalog, read_catalog
 from qxdb.conventions.config import SchemaConfig
 from qxdb.conventions.findings import CheckReport, Finding
-from qxdb.conventions.from_database import snapshot_database
+from qxdb.conventions.from_database import snapshot_database, table_names
 from qxdb.conventions.from_metadata import POSTGRESQL, snapshot_table
-from qxdb.conventions.rules import CheckContext, Source
+from qxdb.conventions.rules import CheckContext, Rule, Source, Violation
 from qxdb.conventions.snapshot import TableSnapshot
 from qxdb.errors import ConfigurationError
 from qxdb.mapping import NAMING_CONVENTION, make_metadata
@@ -65,6 +66,8 @@ def run_rules(
     config: SchemaConfig,
     target: str,
     source_file: str | None = None,
+    catalog: Catalog | None = None,
+    connection: Connection | None = None,
 ) -> CheckReport:
     tables = {s.name: s for s in snapshots if not config.skips(s.name)}
     ctx = CheckContext(
@@ -73,6 +76,8 @@ def run_rules(
         tables=tables,
         naming=naming,
         outbox_reference=_outbox_reference(dialect),
+        catalog=catalog,
+        connection=connection,
     )
     rules = [(r, config.severity(r)) for r in config.active_rules() if source in r.sources]
     report = CheckReport(
@@ -88,7 +93,7 @@ def run_rules(
             if severity is None or not rule.applies_to(table, source):
                 continue
             reason = table.ignores.get(rule.id) or configured.get(rule.id)
-            for violation in rule.check(table, ctx):
+            for violation in _violations(rule, table, ctx):
                 finding = Finding(
                     rule_id=rule.id,
                     rule_name=rule.name,
@@ -101,6 +106,19 @@ def run_rules(
                 )
                 (report.ignored if reason else report.findings).append(finding)
     return report
+
+
+def _violations(rule: Rule, table: TableSnapshot, ctx: CheckContext) -> list[Violation]:
+    try:
+        return list(rule.check(table, ctx))
+    except Exception as exc:
+        if rule.origin == "qxdb":
+            raise  # our own bug: the traceback (with --debug) is what we need
+        # A plugin's failure is named as such, in one line, not as a qxdb crash.
+        raise ConfigurationError(
+            f"schema rule {rule.id} {rule.name} (from {rule.origin}) failed on table "
+            f"{table.name}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def check_metadata(
@@ -144,11 +162,16 @@ def check_connection(
     config = config or SchemaConfig()
     dialect = conn.dialect
     source: Source = "sqlite" if dialect.name == "sqlite" else "postgresql"
+    names = table_names(conn, schema=schema, skip=config.skips)
+    # On PostgreSQL the catalog is always read: the health rules judge it, and its index
+    # facts replace SQLAlchemy's slower index reflection.
+    catalog = read_catalog(conn, schema=schema, tables=names) if source == "postgresql" else None
     snapshots = snapshot_database(
         conn,
         schema=schema,
+        names=names,
         outbox_tables={*outbox_tables, *config.outbox_tables},
-        skip=config.skips,
+        catalog=catalog,
     )
     return run_rules(
         snapshots,
@@ -157,6 +180,8 @@ def check_connection(
         naming=dict(NAMING_CONVENTION),
         config=config,
         target=target,
+        catalog=catalog,
+        connection=conn,
     )
 
 

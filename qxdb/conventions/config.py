@@ -7,7 +7,7 @@
     skip-tables = ["legacy_*"]           # fnmatch patterns; alembic_version always skipped
     outbox-tables = ["billing_outbox"]   # live tables checked against the outbox shape
 
-    [tool.qxdb.schema.rules]             # "off", "warning" or "error"; by id or by name
+    [tool.qxdb.schema.rules]             # "off", "info", "warning" or "error"; by id or name
     QX014 = "off"
     fk-on-delete = "warning"
 
@@ -25,22 +25,26 @@ from pathlib import Path
 from typing import Any
 
 from qxdb.conventions.findings import Severity
-from qxdb.conventions.rules import RULES, Rule
+from qxdb.conventions.plugins import all_rules
+from qxdb.conventions.rules import Rule
 from qxdb.errors import ConfigurationError
 
 __all__ = ["DEFAULT_SKIP_TABLES", "SchemaConfig", "load_config", "resolve_rule"]
 
 DEFAULT_SKIP_TABLES: tuple[str, ...] = ("alembic_version",)
-_BY_NAME = {r.name: r for r in RULES.values()}
 _KEYS = {"metadata", "skip-tables", "outbox-tables", "rules", "ignore"}
 
 
 def resolve_rule(ref: str, *, where: str | None = None) -> Rule:
-    """A rule by id (``QX004``, any case) or by name (``tenant-indexed``)."""
-    found = RULES.get(ref.strip().upper()) or _BY_NAME.get(ref.strip().lower())
+    """A rule by id (``QX004``, any case) or by name (``tenant-indexed``), built-in or
+    from a plugin."""
+    rules = all_rules()
+    found = rules.get(ref.strip().upper()) or next(
+        (r for r in rules.values() if r.name == ref.strip().lower()), None
+    )
     if found is None:
         context = f" in {where}" if where else ""
-        raise ConfigurationError(f"unknown rule {ref!r}{context} (known: {', '.join(RULES)})")
+        raise ConfigurationError(f"unknown rule {ref!r}{context} (known: {', '.join(rules)})")
     return found
 
 
@@ -66,7 +70,7 @@ class SchemaConfig:
         return self.severities.get(rule.id, rule.severity)
 
     def active_rules(self) -> list[Rule]:
-        return [r for r in RULES.values() if self.severity(r) is not None]
+        return [r for r in all_rules().values() if self.severity(r) is not None]
 
     def skips(self, table: str) -> bool:
         return any(fnmatch.fnmatchcase(table, pattern) for pattern in self.skip_tables)
@@ -78,7 +82,7 @@ class SchemaConfig:
         severities = dict(self.severities)
         for rule_id in selected:
             # Naming a rule on the command line runs it, even if the config turned it off.
-            if severities.get(rule_id, RULES[rule_id].severity) is None:
+            if severities.get(rule_id, all_rules()[rule_id].severity) is None:
                 severities.pop(rule_id)
         for ref in ignore:
             severities[resolve_rule(ref, where="--ignore").id] = None
@@ -160,4 +164,4 @@ def _severity(value: Any, where: str) -> Severity | None:
         return None
     if text in {s.value for s in Severity}:
         return Severity(text)
-    raise ConfigurationError(f'{where} must be "off", "warning" or "error", got {value!r}')
+    raise ConfigurationError(f'{where} must be "off", "info", "warning" or "error", got {value!r}')

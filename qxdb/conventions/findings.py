@@ -11,10 +11,15 @@ __all__ = ["CheckReport", "Finding", "Severity"]
 
 
 class Severity(StrEnum):
-    """``error`` fails the check (exit 1); ``warning`` is reported and passes."""
+    """``error`` fails the check (exit 1); ``warning`` and ``info`` are reported and pass.
+
+    ``info`` is for facts worth a look that are not defects by themselves (an index no
+    query has used since the statistics were reset).
+    """
 
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,11 @@ class CheckReport:
     ignored: list[Finding] = field(default_factory=list)
     # File that defines the checked metadata, for annotations; None for a live database.
     source_file: str | None = None
+    # With a baseline: findings it already records (they never fail a check), and the
+    # entries that no longer occur (so the baseline can shrink).
+    baseline_file: str | None = None
+    baselined: list[Finding] = field(default_factory=list)
+    gone: list[dict[str, str | None]] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -56,6 +66,10 @@ class CheckReport:
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity is Severity.WARNING]
+
+    @property
+    def infos(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.INFO]
 
     @property
     def ok(self) -> bool:
@@ -70,7 +84,7 @@ class CheckReport:
             yield table, grouped[table]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "source": self.source,
             "target": self.target,
             "source_file": self.source_file,
@@ -80,8 +94,16 @@ class CheckReport:
             "counts": {
                 "error": len(self.errors),
                 "warning": len(self.warnings),
+                "info": len(self.infos),
                 "ignored": len(self.ignored),
             },
             "findings": [f.to_dict() for f in self.findings],
             "ignored": [f.to_dict() for f in self.ignored],
         }
+        if self.baseline_file is not None:
+            data["baseline"] = {
+                "file": self.baseline_file,
+                "matched": [f.to_dict() for f in self.baselined],
+                "gone": list(self.gone),
+            }
+        return data

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import INTEGER, inspect
 from sqlalchemy.engine import Connection, Dialect
 
+from qxdb.conventions.catalog import Catalog, IndexFacts
 from qxdb.conventions.snapshot import (
     ColumnInfo,
     ForeignKeyInfo,
@@ -23,28 +24,39 @@ from qxdb.conventions.snapshot import (
 )
 from qxdb.core.identifiers import split_qualified
 
-__all__ = ["snapshot_database"]
+__all__ = ["snapshot_database", "table_names"]
 
 _INTEGER_KINDS = frozenset({"smallint", "integer", "bigint"})
+
+
+def table_names(conn: Connection, *, schema: str | None, skip: Callable[[str], bool]) -> list[str]:
+    """The tables of ``schema`` that the check looks at."""
+    return [n for n in inspect(conn).get_table_names(schema=schema) if not skip(n)]
 
 
 def snapshot_database(
     conn: Connection,
     *,
     schema: str | None,
+    names: list[str],
     outbox_tables: Collection[str],
-    skip: Callable[[str], bool],
+    catalog: Catalog | None = None,
 ) -> list[TableSnapshot]:
+    """Snapshots of ``names``. With a PostgreSQL ``catalog`` already read, its index facts
+    replace SQLAlchemy's index reflection (the slowest of the reflection queries)."""
     inspector = inspect(conn)
     dialect = conn.dialect
-    names = [n for n in inspector.get_table_names(schema=schema) if not skip(n)]
     if not names:
         return []
     kw: dict[str, Any] = {"schema": schema, "filter_names": names}
     columns = inspector.get_multi_columns(**kw)
     pks = inspector.get_multi_pk_constraint(**kw)
     fks = inspector.get_multi_foreign_keys(**kw)
-    indexes = inspector.get_multi_indexes(**kw)
+    indexes = (
+        {(schema, name): _catalog_indexes(catalog.table(name).indexes) for name in names}
+        if catalog is not None
+        else inspector.get_multi_indexes(**kw)
+    )
     uniques = inspector.get_multi_unique_constraints(**kw)
     checks = inspector.get_multi_check_constraints(**kw)
     outbox = {split_qualified(name)[1] for name in outbox_tables}
@@ -145,4 +157,27 @@ def _index(ix: Any, dialect: Dialect) -> KeyInfo:
         columns,
         unique=bool(ix.get("unique")),
         where=normalize_where(where),
+        method=str(options.get(f"{dialect.name}_using") or "btree").lower(),
     )
+
+
+def _catalog_indexes(facts: list[IndexFacts]) -> list[dict[str, Any]]:
+    """Catalog index facts in the shape of ``Inspector.get_multi_indexes`` entries: the
+    primary key's index left out, a unique constraint's marked as its duplicate."""
+    return [
+        {
+            "name": ix.name,
+            "column_names": list(ix.columns),
+            "expressions": [
+                c if c is not None else e for c, e in zip(ix.columns, ix.expressions, strict=True)
+            ],
+            "unique": ix.unique,
+            "duplicates_constraint": ix.name if ix.constraint == "u" else None,
+            "dialect_options": {
+                **({"postgresql_where": ix.predicate} if ix.predicate else {}),
+                **({"postgresql_using": ix.method} if ix.method != "btree" else {}),
+            },
+        }
+        for ix in facts
+        if not ix.primary
+    ]

@@ -98,6 +98,7 @@ def snapshot_table(table: Table, dialect: Dialect = POSTGRESQL) -> TableSnapshot
             tuple(e.name if isinstance(e, Column) else str(e) for e in index.expressions),
             unique=bool(index.unique),
             where=normalize_where(_where(index)),
+            method=_method(index.dialect_options["postgresql"].get("using")),
         )
         for index in table.indexes
     ]
@@ -132,3 +133,8 @@ def _table_ignores(table: Table) -> dict[str, str]:
             f"got {type(raw).__name__}"
         )
     return {str(rule): str(reason) for rule, reason in raw.items()}
+
+
+def _method(using: object) -> str:
+    """The index access method; btree when none is given (as PostgreSQL defaults)."""
+    return str(using).lower() if using else "btree"

@@ -61,7 +61,7 @@ class TypeInfo:
     length: int | None = None
     precision: int | None = None
     scale: int | None = None
-    # None: the dialect cannot tell (SQLite); only meaningful for timestamps.
+    # None: the dialect cannot tell (SQLite); only meaningful for timestamps and times.
     timezone: bool | None = None
     # Kept to render a label lazily: rendering every type would dominate a large check.
     raw: Any = field(default=None, compare=False, repr=False)
@@ -107,6 +107,8 @@ class KeyInfo:
     columns: tuple[str, ...]
     unique: bool
     where: str | None = None  # normalized partial-index predicate
+    # Access method: a GIN and a btree index over the same column serve different queries.
+    method: str = "btree"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +196,8 @@ def describe_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeInfo:
         return TypeInfo("float", precision=t.precision, **display)
     if isinstance(t, Numeric):
         return TypeInfo("numeric", precision=t.precision, scale=t.scale, **display)
+    if isinstance(t, Time):
+        return TypeInfo("time", timezone=None if sqlite else bool(t.timezone), **display)
     for base, kind in _SIMPLE_KINDS:
         if isinstance(t, base):
             return TypeInfo(kind, **display)
@@ -203,7 +207,6 @@ def describe_type(type_: TypeEngine[Any], dialect: Dialect) -> TypeInfo:
 _SIMPLE_KINDS: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
     (Boolean, "boolean"),
     (Date, "date"),
-    (Time, "time"),
     (Interval, "interval"),
     (LargeBinary, "binary"),
 )

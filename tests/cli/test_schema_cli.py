@@ -44,7 +44,7 @@ def qxdb(*args: str, cwd: Path, url: str | None = None) -> subprocess.CompletedP
 def test_clean_models_exit_0(project: Path) -> None:
     result = qxdb("schema", "check", "--metadata", "models:good", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: no findings (2 tables, 15 rules, metadata models:good)")
+    assert result.stdout.startswith("ok: no findings (2 tables, 18 rules, metadata models:good)")
     assert result.stderr == "metadata: models:good\n"
 
 
@@ -150,7 +150,7 @@ def test_live_postgresql_from_helper_models_is_clean(project: Path, postgres_url
     result = qxdb("--database-url", url, "schema", "check", "--database", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.startswith("database: postgresql+asyncpg://")
-    assert result.stdout.startswith("ok: no findings (2 tables, 15 rules, postgresql ")
+    assert result.stdout.startswith("ok: no findings (2 tables, 25 rules, postgresql ")
 
 
 def test_unreachable_database_exit_3_without_password(project: Path) -> None:
@@ -166,5 +166,5 @@ def test_rules_lists_every_rule(project: Path) -> None:
     assert listing.returncode == 0
     assert "QX006  jsonb  error  [metadata, postgresql]" in listing.stdout
     document = json.loads(qxdb("schema", "rules", "--json", cwd=project).stdout)
-    assert [r["id"] for r in document] == [f"QX{n:03d}" for n in range(1, 16)]
+    assert [r["id"] for r in document] == [f"QX{n:03d}" for n in range(1, 26)]
     assert all(r["rationale"] and r["hint"] for r in document)

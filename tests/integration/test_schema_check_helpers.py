@@ -79,7 +79,8 @@ def test_helper_models_pass_every_rule() -> None:
     report = check_metadata(service_metadata())
     assert report.findings == []
     assert report.ignored == []
-    assert report.rules == list(RULES)
+    # Every rule that can judge a model ran; the health rules need a live database.
+    assert report.rules == [r.id for r in RULES.values() if "metadata" in r.sources]
     assert len(report.tables) == 6
 
 

@@ -42,13 +42,22 @@ def rule_ids(report: CheckReport, table: str) -> set[str]:
 
 
 def test_rules_have_stable_ids_names_and_one_line_texts() -> None:
-    assert list(RULES) == [f"QX{n:03d}" for n in range(1, 16)]
+    assert list(RULES) == [f"QX{n:03d}" for n in range(1, 26)]
     for rule in RULES.values():
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rule.name)
         assert rule.rationale
         assert rule.hint
         assert "\n" not in rule.rationale + rule.hint
-    assert {r.id for r in RULES.values() if "sqlite" not in r.sources} == {"QX005", "QX006"}
+    live_postgresql = {"QX016", "QX017", "QX018", "QX020", "QX021", "QX022", "QX023"}
+    assert {r.id for r in RULES.values() if "sqlite" not in r.sources} == {
+        "QX005",
+        "QX006",
+        "QX024",
+        *live_postgresql,
+    }
+    assert {r.id for r in RULES.values() if r.sources == {"postgresql"}} == live_postgresql
+    # Every rule documents itself for --explain: what, why, and a "Fix:" paragraph.
+    assert all("\nFix: " in rule.doc or "\n\nFix" in rule.doc for rule in RULES.values())
 
 
 def test_pyproject_configuration(tmp_path: Path) -> None:
@@ -102,7 +111,7 @@ def test_no_pyproject_means_defaults_and_alembic_version_skipped(
     [
         ({"skip_tabels": []}, "unknown key 'skip-tabels'"),
         ({"rules": {"QX999": "off"}}, "unknown rule 'QX999'"),
-        ({"rules": {"QX001": "loud"}}, 'must be "off", "warning" or "error"'),
+        ({"rules": {"QX001": "loud"}}, 'must be "off", "info", "warning" or "error"'),
         ({"ignore": {"orders": {"QX001": ""}}}, "give the reason"),
         ({"skip-tables": "alembic_version"}, "must be a list of strings"),
     ],
@@ -194,7 +203,7 @@ def test_report_is_one_json_document() -> None:
     legacy(md)
     document = json.loads(json.dumps(check_metadata(md).to_dict()))
     assert document["ok"] is False
-    assert document["counts"] == {"error": 2, "warning": 0, "ignored": 0}
+    assert document["counts"] == {"error": 2, "warning": 0, "info": 0, "ignored": 0}
     assert {f["rule_id"] for f in document["findings"]} == {"QX001", "QX013"}
 
 

@@ -18,10 +18,20 @@ INTEGER_KINDS = frozenset({"smallint", "integer", "bigint"})
     hint='Declare the key with uuid_column("id", primary_key=True).',
 )
 def pk_uuid_id(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A primary key other than one UUID column named ``id``.
+
+    ``Repository`` addresses rows by ``id``; UUID v7 keys are made by the application
+    before the insert (so an aggregate and its outbox events can refer to each other in
+    one transaction), sort by creation time (good index locality), and never collide
+    when data from two databases meets. Composite and natural keys make every foreign
+    key, cursor and URL carry several values.
+
+    Fix: ``uuid_column("id", primary_key=True)``; keep a natural key as a unique
+    constraint beside it. A table without any key is QX019's finding.
+    """
     pk = table.primary_key
     if pk is None:
-        yield Violation("table has no primary key")
-        return
+        return  # a missing key is QX019's finding
     if pk.columns != ("id",):
         yield Violation(
             f"primary key is ({', '.join(pk.columns)}), not the single column id", pk.name
@@ -59,6 +69,15 @@ _AUDIT: dict[str, tuple[frozenset[str], str, bool]] = {
     scope="entity",
 )
 def audit_columns(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """An entity table without the audit columns, or with them mistyped.
+
+    ``created_at``/``updated_at`` (timestamps with time zone), ``created_by``/
+    ``updated_by`` (UUIDs) and ``version`` (an integer, for optimistic locking:
+    ``Repository.save`` refuses a stale write by comparing it) are what the repository
+    fills and reads. ``created_at`` and ``version`` must be NOT NULL.
+
+    Fix: add ``*standard_audit_columns()`` to the table (and migrate).
+    """
     for name, (kinds, what, not_null) in _AUDIT.items():
         column = table.columns.get(name)
         if column is None:
@@ -80,6 +99,14 @@ def audit_columns(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation
     scope="entity",
 )
 def soft_delete(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A half-built soft delete.
+
+    Where ``deleted_at`` or ``deleted_by`` exists, both must: a nullable timestamp
+    ``deleted_at`` that leads an index (every live-row query filters on it) and a UUID
+    ``deleted_by``. A NOT NULL ``deleted_at`` would mean no row could be live.
+
+    Fix: ``standard_audit_columns(include_deletion=True)``.
+    """
     deleted_at = table.columns.get("deleted_at")
     deleted_by = table.columns.get("deleted_by")
     if deleted_at is None and deleted_by is None:
@@ -108,6 +135,14 @@ def soft_delete(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     scope="entity",
 )
 def tenant_indexed(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A ``tenant_id`` that no index leads.
+
+    A tenanted repository adds ``WHERE tenant_id = :tenant`` to every query; without an
+    index led by it each of them scans the table, and the cost grows with every tenant.
+
+    Fix: ``Column("tenant_id", UUIDType(), index=True)`` (as ``standard_audit_columns``
+    declares it), or lead a composite index with it.
+    """
     if "tenant_id" in table.columns and not table.leads(("tenant_id",), full_only=False):
         yield Violation("tenant_id is not the leading column of any index", "tenant_id")
 
@@ -120,6 +155,16 @@ def tenant_indexed(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violatio
     sources=("metadata", "postgresql"),
 )
 def aware_timestamps(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A ``timestamp without time zone`` column.
+
+    A naive timestamp means whatever the writer's clock meant: servers in two zones,
+    a session ``TimeZone`` setting or a DST change silently shift it. qxdb stores every
+    instant as ``timestamp with time zone`` and hands out aware UTC datetimes.
+
+    Fix: ``UTCDateTime()`` / ``timestamp_column()``; migrate with
+    ``ALTER COLUMN … TYPE timestamptz USING col AT TIME ZONE 'UTC'`` (say which zone the
+    old values were written in).
+    """
     for column in table.columns.values():
         if column.type.kind == "timestamp" and column.type.timezone is False:
             yield Violation(f"{column.name} is {column.type.label()}", column.name)
@@ -134,6 +179,15 @@ def aware_timestamps(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violat
     sources=("metadata", "postgresql"),
 )
 def jsonb(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A ``json`` column on PostgreSQL (or a model JSON without a JSONB variant).
+
+    ``json`` keeps the text and re-parses it on every access; it cannot be indexed with
+    GIN nor compared, and keeps duplicate keys. ``jsonb`` is parsed once, indexable and
+    supports containment operators.
+
+    Fix: ``JSONType()`` / ``jsonb_column()``;
+    ``ALTER COLUMN … TYPE jsonb USING col::jsonb`` on a live table.
+    """
     for column in table.columns.values():
         if column.type.kind == "json":
             where = (
@@ -153,6 +207,14 @@ def jsonb(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     severity=Severity.WARNING,
 )
 def no_char(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A ``char(n)`` column.
+
+    ``char(n)`` pads values with blanks, which then compare and concatenate in
+    surprising ways, and it is never faster than ``varchar``/``text`` in PostgreSQL.
+
+    Fix: ``String(n)`` or ``Text``, with a CHECK constraint when the length must be
+    fixed.
+    """
     for column in table.columns.values():
         if column.type.kind == "char":
             yield Violation(f"{column.name} is {column.type.label()}", column.name)
@@ -166,9 +228,56 @@ def no_char(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     hint='Use uuid_column("id", primary_key=True): UUID v7, generated by the application.',
 )
 def no_serial_key(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """An integer column filled by a sequence (serial, identity, SQLite's rowid).
+
+    Sequence keys leak how many rows exist, collide when two databases' rows meet, can
+    only be known after the insert (so events cannot carry the id of the row they
+    describe in the same transaction), and can run out (QX018 watches that).
+
+    Fix: ``uuid_column("id", primary_key=True)``.
+    """
     for column in table.columns.values():
         if column.serial:
             yield Violation(
                 f"{column.name} is an integer filled by a sequence (serial/identity/rowid)",
                 column.name,
+            )
+
+
+# type kind -> why it is discouraged, what to use instead
+_DISCOURAGED = {
+    "money": "money: its scale follows lc_monetary and it cannot hold a currency",
+    "timetz": "time with time zone: an offset without a date cannot handle DST",
+}
+
+
+@rule(
+    "QX024",
+    "discouraged-type",
+    rationale="money depends on the server's locale and drops the currency; time with time "
+    "zone keeps an offset without a date, which no DST rule can interpret.",
+    hint="Use numeric(p, s) plus a currency column for money; timestamptz, or time plus a "
+    "zone name, for times.",
+    severity=Severity.WARNING,
+    sources=("metadata", "postgresql"),
+)
+def discouraged_type(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """Column types that PostgreSQL's own "Don't Do This" advice warns against.
+
+    ``money`` formats and rounds by the ``lc_monetary`` setting, so the same dump restores
+    differently on another server, and it has no currency: two currencies in one column
+    are indistinguishable. ``time with time zone`` (``timetz``) stores an offset such as
+    +01 without a date, so it cannot know whether daylight saving applies.
+
+    Fix: ``numeric(12, 2)`` (or an integer of minor units) with a ``currency char(3)``
+    column; ``timestamp with time zone`` for instants, or a ``time`` plus an IANA zone name
+    for a wall-clock time.
+    """
+    for column in table.columns.values():
+        kind = column.type.kind
+        if kind == "time" and column.type.timezone:
+            kind = "timetz"
+        if kind.removeprefix("other:") in _DISCOURAGED:
+            yield Violation(
+                f"{column.name} is {_DISCOURAGED[kind.removeprefix('other:')]}", column.name
             )

@@ -20,6 +20,8 @@ def _covered_by(a: KeyInfo, b: KeyInfo) -> bool:
     and ``a`` adds no uniqueness that ``b`` does not already enforce."""
     if a.where != b.where or b.columns[: len(a.columns)] != a.columns:
         return False
+    if a.method != b.method:
+        return False  # a GIN or GiST index answers other operators than a btree
     if a.unique and not (b.unique and b.columns == a.columns):
         return False
     if a.columns == b.columns and a.unique == b.unique:
@@ -36,6 +38,15 @@ def _covered_by(a: KeyInfo, b: KeyInfo) -> bool:
     severity=Severity.WARNING,
 )
 def redundant_index(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """An index (or unique constraint) that another one makes redundant.
+
+    An index whose columns are the leading columns of another with the same access
+    method and the same partial predicate serves no query the longer one cannot, yet
+    every write maintains both. Exact duplicates are reported once; an index that adds
+    uniqueness is kept; a GIN or GiST index is never covered by a btree.
+
+    Fix: drop the shorter index in a migration (``DROP INDEX CONCURRENTLY`` live).
+    """
     keys = table.keys
     for a in [*table.uniques, *table.indexes]:
         for b in keys:

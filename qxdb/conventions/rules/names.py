@@ -56,6 +56,15 @@ def _named_objects(
     hint="Build the metadata with make_metadata() and leave constraint names to it.",
 )
 def naming_convention(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A constraint or index name that does not follow the naming convention.
+
+    Alembic autogenerate, ``drop_constraint`` and renames need the same name on every
+    database; names invented by the database (``orders_pkey``, ``orders_code_key``)
+    differ between dialects and versions.
+
+    Fix: build the metadata with ``make_metadata()`` and leave names to its convention
+    (``pk_<table>``, ``uq_<table>_<cols>``, ``fk_<table>_<cols>_<target>``, ``ix_…``).
+    """
     for kind, name, expected in _named_objects(table, ctx):
         label = _KIND_LABEL[kind]
         if name is None:
@@ -85,6 +94,14 @@ def _identifier_problem(name: str, *, reserved: bool, limit: bool = True) -> str
     hint="Use short snake_case names that are not SQL keywords (e.g. orders, placed_by).",
 )
 def identifiers(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """A table, column, constraint or index name that is hard to use.
+
+    Names that need quoting (capitals, spaces), SQL reserved words, or names longer than
+    PostgreSQL's 63 bytes (silently truncated, so two can collide) break hand-written
+    SQL, tools and migrations.
+
+    Fix: short snake_case names that are not keywords.
+    """
     if problem := _identifier_problem(table.name, reserved=True):
         yield Violation(f"table name {table.name!r} {problem}", table.name)
     for column in table.columns:

@@ -17,6 +17,14 @@ from qxdb.conventions.snapshot import TableSnapshot
     scope="outbox",
 )
 def outbox_shape(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
+    """An outbox table that differs from the shape the relay relies on.
+
+    The recorder, the relay and ``qxdb outbox`` read and write these exact columns and
+    use the partial "pending" indexes; a missing column or index fails at run time, a
+    missing index makes every relay poll scan the log.
+
+    Fix: declare it with ``include_outbox_table(metadata, name)`` and migrate to it.
+    """
     reference = ctx.outbox_shape(table.name)
     for name, want in reference.columns.items():
         have = table.columns.get(name)
