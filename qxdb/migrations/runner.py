@@ -20,7 +20,9 @@ database that cannot be reached a :class:`DatabaseUnavailableError`, a failing r
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,7 +33,13 @@ from qxdb.engine import connect_checked
 from qxdb.errors import ConfigurationError, Error, ValidationError
 from qxdb.migrations.connection import migration_engine
 from qxdb.migrations.drift import Difference, describe, flatten
-from qxdb.migrations.env import CONNECTION_ATTRIBUTE, ON_VERSION_APPLY_ATTRIBUTE, SETTINGS_ATTRIBUTE
+from qxdb.migrations.env import (
+    CONNECTION_ATTRIBUTE,
+    ON_VERSION_APPLY_ATTRIBUTE,
+    SETTINGS_ATTRIBUTE,
+    TRANSACTION_PER_MIGRATION_ATTRIBUTE,
+)
+from qxdb.migrations.failure import LOCK_NOT_AVAILABLE, MigrationFailure, StepTracker, failure_of
 from qxdb.migrations.lock import WaitCallback, migration_lock
 from qxdb.migrations.project import find_config
 from qxdb.settings import DatabaseSettings
@@ -43,6 +51,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 __all__ = [
+    "DEFAULT_LOCK_RETRIES",
     "DEFAULT_LOCK_TIMEOUT",
     "AppliedStep",
     "CheckReport",
@@ -64,15 +73,38 @@ __all__ = [
 ]
 
 DEFAULT_LOCK_TIMEOUT = 300.0
+# A revision that hit lock_timeout (SQLSTATE 55P03) is retried this many times, after a
+# jittered, doubling pause (about 1 s, 2 s, 4 s): long enough for a short transaction in
+# the way to end, short enough that a deploy does not hang.
+DEFAULT_LOCK_RETRIES = 3
+_RETRY_BASE_SECONDS = 1.0
+_RETRY_CAP_SECONDS = 15.0
 T = TypeVar("T")
 ConfigPath = str | Path | None
 StepCallback = Callable[["AppliedStep"], None]
 
 
 class MigrationError(Error):
-    """A migration ran and failed, or the database is not in a state the command needs."""
+    """A migration ran and failed, or the database is not in a state the command needs.
+
+    When a revision failed, ``failure`` says which, with what statement and database error,
+    and the state it left (also in ``details``, for ``--json``).
+    """
 
     default_code = "migration"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        failure: MigrationFailure | None = None,
+    ) -> None:
+        if failure is not None:
+            details = {**(details or {}), "failure": failure.to_dict()}
+        super().__init__(message, code=code, details=details)
+        self.failure = failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +264,11 @@ async def _on_connection(
     lock: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     on_wait: WaitCallback | None = None,
+    ddl_lock_timeout: float | None = None,
 ) -> tuple[T, float]:
     """Run ``work`` (which calls Alembic) on a migration connection, under the lock if asked."""
     settings: DatabaseSettings = cfg.attributes[SETTINGS_ATTRIBUTE]
-    engine = migration_engine(settings)
+    engine = migration_engine(settings, ddl_lock_timeout=ddl_lock_timeout)
 
     def call(connection: Connection) -> T:
         cfg.attributes[CONNECTION_ATTRIBUTE] = connection
@@ -260,18 +293,44 @@ async def _on_connection(
 
 @contextmanager
 def _migration_failures(url: str) -> Iterator[None]:
+    """Driver errors outside a revision: a lost connection (exit 3) or a failed read."""
     from sqlalchemy.exc import DBAPIError
 
-    from qxdb.engine import _is_connection_failure, unavailable_error
+    from qxdb.engine import unavailable_error
 
     try:
         yield
     except DBAPIError as exc:
-        if _is_connection_failure(exc):
+        if _lost_connection(exc):
             raise unavailable_error(exc, url) from None
         cause = exc.orig if exc.orig is not None else exc
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise MigrationError(f"a migration failed: {type(cause).__name__}: {first}") from None
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """The connection broke under us, as opposed to a statement the database refused.
+
+    The connection was open when the work began, so an ``OperationalError`` from SQLite
+    ("duplicate column", "no such table") is a failed statement, not "cannot connect".
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from qxdb.engine import _is_connection_failure
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, DBAPIError) and exc.statement is not None and not _server_gone(exc):
+        return False
+    return _is_connection_failure(exc)
+
+
+def _server_gone(exc: BaseException) -> bool:
+    from qxdb.migrations.failure import error_code_of
+
+    code = error_code_of(exc) or ""
+    # 08: connection exception; 57P01-57P03: the server is shutting down or restarting.
+    return code.startswith(("08", "57P0"))
 
 
 def _heads_of(connection_heads: tuple[str, ...] | Any) -> list[str]:
@@ -289,9 +348,26 @@ async def upgrade(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     on_wait: WaitCallback | None = None,
     on_step: StepCallback | None = None,
+    atomic: bool = False,
+    ddl_lock_timeout: float | None = None,
+    retries: int = DEFAULT_LOCK_RETRIES,
 ) -> MigrationRun:
-    """Upgrade to ``revision`` (default ``head``) under the migration lock."""
-    return await _move("upgrade", revision, config, settings, lock_timeout, on_wait, on_step)
+    """Upgrade to ``revision`` (default ``head``) under the migration lock.
+
+    Each revision runs in its own transaction: a failure keeps the revisions before it
+    (``atomic=True``: one transaction for the whole run, all or nothing). Migration
+    statements wait at most ``ddl_lock_timeout`` seconds for a table lock (default
+    ``QX_DB__LOCK_TIMEOUT_MS`` if set, else 5 s); a revision that timed out is retried up
+    to ``retries`` times, each retry announced through ``on_wait``. A failing revision
+    raises :class:`MigrationError` whose ``failure`` names it.
+    """
+    return await _move(
+        "upgrade",
+        revision,
+        config,
+        settings,
+        _MoveOptions(lock_timeout, on_wait, on_step, atomic, ddl_lock_timeout, retries),
+    )
 
 
 async def downgrade(
@@ -302,11 +378,23 @@ async def downgrade(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     on_wait: WaitCallback | None = None,
     on_step: StepCallback | None = None,
+    atomic: bool = False,
+    ddl_lock_timeout: float | None = None,
+    retries: int = DEFAULT_LOCK_RETRIES,
 ) -> MigrationRun:
-    """Downgrade to ``revision`` (an id, ``-1``, ``base``) under the migration lock."""
+    """Downgrade to ``revision`` (an id, ``-1``, ``base``) under the migration lock.
+
+    Transactions, lock timeout and retries as in :func:`upgrade`.
+    """
     if not revision or not revision.strip():
         raise ValidationError("downgrade needs a target revision (an id, -1, or base)")
-    return await _move("downgrade", revision, config, settings, lock_timeout, on_wait, on_step)
+    return await _move(
+        "downgrade",
+        revision,
+        config,
+        settings,
+        _MoveOptions(lock_timeout, on_wait, on_step, atomic, ddl_lock_timeout, retries),
+    )
 
 
 async def stamp(
@@ -319,7 +407,25 @@ async def stamp(
     on_step: StepCallback | None = None,
 ) -> MigrationRun:
     """Record ``revision`` as current without running any migration (under the lock)."""
-    return await _move("stamp", revision, config, settings, lock_timeout, on_wait, on_step)
+    return await _move(
+        "stamp", revision, config, settings, _MoveOptions(lock_timeout, on_wait, on_step)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _MoveOptions:
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    on_wait: WaitCallback | None = None
+    on_step: StepCallback | None = None
+    atomic: bool = False
+    ddl_lock_timeout: float | None = None
+    retries: int = DEFAULT_LOCK_RETRIES
+
+
+def _retry_delay(attempt: int) -> float:
+    """Full-ish jitter: replicas retrying together should not collide again in step."""
+    ceiling = min(_RETRY_CAP_SECONDS, _RETRY_BASE_SECONDS * 2**attempt)
+    return round(random.uniform(ceiling / 2, ceiling), 2)
 
 
 async def _move(
@@ -327,52 +433,156 @@ async def _move(
     revision: str,
     config: ConfigPath,
     settings: DatabaseSettings | None,
-    lock_timeout: float,
-    on_wait: WaitCallback | None,
-    on_step: StepCallback | None,
+    options: _MoveOptions,
 ) -> MigrationRun:
-    from alembic import command
-
+    if options.retries < 0:
+        raise ValidationError(f"retries must be >= 0, not {options.retries}")
     cfg = _load(config, settings)
-    _scripts(cfg)  # a broken script folder fails before we connect
+    script = _scripts(cfg)  # a broken script folder fails before we connect
     steps: list[AppliedStep] = []
     before: list[str] = []
+    tracker = StepTracker(url=cfg.attributes[SETTINGS_ATTRIBUTE].resolved_url)
 
     def applied(*, ctx: MigrationContext, step: Any, heads: set[str], run_args: Any) -> None:
         if step.is_stamp:
             rev = ",".join(step.destination_revision_ids) or "base"
             done = AppliedStep("stamp", rev, "")
         else:
-            script = step.up_revision
+            doc = step.up_revision
             done = AppliedStep(
                 "upgrade" if step.is_upgrade else "downgrade",
                 step.up_revision_id,
-                (script.doc or "").strip() if script is not None else "",
+                (doc.doc or "").strip() if doc is not None else "",
             )
+        tracker.finish()
         steps.append(done)
-        if on_step is not None:
-            on_step(done)
+        if options.on_step is not None:
+            options.on_step(done)
 
     cfg.attributes[ON_VERSION_APPLY_ATTRIBUTE] = applied
-    action = getattr(command, command_name)
+    cfg.attributes[TRANSACTION_PER_MIGRATION_ATTRIBUTE] = not options.atomic
 
-    def work() -> list[str]:
+    def read_heads(connection: Connection) -> list[str]:
         from alembic.runtime.migration import MigrationContext as Ctx
 
-        connection = cfg.attributes[CONNECTION_ATTRIBUTE]
-        before[:] = _heads_of(Ctx.configure(connection).get_current_heads())
+        found = _heads_of(Ctx.configure(connection).get_current_heads())
         # End the transaction that read autobegan: Alembic must own the transactions, or
         # it takes the connection for an outer transaction and never commits.
         connection.rollback()
-        action(cfg, revision)
-        after = _heads_of(Ctx.configure(connection).get_current_heads())
-        connection.rollback()
-        return after
+        return found
+
+    def work() -> list[str]:
+        connection: Connection = cfg.attributes[CONNECTION_ATTRIBUTE]
+        before[:] = read_heads(connection)
+        attempt = 0
+        tracker.attach(connection)
+        try:
+            while True:
+                try:
+                    _alembic_move(cfg, script, command_name, revision, tracker)
+                    break
+                except Exception as exc:
+                    failure = _failure(exc, connection, tracker, before, options, attempt)
+                    if failure is None:
+                        raise
+                    if (
+                        failure.code != LOCK_NOT_AVAILABLE
+                        or not failure.transactional
+                        or attempt >= options.retries
+                    ):
+                        raise MigrationError(failure.sentence(), failure=failure) from None
+                    attempt += 1
+                    delay = _retry_delay(attempt - 1)
+                    if options.on_wait is not None:
+                        options.on_wait(
+                            f"revision {failure.revision} could not take a lock in time "
+                            f"({failure.error}; SQLSTATE {failure.code}); nothing of it was "
+                            f"kept; retry {attempt} of {options.retries} in {delay:g} s"
+                        )
+                    _sleep(delay)
+        finally:
+            tracker.detach(connection)
+        return read_heads(connection)
 
     after, waited = await _on_connection(
-        cfg, work, lock=True, lock_timeout=lock_timeout, on_wait=on_wait
+        cfg,
+        work,
+        lock=True,
+        lock_timeout=options.lock_timeout,
+        on_wait=options.on_wait,
+        ddl_lock_timeout=options.ddl_lock_timeout,
     )
     return MigrationRun(command_name, revision, before, after, steps, round(waited, 3))
+
+
+def _sleep(seconds: float) -> None:
+    # We run inside AsyncConnection.run_sync: await on the event loop rather than block it.
+    from sqlalchemy.util import await_only
+
+    await_only(asyncio.sleep(seconds))
+
+
+def _failure(
+    exc: Exception,
+    connection: Connection,
+    tracker: StepTracker,
+    before: list[str],
+    options: _MoveOptions,
+    attempt: int,
+) -> MigrationFailure | None:
+    """The report of a failed revision, or None when ``exc`` is not one (bad target…)."""
+    from alembic.runtime.migration import MigrationContext as Ctx
+    from sqlalchemy.exc import DBAPIError
+
+    if tracker.revision is None and not isinstance(exc, DBAPIError):
+        return None  # Alembic refused before running anything: alembic_errors says why
+    if isinstance(exc, DBAPIError) and _lost_connection(exc):
+        return None
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+        after = _heads_of(Ctx.configure(connection).get_current_heads())
+        connection.rollback()
+    except Exception:  # the state cannot be read: say what we knew before
+        after = list(before)
+    failure = failure_of(
+        exc, tracker, before=before, after=after, atomic=options.atomic, retries=attempt
+    )
+    tracker.revision = None
+    return failure
+
+
+def _alembic_move(
+    cfg: Config, script: ScriptDirectory, direction: str, target: str, tracker: StepTracker
+) -> None:
+    """``alembic upgrade|downgrade|stamp`` online, telling ``tracker`` each step as it starts."""
+    from alembic import command
+    from alembic.runtime.environment import EnvironmentContext
+
+    if direction == "stamp":
+        command.stamp(cfg, target)
+        return
+    if ":" in target:
+        raise ValidationError(f"a range ({target}) is only allowed with --sql")
+
+    def plan(rev: Any, _context: MigrationContext) -> Iterator[Any]:
+        steps = (
+            script._upgrade_revs(target, rev)
+            if direction == "upgrade"
+            else script._downgrade_revs(target, rev)
+        )
+        return _announced(steps, direction, tracker)
+
+    with EnvironmentContext(cfg, script, fn=plan, as_sql=False, destination_rev=target):
+        script.run_env()
+
+
+def _announced(steps: list[Any], direction: str, tracker: StepTracker) -> Iterator[Any]:
+    # Alembic pulls the steps one at a time and runs each before pulling the next.
+    for step in steps:
+        doc = step.revision
+        tracker.start(direction, doc.revision, (doc.doc or "").strip())
+        yield step
 
 
 def upgrade_sql(
