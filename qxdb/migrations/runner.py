@@ -65,6 +65,7 @@ __all__ = [
     "downgrade",
     "heads",
     "history",
+    "merge",
     "plan_downgrade",
     "revision",
     "stamp",
@@ -114,6 +115,10 @@ class RevisionInfo:
     message: str
     is_head: bool
     path: str
+    branch_labels: list[str] = field(default_factory=list)
+    is_merge: bool = False
+    is_branch_point: bool = False
+    created: str | None = None
 
     @classmethod
     def of(cls, script: Script) -> RevisionInfo:
@@ -125,10 +130,22 @@ class RevisionInfo:
             message=(script.doc or "").strip(),
             is_head=script.is_head,
             path=script.path,
+            branch_labels=sorted(script.branch_labels),
+            is_merge=script.is_merge_point,
+            is_branch_point=script.is_branch_point,
+            created=_created(script),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _created(script: Script) -> str | None:
+    # The template writes "Create Date: ..." into every revision's docstring.
+    for line in (script.longdoc or "").splitlines():
+        if line.strip().startswith("Create Date:"):
+            return line.split(":", 1)[1].strip() or None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,11 +646,51 @@ async def current(
     return CurrentState(known, unknown, sorted(script.get_heads()))
 
 
-def history(*, config: ConfigPath = None) -> list[RevisionInfo]:
-    """Every revision, newest first (no database needed)."""
+def history(*, config: ConfigPath = None, rev_range: str | None = None) -> list[RevisionInfo]:
+    """Every revision, newest first (no database needed).
+
+    ``rev_range`` is ``A:B`` (from A up to B, both included; either side may be empty for
+    base or heads), as ``alembic history -r`` takes it.
+    """
     script = _scripts(_load(config, None))
+    base, head = "base", "heads"
+    if rev_range is not None:
+        if rev_range.count(":") != 1:
+            raise ValidationError(
+                f"--range {rev_range!r} must look like A:B (either side may be empty)"
+            )
+        lower, upper = (part.strip() for part in rev_range.split(":"))
+        base, head = lower or "base", upper or "heads"
     with alembic_errors():
-        return [RevisionInfo.of(s) for s in script.walk_revisions()]
+        return [RevisionInfo.of(s) for s in script.walk_revisions(base=base, head=head)]
+
+
+def merge(
+    message: str | None = None,
+    *,
+    revisions: list[str] | None = None,
+    config: ConfigPath = None,
+) -> RevisionInfo:
+    """Write a merge revision joining ``revisions`` (default: every head) into one head.
+
+    The revision is written from the project's own template, so it looks like any other;
+    it has no operations. One head only: :class:`ValidationError` (nothing to merge).
+    """
+    from alembic import command
+
+    cfg = _load(config, None)
+    script = _scripts(cfg)
+    targets = revisions or sorted(script.get_heads())
+    if len(targets) < 2:
+        raise ValidationError(
+            f"nothing to merge: {len(targets)} head(s) ({', '.join(targets) or 'no revisions'})"
+        )
+    text = message or f"merge {', '.join(targets)}"
+    with alembic_errors():
+        written = command.merge(cfg, targets, message=text)
+    if written is None:
+        raise MigrationError("Alembic wrote no merge revision")
+    return RevisionInfo.of(written)
 
 
 def heads(*, config: ConfigPath = None) -> list[RevisionInfo]:
@@ -738,7 +795,7 @@ async def check(
     if len(heads_now) > 1:
         problems.append(
             f"{len(heads_now)} heads ({', '.join(heads_now)}): merge them "
-            "(alembic merge heads) so upgrades have one target"
+            "(qxdb migrate merge) so upgrades have one target"
         )
     pending = _pending(script, current_now, problems)
     if pending:
