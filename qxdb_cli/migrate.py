@@ -493,3 +493,58 @@ def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     if not report.ok:
         render.note(f"qxdb: check failed: {len(report.problems)} problem(s)")
         raise typer.Exit(1)
+
+
+@app.command("test")
+def run_tests(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place",
+            help="Use the configured database (it must be empty) instead of a scratch database.",
+        ),
+    ] = False,
+) -> None:
+    """Test the migration history: one head; empty -> head; models match at head; every
+    downgrade runs; the stairway (up, down one, up) leaves no trace; each revision's --sql
+    renders. Exit 1 listing each problem.
+
+    Runs on a scratch database it creates beside the configured one and drops afterwards
+    (a temporary file on SQLite; CREATE DATABASE on PostgreSQL, which needs CREATEDB).
+
+    Example: qxdb migrate test --json
+    """
+    import asyncio
+
+    from qxdb.migrations.testkit import KitReport, run_testkit, scratch_database
+    from qxdb.urls import display_url
+
+    settings = _settings()
+
+    async def kit() -> KitReport:
+        if in_place:
+            return await run_testkit(config=config, settings=settings)
+        async with scratch_database(settings) as scratch:
+            render.note(
+                f"scratch database: {display_url(scratch.resolved_url)} (dropped afterwards)"
+            )
+            return await run_testkit(config=config, settings=scratch)
+
+    report = asyncio.run(kit())
+    if as_json:
+        render.print_json(report.to_dict())
+    else:
+        for check in report.passed:
+            render.out().print(f"ok       {check}", markup=False)
+        for check, reason in report.skipped.items():
+            render.out().print(f"skipped  {check}: {reason}", markup=False)
+        for problem in report.problems:
+            render.out().print(f"problem  {problem.line()}", markup=False)
+    if not report.ok:
+        render.note(
+            f"qxdb: migrate test: {len(report.problems)} problem(s) in {report.revisions} revision(s)"
+        )
+        raise typer.Exit(1)
+    render.note(f"ok: {report.revisions} revision(s) passed every check")

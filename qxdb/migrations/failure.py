@@ -217,13 +217,15 @@ class MigrationFailure:
     def state_sentence(self) -> str:
         at = ", ".join(self.after) if self.after else "base (no revision)"
         name = self.revision or "the failing revision"
-        text = f"the database is at {at}; {name} not applied"
+        undone = "not undone" if self.direction == "downgrade" else "not applied"
+        text = f"the database is at {at}; {name} {undone}"
         if self.atomic and self.applied and self.after == self.before:
             text += (
                 f" (atomic run: the {len(self.applied)} revision(s) before it were rolled back too)"
             )
         elif self.applied:
-            text += f" ({len(self.applied)} revision(s) before it were applied and kept)"
+            done = "undone" if self.direction == "downgrade" else "applied"
+            text += f" ({len(self.applied)} revision(s) before it were {done} and kept)"
         if self.persisted:
             text += (
                 f"; {name} ran non-transactional steps before failing: "
