@@ -244,10 +244,27 @@ class _Kit:
         self.connection.rollback()
         return found
 
+    def one_down(self, current: list[str]) -> str:
+        """The target that undoes one step from ``current``.
+
+        Alembic's ``-1`` is ambiguous at a merge (two parents) and with several heads: a
+        merge is undone to its parents; of several heads, one goes with its own parent.
+        """
+        from alembic.util import to_tuple
+
+        if len(current) == 1:
+            item = self.script.get_revision(current[0])
+            parents = to_tuple(item.down_revision, default=()) if item is not None else ()
+            if len(parents) <= 1:
+                return "-1"
+            return str(parents[0])  # un-merge: the heads become the parents
+        item = self.script.get_revision(current[0])
+        parents = to_tuple(item.down_revision, default=()) if item is not None else ()
+        return str(parents[0]) if parents else "base"
+
     def downgrade_to_base(self, empty: Snapshot) -> bool:
         while current := self.heads():
-            # One step at a time; with several heads "-1" is ambiguous: all the way down.
-            failed = self.move("downgrade", "-1" if len(current) == 1 else "base")
+            failed = self.move("downgrade", self.one_down(current))
             if failed:
                 self.problem("downgrade", ", ".join(current), f"the downgrade failed: {failed}")
                 return False
@@ -263,8 +280,13 @@ class _Kit:
             if failed:
                 self.problem("stairway", revision, f"the upgrade failed: {failed}")
                 return
+            if self.heads() != [revision]:
+                # Half-way along parallel branches (several heads): "down one" cannot name
+                # this revision alone; the full downgrade above has run its downgrade.
+                below = self.snapshot()
+                continue
             above = self.snapshot()
-            failed = self.move("downgrade", "-1")
+            failed = self.move("downgrade", self.one_down([revision]))
             if failed:
                 self.problem("stairway", revision, f"the downgrade failed: {failed}")
                 return
