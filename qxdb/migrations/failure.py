@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 __all__ = [
+    "CONCURRENT_INDEX",
     "LOCK_NOT_AVAILABLE",
     "MigrationFailure",
     "StepTracker",
@@ -36,6 +37,10 @@ _ADAPTER_PREFIX = re.compile(r"^<class '[\w.]+'>:\s*")
 _SECRET_LITERAL = re.compile(r"(?i)\b(password|secret|token)(\s+|\s*=\s*)'(?:[^']|'')*'")
 _READS = ("SELECT", "SHOW", "PRAGMA", "SET ", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 _NAME = r'(?:"[^"]+"|[\w.]+)'
+# A failed CREATE INDEX CONCURRENTLY leaves an INVALID index behind on PostgreSQL.
+CONCURRENT_INDEX = re.compile(
+    rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?({_NAME})", re.I
+)
 _OBJECT_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"^ALTER TABLE (?:ONLY )?({_NAME}) ADD (?:COLUMN )?({_NAME})", re.I), "column"),
     (
@@ -118,7 +123,6 @@ class StepTracker:
     revision: str | None = None
     message: str = ""
     direction: str = ""
-    last_statement: str | None = None
     statements: list[str] = field(default_factory=list)
     persisted_upto: int = 0
     applied: list[str] = field(default_factory=list)
@@ -127,7 +131,6 @@ class StepTracker:
         self.direction, self.revision, self.message = direction, revision, message
         self.statements.clear()
         self.persisted_upto = 0
-        self.last_statement = None
 
     def finish(self) -> None:
         if self.revision is not None:
@@ -151,19 +154,14 @@ class StepTracker:
     def attach(self, connection: Connection) -> None:
         from sqlalchemy import event
 
-        event.listen(connection, "before_cursor_execute", self._before)
         event.listen(connection, "after_cursor_execute", self._after)
         event.listen(connection, "commit", self._commit)
 
     def detach(self, connection: Connection) -> None:
         from sqlalchemy import event
 
-        event.remove(connection, "before_cursor_execute", self._before)
         event.remove(connection, "after_cursor_execute", self._after)
         event.remove(connection, "commit", self._commit)
-
-    def _before(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.last_statement = statement
 
     def _after(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if self.revision is None:
@@ -227,9 +225,14 @@ class MigrationFailure:
             done = "undone" if self.direction == "downgrade" else "applied"
             text += f" ({len(self.applied)} revision(s) before it were {done} and kept)"
         if self.persisted:
-            text += (
-                f"; {name} ran non-transactional steps before failing: "
+            created = all(_is_creation(item) for item in self.persisted)
+            left = (
                 f"{_and(self.persisted)} {'exists' if len(self.persisted) == 1 else 'exist'}"
+                if created
+                else f"these stay done: {_and(self.persisted)}"
+            )
+            text += (
+                f"; {name} ran non-transactional steps before failing: {left}"
                 " — check before re-running"
             )
         return text
@@ -239,6 +242,10 @@ class MigrationFailure:
         data["transactional"] = self.transactional
         data["state"] = self.state_sentence()
         return data
+
+
+def _is_creation(item: str) -> bool:
+    return not item.endswith(" dropped") and not item.startswith("the effects of")
 
 
 def _code_label(code: str) -> str:
@@ -257,6 +264,7 @@ def failure_of(
     after: list[str],
     atomic: bool,
     retries: int = 0,
+    left_behind: list[str] | None = None,
 ) -> MigrationFailure:
     """Build the failure report of ``exc`` raised while ``tracker``'s revision ran."""
     from sqlalchemy.exc import DBAPIError
@@ -282,7 +290,7 @@ def failure_of(
         applied=list(tracker.applied),
         before=before,
         after=after,
-        persisted=tracker.persisted,
+        persisted=tracker.persisted + (left_behind or []),
         atomic=atomic,
         retries=retries,
     )

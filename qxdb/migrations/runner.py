@@ -166,6 +166,7 @@ class MigrationRun:
     after: list[str]
     steps: list[AppliedStep]
     waited_seconds: float
+    retries: int = 0  # revisions re-run after a lock timeout (55P03)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -488,6 +489,8 @@ async def _move(
         connection.rollback()
         return found
 
+    retried = [0]
+
     def work() -> list[str]:
         connection: Connection = cfg.attributes[CONNECTION_ATTRIBUTE]
         before[:] = read_heads(connection)
@@ -509,6 +512,7 @@ async def _move(
                     ):
                         raise MigrationError(failure.sentence(), failure=failure) from None
                     attempt += 1
+                    retried[0] = attempt
                     delay = _retry_delay(attempt - 1)
                     if options.on_wait is not None:
                         options.on_wait(
@@ -529,7 +533,9 @@ async def _move(
         on_wait=options.on_wait,
         ddl_lock_timeout=options.ddl_lock_timeout,
     )
-    return MigrationRun(command_name, revision, before, after, steps, round(waited, 3))
+    return MigrationRun(
+        command_name, revision, before, after, steps, round(waited, 3), retries=retried[0]
+    )
 
 
 def _sleep(seconds: float) -> None:
@@ -555,18 +561,49 @@ def _failure(
         return None  # Alembic refused before running anything: alembic_errors says why
     if isinstance(exc, DBAPIError) and _lost_connection(exc):
         return None
+    left: list[str] = []
     try:
         if connection.in_transaction():
             connection.rollback()
         after = _heads_of(Ctx.configure(connection).get_current_heads())
+        left = _invalid_index(connection, exc)
         connection.rollback()
     except Exception:  # the state cannot be read: say what we knew before
         after = list(before)
     failure = failure_of(
-        exc, tracker, before=before, after=after, atomic=options.atomic, retries=attempt
+        exc,
+        tracker,
+        before=before,
+        after=after,
+        atomic=options.atomic,
+        retries=attempt,
+        left_behind=left,
     )
     tracker.revision = None
     return failure
+
+
+def _invalid_index(connection: Connection, exc: Exception) -> list[str]:
+    """The INVALID index a failed ``CREATE INDEX CONCURRENTLY`` leaves on PostgreSQL.
+
+    It blocks a rerun ("relation already exists") and slows every write to the table
+    until it is dropped, so the report names it.
+    """
+    from sqlalchemy import bindparam, text
+    from sqlalchemy.exc import DBAPIError
+
+    from qxdb.migrations.failure import CONCURRENT_INDEX
+
+    statement = exc.statement if isinstance(exc, DBAPIError) else None
+    match = CONCURRENT_INDEX.match(statement or "")
+    if match is None or connection.dialect.name != "postgresql":
+        return []
+    name = match[1].strip('"')
+    query = text(
+        "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"
+    ).bindparams(bindparam("name"))
+    invalid = connection.execute(query, {"name": name}).scalar()
+    return [f"invalid index {name} (DROP INDEX CONCURRENTLY it)"] if invalid else []
 
 
 def _alembic_move(

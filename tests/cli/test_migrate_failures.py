@@ -171,3 +171,39 @@ def test_an_exception_in_revision_code_names_the_revision(tmp_path: Path, sqlite
 
 def test_the_cli_default_retries_match_the_library() -> None:
     assert migrate_cli._DEFAULT_RETRIES == DEFAULT_LOCK_RETRIES
+
+
+@pytest.mark.postgres_only
+def test_a_failed_concurrent_index_names_the_invalid_index_it_left(
+    tmp_path: Path, db_url: str
+) -> None:
+    project = _project(tmp_path, non_transactional=False)
+    (project / "migrations" / "versions" / "bbbb_color.py").write_text(
+        textwrap.dedent('''
+        """unique qty"""
+        from alembic import op
+
+        revision = "bbbb"
+        down_revision = "aaaa"
+
+
+        def upgrade() -> None:
+            op.execute("INSERT INTO orders (id, qty) VALUES (2, 5)")
+            with op.get_context().autocommit_block():
+                op.create_index(
+                    "ux_orders_qty", "orders", ["qty"], unique=True, postgresql_concurrently=True
+                )
+
+
+        def downgrade() -> None:
+            op.drop_index("ux_orders_qty", "orders")
+        ''')
+    )
+    line = one_error(run(project, "migrate", "up", url=db_url), 1)
+    assert "revision bbbb (unique qty) failed:" in line and "[SQLSTATE 23505]" in line
+    assert "statement: CREATE UNIQUE INDEX CONCURRENTLY ux_orders_qty ON orders (qty)" in line
+    assert (
+        "bbbb ran non-transactional steps before failing: these stay done: the effects of "
+        "INSERT INTO orders (id, qty) VALUES (2, 5) and invalid index ux_orders_qty "
+        "(DROP INDEX CONCURRENTLY it) — check before re-running"
+    ) in line
