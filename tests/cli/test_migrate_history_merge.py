@@ -114,3 +114,14 @@ def test_migrate_test_on_postgresql_uses_and_drops_a_scratch_database(
     # Gone afterwards: the scratch database cannot be connected to.
     gone = run(tmp_path, "migrate", "current", url=postgres_url.rsplit("/", 1)[0] + "/" + name)
     assert "does not exist" in one_error(gone, 3)
+
+
+def test_the_demo_history_passes_the_kit_on_both_dialects(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    workspace = tmp_path / "shop"
+    ok(run(tmp_path, "demo", "--dir", str(workspace), url=None))
+    for url in (None, postgres_url):  # the demo's own SQLite file (untouched), PostgreSQL
+        report = json.loads(ok(run(workspace, "migrate", "test", "--json", url=url)).stdout)
+        assert report["ok"] is True, report["problems"]
+        assert report["revisions"] >= 1 and "stairway" in report["passed"]
