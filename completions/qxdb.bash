@@ -8,7 +8,7 @@
 __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
-        'qxdb migrate') printf '%s\n' init revision up down stamp current history heads check lint ;;
+        'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test ;;
         'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
@@ -23,14 +23,15 @@ __qxdb_options() {
         'qxdb migrate') printf '%s\n' -h --help ;;
         'qxdb migrate init') printf '%s\n' --metadata -h --help ;;
         'qxdb migrate revision') printf '%s\n' -m --message --autogenerate -c --config -h --help ;;
-        'qxdb migrate up') printf '%s\n' --sql -c --config --lock-timeout -h --help ;;
-        'qxdb migrate down') printf '%s\n' -y --yes -c --config --lock-timeout -h --help ;;
+        'qxdb migrate up') printf '%s\n' --sql -c --config --lock-timeout --atomic --ddl-lock-timeout --retries --json -h --help ;;
+        'qxdb migrate down') printf '%s\n' -y --yes -c --config --lock-timeout --atomic --ddl-lock-timeout --retries -h --help ;;
         'qxdb migrate stamp') printf '%s\n' -c --config --lock-timeout -h --help ;;
         'qxdb migrate current') printf '%s\n' -c --config --json -h --help ;;
-        'qxdb migrate history') printf '%s\n' -c --config --json -h --help ;;
+        'qxdb migrate history') printf '%s\n' -c --config --json -v --verbose -r --range -h --help ;;
+        'qxdb migrate merge') printf '%s\n' -m --message -c --config -h --help ;;
         'qxdb migrate heads') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate check') printf '%s\n' -c --config --json -h --help ;;
-        'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --pyproject -c --config -h --help ;;
+        'qxdb migrate test') printf '%s\n' -c --config --json --in-place -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
         'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --json -h --help ;;
@@ -42,8 +43,8 @@ __qxdb_options() {
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
         'qxdb cursor encode') printf '%s\n' --secret --fingerprint --direction --json -h --help ;;
         'qxdb schema') printf '%s\n' -h --help ;;
-        'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config --baseline --write-baseline -h --help ;;
-        'qxdb schema rules') printf '%s\n' --json --explain -h --help ;;
+        'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config -h --help ;;
+        'qxdb schema rules') printf '%s\n' --json -h --help ;;
     esac
 }
 
@@ -61,9 +62,13 @@ __qxdb_value() {
         'qxdb migrate up -c') echo 'file' ;;
         'qxdb migrate up --config') echo 'file' ;;
         'qxdb migrate up --lock-timeout') echo 'text' ;;
+        'qxdb migrate up --ddl-lock-timeout') echo 'text' ;;
+        'qxdb migrate up --retries') echo 'text' ;;
         'qxdb migrate down -c') echo 'file' ;;
         'qxdb migrate down --config') echo 'file' ;;
         'qxdb migrate down --lock-timeout') echo 'text' ;;
+        'qxdb migrate down --ddl-lock-timeout') echo 'text' ;;
+        'qxdb migrate down --retries') echo 'text' ;;
         'qxdb migrate stamp -c') echo 'file' ;;
         'qxdb migrate stamp --config') echo 'file' ;;
         'qxdb migrate stamp --lock-timeout') echo 'text' ;;
@@ -71,18 +76,18 @@ __qxdb_value() {
         'qxdb migrate current --config') echo 'file' ;;
         'qxdb migrate history -c') echo 'file' ;;
         'qxdb migrate history --config') echo 'file' ;;
+        'qxdb migrate history -r') echo 'text' ;;
+        'qxdb migrate history --range') echo 'text' ;;
+        'qxdb migrate merge -m') echo 'text' ;;
+        'qxdb migrate merge --message') echo 'text' ;;
+        'qxdb migrate merge -c') echo 'file' ;;
+        'qxdb migrate merge --config') echo 'file' ;;
         'qxdb migrate heads -c') echo 'file' ;;
         'qxdb migrate heads --config') echo 'file' ;;
         'qxdb migrate check -c') echo 'file' ;;
         'qxdb migrate check --config') echo 'file' ;;
-        'qxdb migrate lint --since') echo 'text' ;;
-        'qxdb migrate lint --file') echo 'text' ;;
-        'qxdb migrate lint --format') echo 'choice table json github sarif' ;;
-        'qxdb migrate lint --rule') echo 'text' ;;
-        'qxdb migrate lint --ignore') echo 'text' ;;
-        'qxdb migrate lint --pyproject') echo 'file' ;;
-        'qxdb migrate lint -c') echo 'file' ;;
-        'qxdb migrate lint --config') echo 'file' ;;
+        'qxdb migrate test -c') echo 'file' ;;
+        'qxdb migrate test --config') echo 'file' ;;
         'qxdb outbox relay --nats-url') echo 'text' ;;
         'qxdb outbox relay --subject-prefix') echo 'text' ;;
         'qxdb outbox relay --stream') echo 'text' ;;
@@ -117,14 +122,11 @@ __qxdb_value() {
         'qxdb cursor encode --fingerprint') echo 'text' ;;
         'qxdb cursor encode --direction') echo 'text' ;;
         'qxdb schema check --metadata') echo 'text' ;;
-        'qxdb schema check --format') echo 'choice table json github sarif' ;;
+        'qxdb schema check --format') echo 'choice table json github' ;;
         'qxdb schema check --rule') echo 'text' ;;
         'qxdb schema check --ignore') echo 'text' ;;
         'qxdb schema check --schema') echo 'text' ;;
         'qxdb schema check --config') echo 'file' ;;
-        'qxdb schema check --baseline') echo 'file' ;;
-        'qxdb schema check --write-baseline') echo 'file' ;;
-        'qxdb schema rules --explain') echo 'text' ;;
     esac
 }
 

@@ -9,11 +9,11 @@
 _qxdb_commands() {
   reply=()
   case "$1" in
-    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Write an example service into a workspace and run every part of qxdb on it' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, stamp, check' 'outbox:Inspect and operate the transactional outbox' 'cursor:Decode and encode opaque pagination cursors (no database needed)' 'schema:Check tables against qxdb'\''s schema conventions') ;;
-    ('qxdb migrate') reply=('init:Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako' 'revision:Write a new revision file; --autogenerate fills it from the models (database at head)' 'up:Upgrade the database to REVISION (default: head) under the migration lock' 'down:Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)' 'stamp:Record REVISION as the database'\''s current one without running migrations (locked)' 'current:Show the revision(s) the database is at' 'history:List every revision, newest first' 'heads:List the head revision(s); more than one means branches to merge' 'check:Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head' 'lint:Check revisions for operations that lock or rewrite tables on PostgreSQL') ;;
+    ('qxdb') reply=('doctor:Connect and report the dialect, server version, URL (password hidden), pool and tables' 'demo:Write an example service into a workspace and run every part of qxdb on it' 'migrate:Alembic migrations: init, revision, up, down, current, history, heads, merge, stamp, check, test' 'outbox:Inspect and operate the transactional outbox' 'cursor:Decode and encode opaque pagination cursors (no database needed)' 'schema:Check tables against qxdb'\''s schema conventions') ;;
+    ('qxdb migrate') reply=('init:Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako' 'revision:Write a new revision file; --autogenerate fills it from the models (database at head)' 'up:Upgrade the database to REVISION (default: head) under the migration lock' 'down:Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips)' 'stamp:Record REVISION as the database'\''s current one without running migrations (locked)' 'current:Show the revision(s) the database is at' 'history:List every revision, newest first' 'merge:Write a merge revision that joins the heads (two branches) into one' 'heads:List the head revision(s); more than one means branches to merge' 'check:Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head' 'test:Test the migration history: one head; empty -> head; models match at head; every downgrade runs; the stairway (up, down one, up) leaves no trace; each revision'\''s --sql renders') ;;
     ('qxdb outbox') reply=('relay:Deliver pending outbox events to NATS JetStream, at least once and de-duplicated' 'inspect:List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error' 'show:Print the event envelope of one outbox row as pretty JSON' 'stats:Counts by status and by event name, and the lag (age of the oldest pending row)' 'replay:Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids' 'purge:Delete rows published longer ago than --older-than, in batches of 10,000') ;;
     ('qxdb cursor') reply=('decode:Show the values in a cursor, with their types, and whether its signature verified' 'encode:Build a cursor token from JSON values; signed when a secret is given or configured') ;;
-    ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules (built-in and from installed plugins): id, name, default severity, where they apply, rationale and fix') ;;
+    ('qxdb schema') reply=('check:Check every table for qxdb'\''s conventions; print findings grouped by table' 'rules:List the rules: id, name, default severity, where they apply, rationale and fix') ;;
   esac
 }
 
@@ -26,14 +26,15 @@ _qxdb_options() {
     ('qxdb migrate') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate init') reply=('--metadata:Import path of the models'\'' MetaData: package.module:metadata.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate revision') reply=('-m:What the revision does.' '--message:What the revision does.' '--autogenerate:Write the differences between models and database.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb migrate up') reply=('--sql:Print the SQL instead of running it (start:end allowed).' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb migrate down') reply=('-y:Do not ask for confirmation.' '--yes:Do not ask for confirmation.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate up') reply=('--sql:Print the SQL instead of running it (start:end allowed).' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '--atomic:One transaction for the whole run (all or nothing). Default: one per revision, so a failure keeps the revisions before it.' '--ddl-lock-timeout:Seconds a migration statement may wait for a table lock (PostgreSQL lock_timeout; 0: forever). Default: QX_DB__LOCK_TIMEOUT_MS if set, else 5.' '--retries:Retry a revision that hit the DDL lock timeout this many times (jittered backoff).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate down') reply=('-y:Do not ask for confirmation.' '--yes:Do not ask for confirmation.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '--atomic:One transaction for the whole run (all or nothing). Default: one per revision, so a failure keeps the revisions before it.' '--ddl-lock-timeout:Seconds a migration statement may wait for a table lock (PostgreSQL lock_timeout; 0: forever). Default: QX_DB__LOCK_TIMEOUT_MS if set, else 5.' '--retries:Retry a revision that hit the DDL lock timeout this many times (jittered backoff).' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate stamp') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--lock-timeout:Seconds to wait while another migration holds the migration lock.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate current') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb migrate history') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate history') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-v:Parents, date, file and branch marks of each revision, and a marker on the revision the database is at (reads the database).' '--verbose:Parents, date, file and branch marks of each revision, and a marker on the revision the database is at (reads the database).' '-r:Only revisions from A up to B (A:B; either side may be empty).' '--range:Only revisions from A up to B (A:B; either side may be empty).' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate merge') reply=('-m:What the merge joins.' '--message:What the merge joins.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate heads') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate check') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb migrate lint') reply=('--all:Lint every revision.' '--since:Lint the revisions after REV.' '--file:Lint this revision file on its own, no project needed (repeatable).' '--format:table for people, json for programs, github or sarif for CI.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--pyproject:pyproject.toml holding [tool.qxdb.lint]. Default: ./pyproject.toml if present.' '-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb migrate test') reply=('-c:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--config:Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.' '--json:Print one JSON document.' '--in-place:Use the configured database (it must be empty) instead of a scratch database.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox relay') reply=('--nats-url:NATS server URL.' '--subject-prefix:Subjects are <prefix>.<event name>, e.g. acme.orders.placed.' '--stream:JetStream stream name (default: QXDB_<PREFIX>).' '--create-stream:Create the stream over <prefix>.> when it is missing.' '--no-create-stream:Create the stream over <prefix>.> when it is missing.' '--duplicate-window:Duplicate window of a created stream, s.' '--batch-size:Rows per claim.' '--max-attempts:Attempts before a row is dead.' '--ordered:Keep recorded order per ordering key.' '--once:Drain what is deliverable now, then exit.' '--lease-seconds:How long a claim is held.' '--poll-interval:Fallback poll when idle, seconds.' '--worker-id:Name of this relay in leases.' '--json:Print the final counters as one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb outbox inspect') reply=('-s:pending (undelivered, incl. failed), failed, published, dead or all.' '--status:pending (undelivered, incl. failed), failed, published, dead or all.' '-e:Event name, exact or a glob such as '\''orders.*'\''.' '--event:Event name, exact or a glob such as '\''orders.*'\''.' '--tenant:Tenant id (UUID).' '--since:Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).' '--until:Occurred before (same forms as --since).' '--id:A row id; repeat for several.' '-n:' '--limit:' '--after:Continue after this id (from the previous page).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
@@ -45,8 +46,8 @@ _qxdb_options() {
     ('qxdb cursor decode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--allow-unsigned:Show an unsigned token even though a secret is configured.' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb cursor encode') reply=('--secret:HMAC key to sign with / verify against. Default: QX_DB__CURSOR_SECRET (QX_DB__CURSOR_PREVIOUS_SECRETS still verify). Prefer the environment: a command line is visible to other users.' '--fingerprint:Fingerprint to carry (default: the document'\''s).' '--direction:next or previous (default: the document'\''s, else next).' '--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb schema') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb schema check') reply=('--metadata:Check the models: a MetaData (or an object with .metadata) to import.' '--database:Check the live database (--database-url / QX_DB__URL).' '--format:table for people, json for programs, github for CI annotations, sarif (2.1.0) for code scanning.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--schema:With --database: the schema to reflect. Default: the connection'\''s default.' '--config:pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.' '--baseline:Accept the findings recorded in FILE: only new ones fail; those that disappeared are listed so the file can shrink.' '--write-baseline:Record every current finding in FILE (JSON, for version control) and exit 0.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
-    ('qxdb schema rules') reply=('--json:Print one JSON document.' '--explain:Print one rule'\''s documentation: why it matters, how to fix, how to configure.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb schema check') reply=('--metadata:Check the models: a MetaData (or an object with .metadata) to import.' '--database:Check the live database (--database-url / QX_DB__URL).' '--format:table for people, json for programs, github for CI.' '--json:Same as --format json.' '--rule:Run only this rule (repeatable).' '--ignore:Turn this rule off (repeatable).' '--schema:With --database: the schema to reflect. Default: the connection'\''s default.' '--config:pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb schema rules') reply=('--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
   esac
 }
 
@@ -65,9 +66,13 @@ _qxdb_value() {
     ('qxdb migrate up -c') reply=('file') ;;
     ('qxdb migrate up --config') reply=('file') ;;
     ('qxdb migrate up --lock-timeout') reply=('text') ;;
+    ('qxdb migrate up --ddl-lock-timeout') reply=('text') ;;
+    ('qxdb migrate up --retries') reply=('text') ;;
     ('qxdb migrate down -c') reply=('file') ;;
     ('qxdb migrate down --config') reply=('file') ;;
     ('qxdb migrate down --lock-timeout') reply=('text') ;;
+    ('qxdb migrate down --ddl-lock-timeout') reply=('text') ;;
+    ('qxdb migrate down --retries') reply=('text') ;;
     ('qxdb migrate stamp -c') reply=('file') ;;
     ('qxdb migrate stamp --config') reply=('file') ;;
     ('qxdb migrate stamp --lock-timeout') reply=('text') ;;
@@ -75,18 +80,18 @@ _qxdb_value() {
     ('qxdb migrate current --config') reply=('file') ;;
     ('qxdb migrate history -c') reply=('file') ;;
     ('qxdb migrate history --config') reply=('file') ;;
+    ('qxdb migrate history -r') reply=('text') ;;
+    ('qxdb migrate history --range') reply=('text') ;;
+    ('qxdb migrate merge -m') reply=('text') ;;
+    ('qxdb migrate merge --message') reply=('text') ;;
+    ('qxdb migrate merge -c') reply=('file') ;;
+    ('qxdb migrate merge --config') reply=('file') ;;
     ('qxdb migrate heads -c') reply=('file') ;;
     ('qxdb migrate heads --config') reply=('file') ;;
     ('qxdb migrate check -c') reply=('file') ;;
     ('qxdb migrate check --config') reply=('file') ;;
-    ('qxdb migrate lint --since') reply=('text') ;;
-    ('qxdb migrate lint --file') reply=('text') ;;
-    ('qxdb migrate lint --format') reply=('choice table json github sarif') ;;
-    ('qxdb migrate lint --rule') reply=('text') ;;
-    ('qxdb migrate lint --ignore') reply=('text') ;;
-    ('qxdb migrate lint --pyproject') reply=('file') ;;
-    ('qxdb migrate lint -c') reply=('file') ;;
-    ('qxdb migrate lint --config') reply=('file') ;;
+    ('qxdb migrate test -c') reply=('file') ;;
+    ('qxdb migrate test --config') reply=('file') ;;
     ('qxdb outbox relay --nats-url') reply=('text') ;;
     ('qxdb outbox relay --subject-prefix') reply=('text') ;;
     ('qxdb outbox relay --stream') reply=('text') ;;
@@ -121,14 +126,11 @@ _qxdb_value() {
     ('qxdb cursor encode --fingerprint') reply=('text') ;;
     ('qxdb cursor encode --direction') reply=('text') ;;
     ('qxdb schema check --metadata') reply=('text') ;;
-    ('qxdb schema check --format') reply=('choice table json github sarif') ;;
+    ('qxdb schema check --format') reply=('choice table json github') ;;
     ('qxdb schema check --rule') reply=('text') ;;
     ('qxdb schema check --ignore') reply=('text') ;;
     ('qxdb schema check --schema') reply=('text') ;;
     ('qxdb schema check --config') reply=('file') ;;
-    ('qxdb schema check --baseline') reply=('file') ;;
-    ('qxdb schema check --write-baseline') reply=('file') ;;
-    ('qxdb schema rules --explain') reply=('text') ;;
   esac
 }
 

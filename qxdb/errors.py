@@ -33,7 +33,10 @@ never contain a password: build them with :func:`qxdb.urls.display_url`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qxdb.migrations.failure import MigrationFailure
 
 __all__ = [
     "BrokerUnavailableError",
@@ -152,9 +155,26 @@ class MigrationLockTimeoutError(DatabaseUnavailableError):
 
 
 class MigrationError(Error):
-    """A migration ran and failed, or the database is not in a state the command needs."""
+    """A migration ran and failed, or the database is not in a state the command needs.
+
+    When a revision failed, ``failure`` says which, with what statement and database error,
+    and the state it left (also in ``details``, for ``--json``).
+    """
 
     default_code = "migration"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        failure: MigrationFailure | None = None,
+    ) -> None:
+        if failure is not None:
+            details = {**(details or {}), "failure": failure.to_dict()}
+        super().__init__(message, code=code, details=details)
+        self.failure = failure
 
 
 class DispatchLoopError(Error):

@@ -7,6 +7,8 @@ renders the result. Alembic and SQLAlchemy are imported inside the commands, so
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,7 +22,8 @@ if TYPE_CHECKING:
     from qxdb.settings import DatabaseSettings
 
 app = typer.Typer(
-    help="Alembic migrations: init, revision, up, down, current, history, heads, stamp, check.",
+    help="Alembic migrations: init, revision, up, down, current, history, heads, merge, stamp, "
+    "check, test.",
     no_args_is_help=True,
 )
 
@@ -43,7 +46,34 @@ LockTimeoutOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+AtomicOption = Annotated[
+    bool,
+    typer.Option(
+        "--atomic",
+        help="One transaction for the whole run (all or nothing). Default: one per revision, "
+        "so a failure keeps the revisions before it.",
+    ),
+]
+DdlLockTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--ddl-lock-timeout",
+        min=0,
+        help="Seconds a migration statement may wait for a table lock (PostgreSQL lock_timeout; "
+        "0: forever). Default: QX_DB__LOCK_TIMEOUT_MS if set, else 5.",
+        show_default=False,
+    ),
+]
+RetriesOption = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        help="Retry a revision that hit the DDL lock timeout this many times (jittered backoff).",
+    ),
+]
 _DEFAULT_LOCK_TIMEOUT = defaults.MIGRATION_LOCK_TIMEOUT_SECONDS
+_DEFAULT_RETRIES = defaults.MIGRATION_LOCK_RETRIES
 # Lets a relative revision such as -1 through as an argument instead of an unknown option.
 _RELATIVE_REVISIONS: dict[str, Any] = {"ignore_unknown_options": True}
 
@@ -72,7 +102,23 @@ def _revision_line(info: RevisionInfo, *, current: bool = False) -> str:
     return f"{info.revision}{suffix}  {info.message}".rstrip()
 
 
-def _finish(run: MigrationRun) -> None:
+@contextmanager
+def _json_failure(as_json: bool) -> Iterator[None]:
+    """With --json, a failed run is still one JSON document on stdout (and one line on stderr)."""
+    from qxdb.errors import Error
+
+    try:
+        yield
+    except Error as exc:
+        if as_json:
+            render.print_json({"ok": False, "error": exc.to_dict()})
+        raise
+
+
+def _finish(run: MigrationRun, as_json: bool = False) -> None:
+    if as_json:
+        render.print_json({"ok": True, **run.to_dict()})
+        return
     if not run.steps:
         where = ", ".join(run.after) or "base (no revision)"
         render.out().print(f"nothing to do: the database is at {where}", markup=False)
@@ -161,11 +207,18 @@ def up(
     ] = False,
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = _DEFAULT_LOCK_TIMEOUT,
+    atomic: AtomicOption = False,
+    ddl_lock_timeout: DdlLockTimeoutOption = None,
+    retries: RetriesOption = _DEFAULT_RETRIES,
+    as_json: JsonOption = False,
 ) -> None:
     """Upgrade the database to REVISION (default: head) under the migration lock.
 
-    Another deploy migrating the same database at the same moment makes this one wait
-    (saying so on stderr) up to --lock-timeout seconds, then exit 3.
+    Each revision runs in its own transaction. A failure names the revision, the
+    statement, the database error and the state it left, and exits 1. A statement that
+    waits longer than --ddl-lock-timeout for a table lock is cancelled and its revision
+    retried (--retries). Another deploy migrating the same database at the same moment
+    makes this one wait (saying so on stderr) up to --lock-timeout seconds, then exit 3.
 
     Example: qxdb migrate up
     """
@@ -178,17 +231,21 @@ def up(
         text = upgrade_sql(revision, config=config, settings=settings)
         render.out().print(text, markup=False, end="")
         return
-    run = asyncio.run(
-        upgrade(
-            revision,
-            config=config,
-            settings=settings,
-            lock_timeout=lock_timeout,
-            on_wait=_waiting,
-            on_step=_step,
+    with _json_failure(as_json):
+        run = asyncio.run(
+            upgrade(
+                revision,
+                config=config,
+                settings=settings,
+                lock_timeout=lock_timeout,
+                on_wait=_waiting,
+                on_step=None if as_json else _step,
+                atomic=atomic,
+                ddl_lock_timeout=ddl_lock_timeout,
+                retries=retries,
+            )
         )
-    )
-    _finish(run)
+    _finish(run, as_json)
 
 
 @app.command("down", context_settings=_RELATIVE_REVISIONS)
@@ -200,6 +257,9 @@ def down(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = _DEFAULT_LOCK_TIMEOUT,
+    atomic: AtomicOption = False,
+    ddl_lock_timeout: DdlLockTimeoutOption = None,
+    retries: RetriesOption = _DEFAULT_RETRIES,
 ) -> None:
     """Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips).
 
@@ -237,6 +297,9 @@ def down(
             lock_timeout=lock_timeout,
             on_wait=_waiting,
             on_step=_step,
+            atomic=atomic,
+            ddl_lock_timeout=ddl_lock_timeout,
+            retries=retries,
         )
     )
     _finish(run)
@@ -293,22 +356,96 @@ def current(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 
 @app.command("history")
-def history(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List every revision, newest first. Needs no database.
+def history(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Parents, date, file and branch marks of each revision, and a marker on the "
+            "revision the database is at (reads the database).",
+        ),
+    ] = False,
+    rev_range: Annotated[
+        str | None,
+        typer.Option(
+            "--range",
+            "-r",
+            help="Only revisions from A up to B (A:B; either side may be empty).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """List every revision, newest first. Needs no database (except --verbose).
 
-    Example: qxdb migrate history --json
+    Example: qxdb migrate history --verbose --range ae1027a6:head
     """
-    from qxdb.migrations import history as read_history
+    import asyncio
 
-    revisions = read_history(config=config)
+    from qxdb.migrations import current as read_current, history as read_history
+
+    revisions = read_history(config=config, rev_range=rev_range)
+    at: list[str] = []
+    if verbose:
+        state = asyncio.run(read_current(config=config, settings=_settings()))
+        at = [r.revision for r in state.current] + state.unknown
     if as_json:
-        render.print_json([r.to_dict() for r in revisions])
+        document: Any = [
+            r.to_dict() | ({"current": r.revision in at} if verbose else {}) for r in revisions
+        ]
+        render.print_json(document)
         return
     if not revisions:
         render.out().print("no revisions yet", markup=False)
     for info in revisions:
         parents = ", ".join(info.down_revisions) or "base"
-        render.out().print(f"{parents} -> {_revision_line(info)}", markup=False)
+        is_current = info.revision in at
+        if not verbose:
+            render.out().print(f"{parents} -> {_revision_line(info)}", markup=False)
+            continue
+        marker = "*" if is_current else " "
+        render.out().print(f"{marker} {_revision_line(info, current=is_current)}", markup=False)
+        kinds = [
+            k for k, on in (("merge", info.is_merge), ("branch point", info.is_branch_point)) if on
+        ]
+        details = [
+            f"parents: {parents}",
+            *([f"created: {info.created}"] if info.created else []),
+            *([f"branch labels: {', '.join(info.branch_labels)}"] if info.branch_labels else []),
+            *([f"kind: {', '.join(kinds)}"] if kinds else []),
+            f"file: {_relative(Path(info.path))}",
+        ]
+        for line in details:
+            render.out().print(f"    {line}", markup=False)
+    if verbose and not at:
+        render.note("the database has no revision applied (* marks the current revision)")
+
+
+@app.command("merge")
+def merge(
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="What the merge joins.", show_default=False),
+    ] = None,
+    revisions: Annotated[
+        list[str] | None,
+        typer.Argument(help="Revisions to merge. Default: every head.", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a merge revision that joins the heads (two branches) into one. Needs no database.
+
+    Example: qxdb migrate merge -m "join billing and shipping"
+    """
+    from qxdb.migrations import merge as write_merge
+
+    info = write_merge(message, revisions=revisions or None, config=config)
+    render.out().print(f"wrote {_relative(Path(info.path))}", markup=False)
+    render.note(
+        f"merged {', '.join(info.down_revisions)} into {info.revision}; next: qxdb migrate up"
+    )
 
 
 @app.command("heads")
@@ -355,6 +492,61 @@ def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     if not report.ok:
         render.note(f"qxdb: check failed: {len(report.problems)} problem(s)")
         raise typer.Exit(1)
+
+
+@app.command("test")
+def run_tests(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place",
+            help="Use the configured database (it must be empty) instead of a scratch database.",
+        ),
+    ] = False,
+) -> None:
+    """Test the migration history: one head; empty -> head; models match at head; every
+    downgrade runs; the stairway (up, down one, up) leaves no trace; each revision's --sql
+    renders. Exit 1 listing each problem.
+
+    Runs on a scratch database it creates beside the configured one and drops afterwards
+    (a temporary file on SQLite; CREATE DATABASE on PostgreSQL, which needs CREATEDB).
+
+    Example: qxdb migrate test --json
+    """
+    import asyncio
+
+    from qxdb.migrations.testkit import KitReport, run_testkit, scratch_database
+    from qxdb.urls import display_url
+
+    settings = _settings()
+
+    async def kit() -> KitReport:
+        if in_place:
+            return await run_testkit(config=config, settings=settings)
+        async with scratch_database(settings) as scratch:
+            render.note(
+                f"scratch database: {display_url(scratch.resolved_url)} (dropped afterwards)"
+            )
+            return await run_testkit(config=config, settings=scratch)
+
+    report = asyncio.run(kit())
+    if as_json:
+        render.print_json(report.to_dict())
+    else:
+        for check in report.passed:
+            render.out().print(f"ok       {check}", markup=False)
+        for check, reason in report.skipped.items():
+            render.out().print(f"skipped  {check}: {reason}", markup=False)
+        for problem in report.problems:
+            render.out().print(f"problem  {problem.line()}", markup=False)
+    if not report.ok:
+        render.note(
+            f"qxdb: migrate test: {len(report.problems)} problem(s) in {report.revisions} revision(s)"
+        )
+        raise typer.Exit(1)
+    render.note(f"ok: {report.revisions} revision(s) passed every check")
 
 
 from qxdb_cli import migrate_lint as _lint  # noqa: E402, F401 - registers `qxdb migrate lint`

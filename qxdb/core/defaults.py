@@ -10,6 +10,8 @@ __all__ = [
     "BULK_BATCH_SIZE",
     "DEMO_ORDERS",
     "MAX_EVENT_ROUNDS",
+    "MIGRATION_DDL_LOCK_TIMEOUT_SECONDS",
+    "MIGRATION_LOCK_RETRIES",
     "MIGRATION_LOCK_TIMEOUT_SECONDS",
     "NATS_URL",
     "OUTBOX_LIST_LIMIT",
@@ -32,6 +34,10 @@ OUTBOX_LIST_LIMIT_MAX = 10_000
 BULK_BATCH_SIZE = 10_000
 # Seconds `qxdb migrate upgrade|downgrade|stamp` waits for another migration's lock.
 MIGRATION_LOCK_TIMEOUT_SECONDS = 300.0
+# PostgreSQL lock_timeout of migration statements (QX_DB__LOCK_TIMEOUT_MS overrides it), and
+# how often a revision that hit it is retried.
+MIGRATION_DDL_LOCK_TIMEOUT_SECONDS = 5.0
+MIGRATION_LOCK_RETRIES = 3
 # Rounds of event handlers a unit of work drains before it calls it a loop.
 MAX_EVENT_ROUNDS = 10
 # The relay (RelayConfig and `qxdb outbox relay`).

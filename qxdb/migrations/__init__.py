@@ -5,17 +5,20 @@
 - :func:`init_project` lays down the qxdb template (``qxdb migrate init``);
 - :func:`upgrade`, :func:`downgrade`, :func:`stamp` (under the migration lock),
   :func:`revision`, :func:`current`, :func:`history`, :func:`heads`, :func:`check`,
-  :func:`plan_downgrade` and :func:`upgrade_sql` are the commands, callable from code::
+  :func:`plan_downgrade`, :func:`merge` and :func:`upgrade_sql` are the commands, callable from code::
 
       from qxdb.migrations import upgrade
 
       run = await upgrade(lock_timeout=120)   # at service start-up
 """
 
+from qxdb.migrations.connection import DEFAULT_DDL_LOCK_TIMEOUT
 from qxdb.migrations.env import run_async_migrations, target_metadata_from_config
+from qxdb.migrations.failure import MigrationFailure
 from qxdb.migrations.lock import MigrationLockTimeoutError, migration_lock
 from qxdb.migrations.project import find_config, import_metadata
 from qxdb.migrations.runner import (
+    DEFAULT_LOCK_RETRIES,
     DEFAULT_LOCK_TIMEOUT,
     AppliedStep,
     CheckReport,
@@ -29,6 +32,7 @@ from qxdb.migrations.runner import (
     downgrade,
     heads,
     history,
+    merge,
     plan_downgrade,
     revision,
     stamp,
@@ -38,12 +42,15 @@ from qxdb.migrations.runner import (
 from qxdb.migrations.scaffold import InitResult, init_project
 
 __all__ = [
+    "DEFAULT_DDL_LOCK_TIMEOUT",
+    "DEFAULT_LOCK_RETRIES",
     "DEFAULT_LOCK_TIMEOUT",
     "AppliedStep",
     "CheckReport",
     "CurrentState",
     "InitResult",
     "MigrationError",
+    "MigrationFailure",
     "MigrationLockTimeoutError",
     "MigrationRun",
     "NewRevision",
@@ -56,6 +63,7 @@ __all__ = [
     "history",
     "import_metadata",
     "init_project",
+    "merge",
     "migration_lock",
     "plan_downgrade",
     "revision",

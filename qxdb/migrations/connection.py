@@ -1,25 +1,64 @@
 """The engine migrations run on.
 
-Unpooled (a migration run opens two connections at most: the lock and the migration),
-and with the *explicitly configured* ``QX_DB__STATEMENT_TIMEOUT_MS`` and
-``QX_DB__LOCK_TIMEOUT_MS`` applied to every connection on PostgreSQL. The library's
-default statement timeout (10 s, meant for request queries) is not applied to migrations:
-an index build on a large table runs for minutes. ``lock_timeout`` is the setting that
-keeps a migration from queueing behind a long transaction while blocking every query
-after it; set it for deploys (``QX_DB__LOCK_TIMEOUT_MS=5000``).
+Unpooled (a migration run opens two connections at most: the lock and the migration).
+
+Timeouts on PostgreSQL: the *explicitly configured* ``QX_DB__STATEMENT_TIMEOUT_MS`` is
+applied; the library's default statement timeout (10 s, meant for request queries) is
+not, since an index build on a large table runs for minutes. ``lock_timeout`` always is:
+``QX_DB__LOCK_TIMEOUT_MS`` when set, else :data:`DEFAULT_DDL_LOCK_TIMEOUT` (5 s), or what
+the caller passes (``--ddl-lock-timeout``). A migration queued behind a long transaction
+for an ACCESS EXCLUSIVE lock makes every later query on that table queue behind *it*;
+the lock timeout bounds that stall, and the runner retries the revision.
+
+On SQLite the driver (``sqlite3`` in its legacy mode) opens transactions only before
+INSERT/UPDATE/DELETE, so DDL would commit statement by statement and a failed revision
+would leave half its tables behind. The migration engine therefore emits ``BEGIN``
+itself (SQLAlchemy's documented recipe), which makes SQLite's DDL transactional like
+PostgreSQL's: a failed revision leaves nothing (outside an ``autocommit_block``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from qxdb.core.defaults import MIGRATION_DDL_LOCK_TIMEOUT_SECONDS
 from qxdb.engine import create_engine
 from qxdb.settings import DatabaseSettings
 
-__all__ = ["migration_engine", "migration_settings"]
+__all__ = [
+    "DEFAULT_DDL_LOCK_TIMEOUT",
+    "ddl_lock_timeout_ms",
+    "migration_engine",
+    "migration_settings",
+]
+
+DEFAULT_DDL_LOCK_TIMEOUT = MIGRATION_DDL_LOCK_TIMEOUT_SECONDS
 
 
-def migration_settings(settings: DatabaseSettings) -> DatabaseSettings:
+def ddl_lock_timeout_ms(settings: DatabaseSettings, override: float | None = None) -> int:
+    """The ``lock_timeout`` of migration statements, in ms (0: wait forever).
+
+    ``override`` (seconds, ``--ddl-lock-timeout``) first, then an explicitly set
+    ``QX_DB__LOCK_TIMEOUT_MS``, then :data:`DEFAULT_DDL_LOCK_TIMEOUT`.
+    """
+    if override is not None:
+        if override < 0:
+            from qxdb.errors import ValidationError
+
+            raise ValidationError(f"the DDL lock timeout must be >= 0 seconds, not {override:g}")
+        return round(override * 1000)
+    if "lock_timeout_ms" in settings.model_fields_set and settings.lock_timeout_ms is not None:
+        return settings.lock_timeout_ms
+    return round(DEFAULT_DDL_LOCK_TIMEOUT * 1000)
+
+
+def migration_settings(
+    settings: DatabaseSettings, *, ddl_lock_timeout: float | None = None
+) -> DatabaseSettings:
     explicit = settings.model_fields_set
     return settings.model_copy(
         update={
@@ -27,10 +66,28 @@ def migration_settings(settings: DatabaseSettings) -> DatabaseSettings:
             "statement_timeout_ms": settings.statement_timeout_ms
             if "statement_timeout_ms" in explicit
             else None,
-            "lock_timeout_ms": settings.lock_timeout_ms if "lock_timeout_ms" in explicit else None,
+            "lock_timeout_ms": ddl_lock_timeout_ms(settings, ddl_lock_timeout) or None,
         }
     )
 
 
-def migration_engine(settings: DatabaseSettings) -> AsyncEngine:
-    return create_engine(migration_settings(settings))
+def migration_engine(
+    settings: DatabaseSettings, *, ddl_lock_timeout: float | None = None
+) -> AsyncEngine:
+    engine = create_engine(migration_settings(settings, ddl_lock_timeout=ddl_lock_timeout))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_no_implicit_transactions)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Inside Alembic's autocommit_block the connection is in AUTOCOMMIT: SQLAlchemy then
+    # never commits, so a BEGIN here would leave the statements of the block uncommitted.
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    conn.exec_driver_sql("BEGIN")

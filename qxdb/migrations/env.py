@@ -7,7 +7,8 @@ The database URL never lives in ``alembic.ini``. It comes, in this order, from
 2. ``alembic … -x database_url=…``;
 3. :class:`~qxdb.settings.DatabaseSettings`: ``QX_DB__URL`` (unset: the embedded SQLite file).
 
-Autogenerate compares types and server defaults, renders qxdb's portable types as
+Each revision runs in its own transaction (``transaction_per_migration``), unless the
+runner asks for one transaction for the whole run (``--atomic``). Autogenerate compares types and server defaults, renders qxdb's portable types as
 ``qxdb.types.…`` (so a revision imports them rather than dialect types), and uses batch
 mode on SQLite, which cannot ``ALTER`` most things in place. When env.py runs under plain
 ``alembic`` (not under qxdb), ``upgrade``/``downgrade``/``stamp`` still take the migration
@@ -38,6 +39,7 @@ __all__ = [
     "CONNECTION_ATTRIBUTE",
     "ON_VERSION_APPLY_ATTRIBUTE",
     "SETTINGS_ATTRIBUTE",
+    "TRANSACTION_PER_MIGRATION_ATTRIBUTE",
     "run_async_migrations",
     "settings_for",
     "target_metadata_from_config",
@@ -48,6 +50,7 @@ __all__ = [
 CONNECTION_ATTRIBUTE = "connection"
 SETTINGS_ATTRIBUTE = "qxdb.settings"
 ON_VERSION_APPLY_ATTRIBUTE = "qxdb.on_version_apply"
+TRANSACTION_PER_MIGRATION_ATTRIBUTE = "qxdb.transaction_per_migration"
 LOCK_TIMEOUT_SECONDS = 300.0
 _WRITING_COMMANDS = frozenset({"upgrade", "downgrade", "stamp"})
 log = logging.getLogger("qxdb.migrations")
@@ -99,6 +102,11 @@ def run_async_migrations(
     if config.attributes.get(SETTINGS_ATTRIBUTE) is None and config.config_file_name:
         _configure_logging(config)
     options: dict[str, Any] = {
+        # One transaction per revision: a failure keeps the revisions before it, and a
+        # revision that timed out on a lock can be retried alone (--atomic: one for all).
+        "transaction_per_migration": config.attributes.get(
+            TRANSACTION_PER_MIGRATION_ATTRIBUTE, True
+        ),
         "target_metadata": metadata,
         "compare_type": compare_type,
         "compare_server_default": compare_server_default,

@@ -20,19 +20,27 @@ database that cannot be reached a :class:`DatabaseUnavailableError`, a failing r
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from qxdb.core.defaults import MIGRATION_LOCK_TIMEOUT_SECONDS
+from qxdb.core.defaults import MIGRATION_LOCK_RETRIES, MIGRATION_LOCK_TIMEOUT_SECONDS
 from qxdb.engine import connect_checked
 from qxdb.errors import ConfigurationError, MigrationError, ValidationError
 from qxdb.migrations.connection import migration_engine
 from qxdb.migrations.drift import Difference, describe, flatten
-from qxdb.migrations.env import CONNECTION_ATTRIBUTE, ON_VERSION_APPLY_ATTRIBUTE, SETTINGS_ATTRIBUTE
+from qxdb.migrations.env import (
+    CONNECTION_ATTRIBUTE,
+    ON_VERSION_APPLY_ATTRIBUTE,
+    SETTINGS_ATTRIBUTE,
+    TRANSACTION_PER_MIGRATION_ATTRIBUTE,
+)
+from qxdb.migrations.failure import LOCK_NOT_AVAILABLE, MigrationFailure, StepTracker, failure_of
 from qxdb.migrations.lock import WaitCallback, migration_lock
 from qxdb.migrations.project import find_config
 from qxdb.settings import DatabaseSettings
@@ -44,6 +52,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 __all__ = [
+    "DEFAULT_LOCK_RETRIES",
     "DEFAULT_LOCK_TIMEOUT",
     "AppliedStep",
     "CheckReport",
@@ -57,6 +66,7 @@ __all__ = [
     "downgrade",
     "heads",
     "history",
+    "merge",
     "plan_downgrade",
     "revision",
     "stamp",
@@ -65,6 +75,12 @@ __all__ = [
 ]
 
 DEFAULT_LOCK_TIMEOUT = MIGRATION_LOCK_TIMEOUT_SECONDS
+# A revision that hit lock_timeout (SQLSTATE 55P03) is retried this many times, after a
+# jittered, doubling pause (about 1 s, 2 s, 4 s): long enough for a short transaction in
+# the way to end, short enough that a deploy does not hang.
+DEFAULT_LOCK_RETRIES = MIGRATION_LOCK_RETRIES
+_RETRY_BASE_SECONDS = 1.0
+_RETRY_CAP_SECONDS = 15.0
 T = TypeVar("T")
 ConfigPath = str | Path | None
 StepCallback = Callable[["AppliedStep"], None]
@@ -77,6 +93,10 @@ class RevisionInfo:
     message: str
     is_head: bool
     path: str
+    branch_labels: list[str] = field(default_factory=list)
+    is_merge: bool = False
+    is_branch_point: bool = False
+    created: str | None = None
 
     @classmethod
     def of(cls, script: Script) -> RevisionInfo:
@@ -88,10 +108,22 @@ class RevisionInfo:
             message=(script.doc or "").strip(),
             is_head=script.is_head,
             path=script.path,
+            branch_labels=sorted(script.branch_labels),
+            is_merge=script.is_merge_point,
+            is_branch_point=script.is_branch_point,
+            created=_created(script),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _created(script: Script) -> str | None:
+    # The template writes "Create Date: ..." into every revision's docstring.
+    for line in (script.longdoc or "").splitlines():
+        if line.strip().startswith("Create Date:"):
+            return line.split(":", 1)[1].strip() or None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +144,7 @@ class MigrationRun:
     after: list[str]
     steps: list[AppliedStep]
     waited_seconds: float
+    retries: int = 0  # revisions re-run after a lock timeout (55P03)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,10 +260,11 @@ async def _on_connection(
     lock: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     on_wait: WaitCallback | None = None,
+    ddl_lock_timeout: float | None = None,
 ) -> tuple[T, float]:
     """Run ``work`` (which calls Alembic) on a migration connection, under the lock if asked."""
     settings: DatabaseSettings = cfg.attributes[SETTINGS_ATTRIBUTE]
-    engine = migration_engine(settings)
+    engine = migration_engine(settings, ddl_lock_timeout=ddl_lock_timeout)
 
     def call(connection: Connection) -> T:
         cfg.attributes[CONNECTION_ATTRIBUTE] = connection
@@ -255,19 +289,31 @@ async def _on_connection(
 
 @contextmanager
 def _migration_failures(url: str) -> Iterator[None]:
+    """Driver errors outside a revision: a lost connection (exit 3) or a failed read."""
     from sqlalchemy.exc import DBAPIError
 
-    from qxdb.core.failures import is_unavailable
     from qxdb.engine import unavailable_error
 
     try:
         yield
     except DBAPIError as exc:
-        if is_unavailable(exc):
+        if _lost_connection(exc):
             raise unavailable_error(exc, url) from None
         cause = exc.orig if exc.orig is not None else exc
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise MigrationError(f"a migration failed: {type(cause).__name__}: {first}") from None
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """The connection broke under us, as opposed to a statement the database refused.
+
+    One classification for the library and the command (:mod:`qxdb.core.failures`): an
+    ``OperationalError`` from SQLite ("duplicate column", "no such table") is a failed
+    statement, not "cannot connect".
+    """
+    from qxdb.core.failures import is_unavailable
+
+    return is_unavailable(exc)
 
 
 def _heads_of(connection_heads: tuple[str, ...] | Any) -> list[str]:
@@ -285,9 +331,26 @@ async def upgrade(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     on_wait: WaitCallback | None = None,
     on_step: StepCallback | None = None,
+    atomic: bool = False,
+    ddl_lock_timeout: float | None = None,
+    retries: int = DEFAULT_LOCK_RETRIES,
 ) -> MigrationRun:
-    """Upgrade to ``revision`` (default ``head``) under the migration lock."""
-    return await _move("upgrade", revision, config, settings, lock_timeout, on_wait, on_step)
+    """Upgrade to ``revision`` (default ``head``) under the migration lock.
+
+    Each revision runs in its own transaction: a failure keeps the revisions before it
+    (``atomic=True``: one transaction for the whole run, all or nothing). Migration
+    statements wait at most ``ddl_lock_timeout`` seconds for a table lock (default
+    ``QX_DB__LOCK_TIMEOUT_MS`` if set, else 5 s); a revision that timed out is retried up
+    to ``retries`` times, each retry announced through ``on_wait``. A failing revision
+    raises :class:`MigrationError` whose ``failure`` names it.
+    """
+    return await _move(
+        "upgrade",
+        revision,
+        config,
+        settings,
+        _MoveOptions(lock_timeout, on_wait, on_step, atomic, ddl_lock_timeout, retries),
+    )
 
 
 async def downgrade(
@@ -298,11 +361,23 @@ async def downgrade(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     on_wait: WaitCallback | None = None,
     on_step: StepCallback | None = None,
+    atomic: bool = False,
+    ddl_lock_timeout: float | None = None,
+    retries: int = DEFAULT_LOCK_RETRIES,
 ) -> MigrationRun:
-    """Downgrade to ``revision`` (an id, ``-1``, ``base``) under the migration lock."""
+    """Downgrade to ``revision`` (an id, ``-1``, ``base``) under the migration lock.
+
+    Transactions, lock timeout and retries as in :func:`upgrade`.
+    """
     if not revision or not revision.strip():
         raise ValidationError("downgrade needs a target revision (an id, -1, or base)")
-    return await _move("downgrade", revision, config, settings, lock_timeout, on_wait, on_step)
+    return await _move(
+        "downgrade",
+        revision,
+        config,
+        settings,
+        _MoveOptions(lock_timeout, on_wait, on_step, atomic, ddl_lock_timeout, retries),
+    )
 
 
 async def stamp(
@@ -315,7 +390,25 @@ async def stamp(
     on_step: StepCallback | None = None,
 ) -> MigrationRun:
     """Record ``revision`` as current without running any migration (under the lock)."""
-    return await _move("stamp", revision, config, settings, lock_timeout, on_wait, on_step)
+    return await _move(
+        "stamp", revision, config, settings, _MoveOptions(lock_timeout, on_wait, on_step)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _MoveOptions:
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    on_wait: WaitCallback | None = None
+    on_step: StepCallback | None = None
+    atomic: bool = False
+    ddl_lock_timeout: float | None = None
+    retries: int = DEFAULT_LOCK_RETRIES
+
+
+def _retry_delay(attempt: int) -> float:
+    """Full-ish jitter: replicas retrying together should not collide again in step."""
+    ceiling = min(_RETRY_CAP_SECONDS, _RETRY_BASE_SECONDS * 2**attempt)
+    return round(random.uniform(ceiling / 2, ceiling), 2)
 
 
 async def _move(
@@ -323,52 +416,192 @@ async def _move(
     revision: str,
     config: ConfigPath,
     settings: DatabaseSettings | None,
-    lock_timeout: float,
-    on_wait: WaitCallback | None,
-    on_step: StepCallback | None,
+    options: _MoveOptions,
 ) -> MigrationRun:
-    from alembic import command
-
+    if options.retries < 0:
+        raise ValidationError(f"retries must be >= 0, not {options.retries}")
     cfg = _load(config, settings)
-    _scripts(cfg)  # a broken script folder fails before we connect
+    script = _scripts(cfg)  # a broken script folder fails before we connect
     steps: list[AppliedStep] = []
     before: list[str] = []
+    tracker = StepTracker(url=cfg.attributes[SETTINGS_ATTRIBUTE].resolved_url)
 
     def applied(*, ctx: MigrationContext, step: Any, heads: set[str], run_args: Any) -> None:
         if step.is_stamp:
             rev = ",".join(step.destination_revision_ids) or "base"
             done = AppliedStep("stamp", rev, "")
         else:
-            script = step.up_revision
+            doc = step.up_revision
             done = AppliedStep(
                 "upgrade" if step.is_upgrade else "downgrade",
                 step.up_revision_id,
-                (script.doc or "").strip() if script is not None else "",
+                (doc.doc or "").strip() if doc is not None else "",
             )
+        tracker.finish()
         steps.append(done)
-        if on_step is not None:
-            on_step(done)
+        if options.on_step is not None:
+            options.on_step(done)
 
     cfg.attributes[ON_VERSION_APPLY_ATTRIBUTE] = applied
-    action = getattr(command, command_name)
+    cfg.attributes[TRANSACTION_PER_MIGRATION_ATTRIBUTE] = not options.atomic
 
-    def work() -> list[str]:
+    def read_heads(connection: Connection) -> list[str]:
         from alembic.runtime.migration import MigrationContext as Ctx
 
-        connection = cfg.attributes[CONNECTION_ATTRIBUTE]
-        before[:] = _heads_of(Ctx.configure(connection).get_current_heads())
+        found = _heads_of(Ctx.configure(connection).get_current_heads())
         # End the transaction that read autobegan: Alembic must own the transactions, or
         # it takes the connection for an outer transaction and never commits.
         connection.rollback()
-        action(cfg, revision)
-        after = _heads_of(Ctx.configure(connection).get_current_heads())
-        connection.rollback()
-        return after
+        return found
+
+    retried = [0]
+
+    def work() -> list[str]:
+        connection: Connection = cfg.attributes[CONNECTION_ATTRIBUTE]
+        before[:] = read_heads(connection)
+        attempt = 0
+        tracker.attach(connection)
+        try:
+            while True:
+                try:
+                    _alembic_move(cfg, script, command_name, revision, tracker)
+                    break
+                except Exception as exc:
+                    failure = _failure(exc, connection, tracker, before, options, attempt)
+                    if failure is None:
+                        raise
+                    if (
+                        failure.code != LOCK_NOT_AVAILABLE
+                        or not failure.transactional
+                        or attempt >= options.retries
+                    ):
+                        raise MigrationError(failure.sentence(), failure=failure) from None
+                    attempt += 1
+                    retried[0] = attempt
+                    delay = _retry_delay(attempt - 1)
+                    if options.on_wait is not None:
+                        options.on_wait(
+                            f"revision {failure.revision} could not take a lock in time "
+                            f"({failure.error}; SQLSTATE {failure.code}); nothing of it was "
+                            f"kept; retry {attempt} of {options.retries} in {delay:g} s"
+                        )
+                    _sleep(delay)
+        finally:
+            tracker.detach(connection)
+        return read_heads(connection)
 
     after, waited = await _on_connection(
-        cfg, work, lock=True, lock_timeout=lock_timeout, on_wait=on_wait
+        cfg,
+        work,
+        lock=True,
+        lock_timeout=options.lock_timeout,
+        on_wait=options.on_wait,
+        ddl_lock_timeout=options.ddl_lock_timeout,
     )
-    return MigrationRun(command_name, revision, before, after, steps, round(waited, 3))
+    return MigrationRun(
+        command_name, revision, before, after, steps, round(waited, 3), retries=retried[0]
+    )
+
+
+def _sleep(seconds: float) -> None:
+    # We run inside AsyncConnection.run_sync: await on the event loop rather than block it.
+    from sqlalchemy.util import await_only
+
+    await_only(asyncio.sleep(seconds))
+
+
+def _failure(
+    exc: Exception,
+    connection: Connection,
+    tracker: StepTracker,
+    before: list[str],
+    options: _MoveOptions,
+    attempt: int,
+) -> MigrationFailure | None:
+    """The report of a failed revision, or None when ``exc`` is not one (bad target…)."""
+    from alembic.runtime.migration import MigrationContext as Ctx
+    from sqlalchemy.exc import DBAPIError
+
+    if tracker.revision is None and not isinstance(exc, DBAPIError):
+        return None  # Alembic refused before running anything: alembic_errors says why
+    if isinstance(exc, DBAPIError) and _lost_connection(exc):
+        return None
+    left: list[str] = []
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+        after = _heads_of(Ctx.configure(connection).get_current_heads())
+        left = _invalid_index(connection, exc)
+        connection.rollback()
+    except Exception:  # the state cannot be read: say what we knew before
+        after = list(before)
+    failure = failure_of(
+        exc,
+        tracker,
+        before=before,
+        after=after,
+        atomic=options.atomic,
+        retries=attempt,
+        left_behind=left,
+    )
+    tracker.revision = None
+    return failure
+
+
+def _invalid_index(connection: Connection, exc: Exception) -> list[str]:
+    """The INVALID index a failed ``CREATE INDEX CONCURRENTLY`` leaves on PostgreSQL.
+
+    It blocks a rerun ("relation already exists") and slows every write to the table
+    until it is dropped, so the report names it.
+    """
+    from sqlalchemy import bindparam, text
+    from sqlalchemy.exc import DBAPIError
+
+    from qxdb.migrations.failure import CONCURRENT_INDEX
+
+    statement = exc.statement if isinstance(exc, DBAPIError) else None
+    match = CONCURRENT_INDEX.match(statement or "")
+    if match is None or connection.dialect.name != "postgresql":
+        return []
+    name = match[1].strip('"')
+    query = text(
+        "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"
+    ).bindparams(bindparam("name"))
+    invalid = connection.execute(query, {"name": name}).scalar()
+    return [f"invalid index {name} (DROP INDEX CONCURRENTLY it)"] if invalid else []
+
+
+def _alembic_move(
+    cfg: Config, script: ScriptDirectory, direction: str, target: str, tracker: StepTracker
+) -> None:
+    """``alembic upgrade|downgrade|stamp`` online, telling ``tracker`` each step as it starts."""
+    from alembic import command
+    from alembic.runtime.environment import EnvironmentContext
+
+    if direction == "stamp":
+        command.stamp(cfg, target)
+        return
+    if ":" in target:
+        raise ValidationError(f"a range ({target}) is only allowed with --sql")
+
+    def plan(rev: Any, _context: MigrationContext) -> Iterator[Any]:
+        steps = (
+            script._upgrade_revs(target, rev)
+            if direction == "upgrade"
+            else script._downgrade_revs(target, rev)
+        )
+        return _announced(steps, direction, tracker)
+
+    with EnvironmentContext(cfg, script, fn=plan, as_sql=False, destination_rev=target):
+        script.run_env()
+
+
+def _announced(steps: list[Any], direction: str, tracker: StepTracker) -> Iterator[Any]:
+    # Alembic pulls the steps one at a time and runs each before pulling the next.
+    for step in steps:
+        doc = step.revision
+        tracker.start(direction, doc.revision, (doc.doc or "").strip())
+        yield step
 
 
 def upgrade_sql(
@@ -415,11 +648,51 @@ async def current(
     return CurrentState(known, unknown, sorted(script.get_heads()))
 
 
-def history(*, config: ConfigPath = None) -> list[RevisionInfo]:
-    """Every revision, newest first (no database needed)."""
+def history(*, config: ConfigPath = None, rev_range: str | None = None) -> list[RevisionInfo]:
+    """Every revision, newest first (no database needed).
+
+    ``rev_range`` is ``A:B`` (from A up to B, both included; either side may be empty for
+    base or heads), as ``alembic history -r`` takes it.
+    """
     script = _scripts(_load(config, None))
+    base, head = "base", "heads"
+    if rev_range is not None:
+        if rev_range.count(":") != 1:
+            raise ValidationError(
+                f"--range {rev_range!r} must look like A:B (either side may be empty)"
+            )
+        lower, upper = (part.strip() for part in rev_range.split(":"))
+        base, head = lower or "base", upper or "heads"
     with alembic_errors():
-        return [RevisionInfo.of(s) for s in script.walk_revisions()]
+        return [RevisionInfo.of(s) for s in script.walk_revisions(base=base, head=head)]
+
+
+def merge(
+    message: str | None = None,
+    *,
+    revisions: list[str] | None = None,
+    config: ConfigPath = None,
+) -> RevisionInfo:
+    """Write a merge revision joining ``revisions`` (default: every head) into one head.
+
+    The revision is written from the project's own template, so it looks like any other;
+    it has no operations. One head only: :class:`ValidationError` (nothing to merge).
+    """
+    from alembic import command
+
+    cfg = _load(config, None)
+    script = _scripts(cfg)
+    targets = revisions or sorted(script.get_heads())
+    if len(targets) < 2:
+        raise ValidationError(
+            f"nothing to merge: {len(targets)} head(s) ({', '.join(targets) or 'no revisions'})"
+        )
+    text = message or f"merge {', '.join(targets)}"
+    with alembic_errors():
+        written = command.merge(cfg, targets, message=text)
+    if written is None:
+        raise MigrationError("Alembic wrote no merge revision")
+    return RevisionInfo.of(written)
 
 
 def heads(*, config: ConfigPath = None) -> list[RevisionInfo]:
@@ -524,7 +797,7 @@ async def check(
     if len(heads_now) > 1:
         problems.append(
             f"{len(heads_now)} heads ({', '.join(heads_now)}): merge them "
-            "(alembic merge heads) so upgrades have one target"
+            "(qxdb migrate merge) so upgrades have one target"
         )
     pending = _pending(script, current_now, problems)
     if pending:
