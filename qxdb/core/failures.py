@@ -21,7 +21,7 @@ SQLAlchemy or a driver: the cause chain is walked (SQLAlchemy's ``orig``, then
 
 from __future__ import annotations
 
-__all__ = ["UNAVAILABLE_SQLSTATES", "is_unavailable", "sqlstate_of"]
+__all__ = ["UNAVAILABLE_SQLSTATES", "error_code_of", "is_unavailable", "sqlstate_of"]
 
 UNAVAILABLE_SQLSTATES: tuple[str, ...] = ("08", "28", "3D", "53300", "57P01", "57P02", "57P03")
 # SQLite primary result codes (the low byte of an extended code).
@@ -54,6 +54,18 @@ def sqlstate_of(exc: BaseException) -> str | None:
         state = getattr(exc, attr, None)
         if isinstance(state, str) and state:
             return state
+    return None
+
+
+def error_code_of(exc: BaseException) -> str | None:
+    """The SQLSTATE (PostgreSQL) or SQLite error name found along the cause chain, if any."""
+    for cause in _causes(exc):
+        state = sqlstate_of(cause)
+        if state is not None:
+            return state
+        name = getattr(cause, "sqlite_errorname", None)
+        if isinstance(name, str) and name:
+            return name
     return None
 
 

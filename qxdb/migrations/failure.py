@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from qxdb.core.failures import error_code_of
 from qxdb.urls import redact_secrets
 
 if TYPE_CHECKING:
@@ -101,18 +102,6 @@ def describe_statement(sql: str) -> str | None:
     return f"the effects of {shorten_sql(text, limit=80)}"
 
 
-def error_code_of(exc: BaseException) -> str | None:
-    """The SQLSTATE (PostgreSQL) or SQLite error name of a driver error, if it carries one."""
-    from qxdb.engine import _causes
-
-    for cause in _causes(exc):
-        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-        if isinstance(state, str) and state:
-            return state
-        name = getattr(cause, "sqlite_errorname", None)
-        if isinstance(name, str) and name:
-            return name
-    return None
 
 
 @dataclass
