@@ -479,9 +479,13 @@ class OutboxRelay:
             return id_column == any_(literal(list(ids), ARRAY(PG_UUID(as_uuid=True))))
         return id_column.in_(ids)
 
-    async def _candidates(self, session: AsyncSession) -> Any:
+    async def _candidates(self, session: AsyncSession, *, skip_scan: bool = True) -> Any:
         """Ids of rows this relay may take now: pending, due, unleased (heads only when
-        ordered), oldest first."""
+        ordered), oldest first.
+
+        Ordered, on PostgreSQL, heads come from the oldest pending rows (``skip_scan``
+        false: the cheap window) or from every key with pending rows (the skip scan).
+        """
         t = self.table
         c = t.alias("candidate")
         now = self._now()
@@ -491,7 +495,9 @@ class OutboxRelay:
             or_(c.c.next_attempt_at.is_(None), c.c.next_attempt_at <= now),
             or_(c.c.locked_until.is_(None), c.c.locked_until < now),
         )
-        if self.config.ordered and self.dialect == "postgresql":
+        if self.config.ordered and self.dialect == "postgresql" and not skip_scan:
+            candidate = candidate.where(c.c.id.in_(self._window_heads()))
+        elif self.config.ordered and self.dialect == "postgresql":
             # The heads are read by a statement of their own and handed back as an array:
             # combined into one statement, the planner may re-run the skip scan once per
             # pending row (seen: 200 s for 20,000 rows on a table without statistics).
@@ -508,6 +514,38 @@ class OutboxRelay:
                 )
             )
         return candidate.order_by(c.c.id), c
+
+    def _window_heads(self) -> Any:
+        """Heads among the oldest pending rows (PostgreSQL): the cheap ordered claim.
+
+        The window holds the ``4 x batch_size`` oldest pending rows by id, so every older
+        pending row of a key in it is in it too: a key's first row in the window *is* its
+        head. Cost grows with the window, not with the keys or the backlog (20,000
+        pending rows in 200 keys: a few ms, against 20-60 ms for the skip scan). Keys
+        whose head lies beyond the window wait for it to move on; when the window yields
+        little (few keys, or a stuck key filling it) the skip scan tops the claim up.
+        """
+        t = self.table
+        window = (
+            select(t.c.id, t.c.ordering_key, t.c.next_attempt_at, t.c.locked_until)
+            .where(t.c.published_at.is_(None), t.c.dead_at.is_(None))
+            .order_by(t.c.id)
+            .limit(self.config.batch_size * 4)
+            .subquery("window")
+        )
+        # Rows without a key are not ordered: each is a head of its own.
+        key = func.coalesce(window.c.ordering_key, cast(window.c.id, Text))
+        place = func.row_number().over(partition_by=key, order_by=window.c.id)
+        ranked = select(
+            window.c.id, window.c.next_attempt_at, window.c.locked_until, place.label("place")
+        ).subquery("ranked")
+        heads = select(ranked).where(ranked.c.place == 1).subquery("heads")
+        now = self._now()
+        # A head in flight or backing off holds its key: its next row is not taken instead.
+        return select(heads.c.id).where(
+            or_(heads.c.next_attempt_at.is_(None), heads.c.next_attempt_at <= now),
+            or_(heads.c.locked_until.is_(None), heads.c.locked_until < now),
+        )
 
     def _key_heads(self) -> Any:
         """The oldest pending row of every ordering key (PostgreSQL).
@@ -574,9 +612,23 @@ class OutboxRelay:
         return rows, deadline
 
     async def _claim_in(self, session: AsyncSession) -> list[_Row]:
+        size = self.config.batch_size
+        if not (self.config.ordered and self.dialect == "postgresql"):
+            return await self._claim_from(session, size, skip_scan=True)
+        rows = await self._claim_from(session, size, skip_scan=False)
+        if len(rows) < max(1, size // 10) and len(rows) < size:
+            # The window gave little: few keys, or a key stuck behind a failing head filling
+            # it. Every key with pending rows gets its chance through the skip scan (rows
+            # just claimed are leased now, so they are not taken twice).
+            rows += await self._claim_from(session, size - len(rows), skip_scan=True)
+        return rows
+
+    async def _claim_from(
+        self, session: AsyncSession, limit: int, *, skip_scan: bool
+    ) -> list[_Row]:
         t = self.table
-        candidate, c = await self._candidates(session)
-        candidate = candidate.limit(self.config.batch_size).with_for_update(skip_locked=True, of=c)
+        candidate, c = await self._candidates(session, skip_scan=skip_scan)
+        candidate = candidate.limit(limit).with_for_update(skip_locked=True, of=c)
         stmt = (
             update(t)
             .where(t.c.id.in_(candidate.scalar_subquery()))
