@@ -88,7 +88,12 @@ from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
 
     from qxdb.settings import DatabaseSettings
 
@@ -262,6 +267,9 @@ class OutboxRelay:
         self._database = _Outage("database", self.config.outage_reminder_seconds)
         # A failure that ends a --once run (exit 3), noticed by a batch task.
         self._fatal: BaseException | None = None
+        self._conns: dict[str, AsyncConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._claim_cache: dict[bool, Any] = {}
 
     # ------------------------------------------------------------------ control
 
@@ -307,6 +315,7 @@ class OutboxRelay:
             # ordered mode), also when it finished while a claim was running.
             self._wake.set()
 
+        patience = 0.02
         try:
             while not self._stop.is_set():
                 if self._fatal is not None:
@@ -333,9 +342,15 @@ class OutboxRelay:
                     continue
                 self._database.up()
                 if rows:
+                    patience = 0.02
                     task = asyncio.create_task(self._deliver(rows, deadline, once=once))
                     in_flight.add(task)
                     task.add_done_callback(finished)
+                    if len(rows) < self.config.batch_size:
+                        # That was all the claimable work: another claim now would find
+                        # nothing (and slow the database for the batches in flight). Wait
+                        # for a batch to finish, a NOTIFY or a stop.
+                        await self._wake.wait()
                     continue
                 slots.release()
                 if in_flight:
@@ -346,7 +361,11 @@ class OutboxRelay:
                     wait = await self._seconds_until_more_work()
                     if wait is None:
                         break
-                    await self._idle(min(max(wait, 0.02), self.config.poll_interval_seconds))
+                    # Rows held by other relays are usually marked within milliseconds
+                    # (and make the next heads claimable): look again soon, then less often.
+                    waited = min(wait, patience, self.config.poll_interval_seconds)
+                    await self._idle(max(waited, 0.02))
+                    patience *= 2
                     continue
                 if self.dialect == "postgresql" and (listener is None or listener.is_closed()):
                     # The listening connection died (server restart, network): open it
@@ -371,6 +390,7 @@ class OutboxRelay:
                     self.config.lease_seconds,
                     _short(exc),
                 )
+            await self._close_connections()
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
@@ -479,7 +499,9 @@ class OutboxRelay:
             return id_column == any_(literal(list(ids), ARRAY(PG_UUID(as_uuid=True))))
         return id_column.in_(ids)
 
-    async def _candidates(self, session: AsyncSession, *, skip_scan: bool = True) -> Any:
+    async def _candidates(
+        self, session: AsyncConnection | AsyncSession, *, skip_scan: bool = True
+    ) -> Any:
         """Ids of rows this relay may take now: pending, due, unleased (heads only when
         ordered), oldest first.
 
@@ -596,22 +618,55 @@ class OutboxRelay:
         )
         return select(head.c.id).select_from(keys).join(head, true()).union_all(unkeyed)
 
+    async def _on(self, role: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run ``work`` on this relay's own autocommit connection for ``role`` ("claim",
+        "mark"), one at a time, re-opened (and the work retried once) if it died.
+
+        Each claim and mark is one statement (a few when events fail), atomic by itself
+        and guarded by the lease, so no transaction is needed: held connections in
+        autocommit save the pool's checkout ping, BEGIN and COMMIT, three round trips of
+        four, on every batch.
+        """
+        lock = self._locks.setdefault(role, asyncio.Lock())
+
+        async def attempt() -> _T:
+            conn = self._conns.get(role)
+            if conn is None or conn.closed or conn.invalidated:
+                conn = await self.engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+                self._conns[role] = conn
+            try:
+                return await work(conn)
+            except Exception:
+                # A connection that failed mid-statement is not trusted again.
+                self._conns.pop(role, None)
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                raise
+
+        async with lock:
+            return await self._retrying(attempt)
+
+    async def _close_connections(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
     async def _claim(self) -> tuple[list[_Row], float]:
         """Claim a batch; also return when its lease ends by this process's monotonic
         clock (read before the claim is sent, so never later than the database's)."""
 
-        async def attempt() -> tuple[list[_Row], float]:
+        async def attempt(conn: AsyncConnection) -> tuple[list[_Row], float]:
             started = time.monotonic()
-            async with self.session_factory() as session, session.begin():
-                rows = await self._claim_in(session)
+            rows = await self._claim_in(conn)
             return rows, started + self.config.lease_seconds
 
-        rows, deadline = await self._retrying(attempt)
+        rows, deadline = await self._on("claim", attempt)
         rows.sort(key=lambda r: r.id)
         self.counters.claimed += len(rows)
         return rows, deadline
 
-    async def _claim_in(self, session: AsyncSession) -> list[_Row]:
+    async def _claim_in(self, session: AsyncConnection) -> list[_Row]:
         size = self.config.batch_size
         if not (self.config.ordered and self.dialect == "postgresql"):
             return await self._claim_from(session, size, skip_scan=True)
@@ -624,12 +679,26 @@ class OutboxRelay:
         return rows
 
     async def _claim_from(
-        self, session: AsyncSession, limit: int, *, skip_scan: bool
+        self, session: AsyncConnection, limit: int, *, skip_scan: bool
     ) -> list[_Row]:
+        cacheable = self.dialect == "postgresql" and limit == self.config.batch_size
+        stmt = self._claim_cache.get(skip_scan) if cacheable else None
+        if stmt is None:
+            stmt = await self._claim_statement(session, limit, skip_scan=skip_scan)
+            # A statement without per-call values (the database clock, no ids) is built
+            # once: rebuilding it costs more CPU than running it through the cache.
+            if cacheable and not (skip_scan and self.config.ordered):
+                self._claim_cache[skip_scan] = stmt
+        result = await session.execute(stmt)
+        return [_Row(*r) for r in result.all()]
+
+    async def _claim_statement(
+        self, session: AsyncConnection, limit: int, *, skip_scan: bool
+    ) -> Any:
         t = self.table
         candidate, c = await self._candidates(session, skip_scan=skip_scan)
         candidate = candidate.limit(limit).with_for_update(skip_locked=True, of=c)
-        stmt = (
+        return (
             update(t)
             .where(t.c.id.in_(candidate.scalar_subquery()))
             .values(locked_until=self._after(self.config.lease_seconds), locked_by=self.worker_id)
@@ -643,8 +712,6 @@ class OutboxRelay:
                 t.c.recorded_at,
             )
         )
-        result = await session.execute(stmt)
-        return [_Row(*r) for r in result.all()]
 
     async def _seconds_until_more_work(self) -> float | None:
         """For ``once``: None when nothing is left to do now, else how long to wait.
@@ -758,37 +825,40 @@ class OutboxRelay:
         else:
             self._broker.up()
 
-        async def write() -> int:
+        async def write(conn: AsyncConnection) -> int:
             t = self.table
             marked = 0
-            async with self.session_factory() as session, session.begin():
-                if delivered:
-                    now = self._now()
-                    result = await session.execute(
-                        update(t)
-                        .where(
-                            self._ids_match(delivered),
-                            t.c.locked_by == self.worker_id,
-                            t.c.locked_until > now,
-                        )
-                        .values(
-                            published_at=now,
-                            attempts=t.c.attempts + 1,
-                            locked_until=None,
-                            locked_by=None,
-                            next_attempt_at=None,
-                        )
+            if delivered:
+                now = self._now()
+                result = await conn.execute(
+                    update(t)
+                    .where(
+                        self._ids_match(delivered),
+                        t.c.locked_by == self.worker_id,
+                        t.c.locked_until > now,
                     )
-                    marked = int(getattr(result, "rowcount", 0) or 0)
-                for failure in failures:
-                    await session.execute(self._failure_update(failure))
-                if unavailable:
-                    await session.execute(self._release_statement(unavailable))
+                    .values(
+                        published_at=now,
+                        attempts=t.c.attempts + 1,
+                        locked_until=None,
+                        locked_by=None,
+                        next_attempt_at=None,
+                    )
+                )
+                marked = int(getattr(result, "rowcount", 0) or 0)
+            for failure in failures:
+                await conn.execute(self._failure_update(failure))
+            if unavailable:
+                await conn.execute(self._release_statement(unavailable))
+            if marked and self.config.ordered and self.dialect == "postgresql":
+                # The next rows of these keys are heads now: wake every listening
+                # relay, not only when a writer commits or a poll comes.
+                await conn.execute(select(func.pg_notify(notify_channel(t), "")))
             return marked
 
         # Every statement above matches only rows still leased to this relay and clears
         # the lease, so running it again after a lost connection changes nothing twice.
-        marked = await self._retrying(write)
+        marked = await self._on("mark", write)
         if fenced:
             self._fenced(fenced)
         self._count(marked, len(delivered), duplicates, failures, oldest)

@@ -161,7 +161,6 @@ async def test_a_broker_outage_on_a_no_color_terminal(postgres_url: str, tmp_pat
         assert_exactly_once(messages, await delivery_ids(engine))
     await engine.dispose()
     raw = term.text
-    print(repr(raw)); print("\n".join(screen(raw)))
     assert "\x1b" not in raw, "escape codes under NO_COLOR"
     lines = screen(raw)
     assert sum("broker unavailable" in line for line in lines) == 1, raw
@@ -264,7 +263,6 @@ async def test_once_exits_3_when_the_database_goes_away(
             await published_count(engine, 1, within=60)
             cut.set()
             _out, err = await asyncio.wait_for(proc.communicate(), 60)
-        print(err.decode())
         assert proc.returncode == 3, err.decode()
         errors = [x for x in err.decode().splitlines() if x.startswith("qxdb: error:")]
         assert len(errors) == 1 and "cannot connect to" in errors[0], err.decode()
