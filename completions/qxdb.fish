@@ -168,7 +168,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a stats -d 'Counts by status and 
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a replay -d 'Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a purge -d 'Delete rows published longer ago than --older-than, in batches of 10,000'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -s h -l help -d 'Show this message and exit.'
-complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l nats-url -x -d 'NATS server URL.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l nats-url -x -d 'NATS server URL (a cluster: several, comma-separated).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l subject-prefix -x -d 'Subjects are <prefix>.<event name>, e.g. acme.orders.placed.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l stream -x -d 'JetStream stream name (default: QXDB_<PREFIX>).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l create-stream -l no-create-stream -d 'Create the stream over <prefix>.> when it is missing.'

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from qxdb.core import defaults
 from qxdb_cli import render
 
+if TYPE_CHECKING:
+    from qxdb.outbox.relay import RelayCounters
+
 
 def relay(
     nats_url: Annotated[
-        str, typer.Option("--nats-url", envvar="QXDB_NATS_URL", help="NATS server URL.")
+        str,
+        typer.Option(
+            "--nats-url",
+            envvar="QXDB_NATS_URL",
+            help="NATS server URL (a cluster: several, comma-separated).",
+        ),
     ] = defaults.NATS_URL,
     subject_prefix: Annotated[
         str,
@@ -65,17 +74,21 @@ def relay(
 
     Each row goes out with its delivery id as Nats-Msg-Id, so a re-send after a crash is
     dropped by the stream's duplicate window. Run several relays on PostgreSQL to scale
-    out; on SQLite run one. SIGINT/SIGTERM finish the batch in flight and release leases.
-    Exits 3 with one line when NATS or the database cannot be reached.
+    out; on SQLite run one. While NATS is down nothing is claimed: one line when it goes,
+    a reminder every 30 s, one line when it is back.
+
+    SIGINT/SIGTERM finish the batches in flight, release the leases still held and print
+    what was published and released (exit 130 after SIGINT, 0 after SIGTERM). With
+    --once: exit 0 when every claimed event was published, 1 when some failed or went
+    dead, 3 when NATS or the database cannot be reached. Bad options exit 2.
 
     Example: qxdb outbox relay --nats-url nats://127.0.0.1:4222 --subject-prefix acme --once
     """
     import asyncio
-    import logging
     import sys
 
     from qxdb.outbox.publishers import validate_subject_prefix
-    from qxdb.outbox.relay import RelayConfig, RelayCounters, relay_to_nats
+    from qxdb.outbox.relay import RelayConfig, relay_to_nats
     from qxdb_cli.state import load_settings
 
     validate_subject_prefix(subject_prefix)
@@ -93,20 +106,11 @@ def relay(
         worker_id=worker_id,
     )
     live = sys.stderr.isatty()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    console = _RelayConsole(live=live)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("qxdb.outbox.relay")
-    logger.addHandler(handler)
-    # On a terminal the live line shows the counters; the log keeps warnings only.
-    logger.setLevel(logging.WARNING if live else logging.INFO)
-
-    # NO_COLOR: no escape codes at all, so the line is overwritten with padding instead.
-    clear = "\r" if render.plain() else "\r\x1b[2K"
-
-    def show(counters: RelayCounters) -> None:
-        sys.stderr.write(f"{clear}relay: {counters.line():<70}")
-        sys.stderr.flush()
-
+    logger.addHandler(console)
+    logger.setLevel(logging.INFO)
     try:
         final = asyncio.run(
             relay_to_nats(
@@ -118,41 +122,114 @@ def relay(
                 ensure_stream=create_stream,
                 duplicate_window_seconds=duplicate_window,
                 once=once,
-                on_batch=show if live else None,
+                on_batch=console.show if live else None,
             )
         )
     finally:
-        if live:
-            sys.stderr.write("\n")
-        logger.removeHandler(handler)
+        console.end()
+        logger.removeHandler(console)
     if as_json:
         render.print_json(final.to_dict())
+    render.note(_summary(final))
+    if final.stopped_by == "SIGINT":
+        raise typer.Exit(130)
+    if once and (final.retried or final.dead):
+        # The run finished, and some events failed or went dead in it: a finding.
+        raise typer.Exit(1)
+
+
+def _summary(counters: RelayCounters) -> str:
+    """The one line a stopped relay leaves: what it published, what it gave back."""
+    published = f"published {counters.published:,} event{'s' * (counters.published != 1)}"
+    if counters.stopped_by is None:
+        head = f"relay done: {published}"
     else:
-        render.note(f"relay stopped: {final.line()}")
+        released = counters.released
+        head = (
+            f"relay stopped by {counters.stopped_by}: {published}, released "
+            f"{released:,} lease{'s' * (released != 1)}"
+            + (" (those events are pending for the next relay)" if released else "")
+        )
+    return (
+        f"{head}; retried={counters.retried} dead={counters.dead} "
+        f"duplicates={counters.duplicates} lease_lost={counters.lease_lost + counters.fenced}"
+    )
+
+
+class _RelayConsole(logging.Handler):
+    """The relay's stderr: log lines, and on a terminal one live line of counters.
+
+    A log line first clears the live line and then draws it again below itself, so a
+    warning is never glued onto the counters. With NO_COLOR no escape code is written:
+    the live line is blanked with spaces instead.
+    """
+
+    def __init__(self, *, live: bool) -> None:
+        super().__init__()
+        self.live = live
+        self.status = ""
+
+    def _clear(self) -> str:
+        if not self.status:
+            return ""
+        return "\r" + " " * len(self.status) + "\r" if render.plain() else "\r\x1b[2K"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import sys
+
+        if self.live and getattr(record, "qxdb_counters", False):
+            return  # the live line shows these already
+        try:
+            text = self.format(record)
+            sys.stderr.write(f"{self._clear()}{text}\n{self.status}")
+            sys.stderr.flush()
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+    def show(self, counters: RelayCounters) -> None:
+        import sys
+
+        clear = self._clear()
+        self.status = f"relay: {counters.line()}"
+        sys.stderr.write(f"{clear or chr(13)}{self.status}")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        import sys
+
+        if self.status:
+            sys.stderr.write(self._clear())
+            sys.stderr.flush()
+            self.status = ""
 
 
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
 def _check_nats_url(url: str) -> None:
-    """A URL nats-py cannot use is bad input (exit 2), not an unreachable broker (exit 3)."""
+    """A URL nats-py cannot use is bad input (exit 2), not an unreachable broker (exit 3).
+
+    A cluster is a comma-separated list of servers."""
     import re
     from urllib.parse import urlsplit
 
     from qxdb.errors import ValidationError
 
-    try:
-        parts = urlsplit(url.strip())
-        valid = parts.scheme in _NATS_SCHEMES and bool(parts.hostname)
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        valid = False
+    servers = [part.strip() for part in url.split(",")]
+    valid = bool(servers)
+    for server in servers:
+        try:
+            parts = urlsplit(server)
+            valid = valid and parts.scheme in _NATS_SCHEMES and bool(parts.hostname)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            valid = False
     if not valid:
         # Whatever stands before @ may be a password or a NATS token: never echo it.
         shown = re.sub(r"//[^@/]*@", "//***@", url.strip())
         raise ValidationError(
-            f"invalid --nats-url {shown!r}: expected one server, nats://host:4222 "
-            "(or tls://, ws://, wss://)"
+            f"invalid --nats-url {shown!r}: expected nats://host:4222 (or tls://, ws://, "
+            "wss://), or several such servers separated by commas"
         )
 
 

@@ -47,10 +47,10 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -69,24 +69,38 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID as PG_UUID
-from sqlalchemy.exc import DBAPIError
 
-from qxdb.errors import BrokerUnavailableError, ConfigurationError
+from qxdb.engine import _is_connection_failure, unavailable_error
+from qxdb.errors import BrokerUnavailableError, ConfigurationError, DatabaseUnavailableError
 from qxdb.ids import utcnow
-from qxdb.outbox.publishers import OutboundMessage, Publisher, PublishOutcome, subject_for
+from qxdb.outbox.publishers import (
+    BROKER_FAULT,
+    LEASE_EXPIRED,
+    REJECTED,
+    OutboundMessage,
+    Publisher,
+    PublishOutcome,
+    subject_for,
+)
 from qxdb.outbox.recorder import notify_channel
 from qxdb.outbox.table import LAST_ERROR_MAX, OUTBOX_TABLE_NAME, outbox_table
 from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
 
     from qxdb.settings import DatabaseSettings
 
-__all__ = ["OutboxRelay", "RelayConfig", "RelayCounters", "relay_to_nats"]
+__all__ = ["OutboxRelay", "RelayConfig", "RelayCounters", "check_lease", "relay_to_nats"]
 
 log = logging.getLogger("qxdb.outbox.relay")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +117,9 @@ class RelayConfig:
     pipeline_depth: int = 3
     log_interval_seconds: float = 10.0
     worker_id: str | None = None
+    # During an outage: how often the broker is probed, and how often it is said again.
+    broker_probe_seconds: float = 0.5
+    outage_reminder_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -113,6 +130,8 @@ class RelayConfig:
             raise ConfigurationError("lease seconds must be positive")
         if self.pipeline_depth < 1:
             raise ConfigurationError("pipeline depth must be at least 1")
+        if self.broker_probe_seconds <= 0 or self.outage_reminder_seconds <= 0:
+            raise ConfigurationError("outage probe and reminder intervals must be positive")
 
 
 @dataclass(slots=True)
@@ -126,8 +145,11 @@ class RelayCounters:
     retried: int = 0
     dead: int = 0
     lease_lost: int = 0
+    fenced: int = 0
+    released: int = 0
     batches: int = 0
     lag_seconds: float = 0.0
+    stopped_by: str | None = None
 
     def snapshot(self) -> RelayCounters:
         return replace(self)
@@ -139,7 +161,7 @@ class RelayCounters:
         return (
             f"published={self.published} retried={self.retried} dead={self.dead} "
             f"lag={self.lag_seconds:.3f}s duplicates={self.duplicates} "
-            f"lease_lost={self.lease_lost}"
+            f"lease_lost={self.lease_lost + self.fenced}"
         )
 
 
@@ -159,6 +181,48 @@ class _Failure:
     error: str
     dead: bool
     delay: float = 0.0
+
+
+class _Outage:
+    """A dependency (the broker, the database) that went away: one line when it goes,
+    a reminder at most every ``remind`` seconds, one line when it is back."""
+
+    def __init__(self, what: str, remind: float) -> None:
+        self.what = what
+        self.remind = remind
+        self.since: float | None = None
+        self.reminded = 0.0
+        self.last_failure = 0.0
+        self.reason = ""
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def down(self, reason: str) -> None:
+        now = time.monotonic()
+        self.reason = reason or self.reason
+        self.last_failure = now
+        if self.since is None:
+            self.since = self.reminded = now
+            log.warning(
+                "relay: %s unavailable, claiming nothing until it is back: %s",
+                self.what,
+                self.reason,
+            )
+        elif now - self.reminded >= self.remind:
+            self.reminded = now
+            log.warning(
+                "relay: %s still unavailable after %.0f s: %s",
+                self.what,
+                now - self.since,
+                self.reason,
+            )
+
+    def up(self) -> None:
+        if self.since is not None:
+            log.warning("relay: %s back after %.1f s", self.what, time.monotonic() - self.since)
+            self.since = None
 
 
 def default_worker_id() -> str:
@@ -199,12 +263,23 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._last_log = time.monotonic()
+        self._broker = _Outage("broker", self.config.outage_reminder_seconds)
+        self._database = _Outage("database", self.config.outage_reminder_seconds)
+        # A failure that ends a --once run (exit 3), noticed by a batch task.
+        self._fatal: BaseException | None = None
+        self._conns: dict[str, AsyncConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._claim_cache: dict[bool, Any] = {}
 
     # ------------------------------------------------------------------ control
 
-    def stop(self) -> None:
-        """Stop claiming; the batches in flight finish, then leases are released."""
+    def stop(self, reason: str | None = None) -> None:
+        """Stop claiming; the batches in flight finish, then leases are released.
+
+        ``reason`` (e.g. ``"SIGTERM"``) is reported as ``counters.stopped_by``.
+        """
+        if reason is not None and self.counters.stopped_by is None:
+            self.counters.stopped_by = reason
         self._stop.set()
         self._wake.set()
 
@@ -216,44 +291,81 @@ class OutboxRelay:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def broker_available(self) -> bool:
+        """False from a broker failure until the broker answers again."""
+        return not self._broker.active
+
     async def run(self, *, once: bool = False) -> RelayCounters:
-        """Relay until stopped; with ``once``, until nothing is claimable or leased."""
+        """Relay until stopped; with ``once``, until nothing is claimable or leased.
+
+        With ``once``, an unreachable broker raises
+        :class:`~qxdb.errors.BrokerUnavailableError` and a database that stays unreachable
+        (after one retry on a fresh connection) raises
+        :class:`~qxdb.errors.DatabaseUnavailableError`, once the batches in flight are done.
+        """
         listener = await self._listen() if not once else None
         in_flight: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(self.config.pipeline_depth)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            slots.release()
+            # A finished batch can make more rows claimable (the next head of a key in
+            # ordered mode), also when it finished while a claim was running.
+            self._wake.set()
+
+        patience = 0.02
         try:
             while not self._stop.is_set():
+                if self._fatal is not None:
+                    raise self._fatal
+                if not self._broker.active and not await self._broker_ready():
+                    self._broker.down(self._broker.reason or "not connected")
+                if self._broker.active and not await self._broker_back(once, in_flight):
+                    continue
                 await slots.acquire()
                 if self._stop.is_set():
                     slots.release()
                     break
                 self._wake.clear()
                 try:
-                    rows = await self._claim()
-                except (DBAPIError, OSError) as exc:
+                    rows, deadline = await self._claim()
+                except Exception as exc:
                     slots.release()
-                    if once:
+                    if not _is_connection_failure(exc):
                         raise
-                    log.warning("relay: claim failed, retrying: %s", _short(exc))
-                    await self._idle(self.config.poll_interval_seconds)
+                    if once:
+                        raise self._database_error(exc) from None
+                    self._database.down(_short(exc))
+                    await self._pause(min(self.config.poll_interval_seconds, 1.0))
                     continue
+                self._database.up()
                 if rows:
-                    task = asyncio.create_task(self._deliver(rows))
+                    patience = 0.02
+                    task = asyncio.create_task(self._deliver(rows, deadline, once=once))
                     in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-                    task.add_done_callback(lambda _t: slots.release())
+                    task.add_done_callback(finished)
+                    if len(rows) < self.config.batch_size:
+                        # That was all the claimable work: another claim now would find
+                        # nothing (and slow the database for the batches in flight). Wait
+                        # for a batch to finish, a NOTIFY or a stop.
+                        await self._wake.wait()
                     continue
                 slots.release()
                 if in_flight:
-                    # Finishing a batch can make more rows claimable (the next head of a
-                    # key in ordered mode), so look again as soon as one completes.
-                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    # Look again as soon as a batch completes (or a NOTIFY arrives).
+                    await self._wake.wait()
                     continue
                 if once:
                     wait = await self._seconds_until_more_work()
                     if wait is None:
                         break
-                    await self._idle(min(max(wait, 0.02), self.config.poll_interval_seconds))
+                    # Rows held by other relays are usually marked within milliseconds
+                    # (and make the next heads claimable): look again soon, then less often.
+                    waited = min(wait, patience, self.config.poll_interval_seconds)
+                    await self._idle(max(waited, 0.02))
+                    patience *= 2
                     continue
                 if self.dialect == "postgresql" and (listener is None or listener.is_closed()):
                     # The listening connection died (server restart, network): open it
@@ -262,27 +374,85 @@ class OutboxRelay:
                     if listener is not None:
                         continue
                 await self._idle(self.config.poll_interval_seconds)
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+            if self._fatal is not None:
+                raise self._fatal
         finally:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
             try:
-                await self._release_mine()
+                self.counters.released += await self._retrying(lambda: self._release(None))
             except Exception as exc:
                 # Not fatal (the leases expire), but another relay waits for them: say so.
                 log.warning(
-                    "relay: leases not released at stop, they expire in %g s: %s",
+                    "relay: leases not released at stop, they expire within %g s: %s",
                     self.config.lease_seconds,
                     _short(exc),
                 )
+            await self._close_connections()
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
             self._log_counters(force=True)
         return self.counters.snapshot()
 
+    async def _broker_ready(self) -> bool:
+        """Ask the publisher, if it can tell, whether the broker takes messages now (for
+        NATS a look at the client's state): rows are never claimed for a broker known
+        to be down."""
+        ready = getattr(self.publisher, "ready", None)
+        return True if ready is None else bool(await ready())
+
+    async def _broker_back(self, once: bool, in_flight: set[asyncio.Task[None]]) -> bool:
+        """During a broker outage: True when it answers again; else wait a little.
+
+        Nothing is claimed meanwhile: claiming rows only to release them again would
+        churn the table (every writer's NOTIFY would cause a claim and a release).
+        """
+        ready = getattr(self.publisher, "ready", None)
+        if ready is not None:
+            back = await self._broker_ready()
+        else:
+            # A publisher that cannot be asked is probed by the next batch, after a pause.
+            back = time.monotonic() - self._broker.last_failure >= self.config.broker_probe_seconds
+        if back and ready is not None:
+            self._broker.up()
+            return True
+        if back:
+            # One probing batch; its outcome ends the outage (or restarts the pause).
+            self._broker.last_failure = time.monotonic()
+            return True
+        if once:
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+            raise BrokerUnavailableError(f"the broker is unavailable: {self._broker.reason}")
+        self._broker.down(self._broker.reason)
+        await self._pause(self.config.broker_probe_seconds)
+        return False
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep that only a stop ends (a NOTIFY must not end it: see _broker_back)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _database_error(self, exc: BaseException) -> DatabaseUnavailableError:
+        return unavailable_error(exc, self.engine.url.render_as_string(hide_password=False))
+
+    async def _retrying(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a short transaction; if its connection died (a killed backend, a restart),
+        run it once more on a fresh one. Every statement run this way is idempotent."""
+        try:
+            return await work()
+        except Exception as exc:
+            if not _is_connection_failure(exc):
+                raise
+            log.debug("relay: connection lost, retrying on a fresh one: %s", _short(exc))
+        return await work()
 
     # ------------------------------------------------------------------ listening
 
@@ -329,9 +499,15 @@ class OutboxRelay:
             return id_column == any_(literal(list(ids), ARRAY(PG_UUID(as_uuid=True))))
         return id_column.in_(ids)
 
-    async def _candidates(self, session: AsyncSession) -> Any:
+    async def _candidates(
+        self, session: AsyncConnection | AsyncSession, *, skip_scan: bool = True
+    ) -> Any:
         """Ids of rows this relay may take now: pending, due, unleased (heads only when
-        ordered), oldest first."""
+        ordered), oldest first.
+
+        Ordered, on PostgreSQL, heads come from the oldest pending rows (``skip_scan``
+        false: the cheap window) or from every key with pending rows (the skip scan).
+        """
         t = self.table
         c = t.alias("candidate")
         now = self._now()
@@ -341,7 +517,9 @@ class OutboxRelay:
             or_(c.c.next_attempt_at.is_(None), c.c.next_attempt_at <= now),
             or_(c.c.locked_until.is_(None), c.c.locked_until < now),
         )
-        if self.config.ordered and self.dialect == "postgresql":
+        if self.config.ordered and self.dialect == "postgresql" and not skip_scan:
+            candidate = candidate.where(c.c.id.in_(self._window_heads()))
+        elif self.config.ordered and self.dialect == "postgresql":
             # The heads are read by a statement of their own and handed back as an array:
             # combined into one statement, the planner may re-run the skip scan once per
             # pending row (seen: 200 s for 20,000 rows on a table without statistics).
@@ -358,6 +536,38 @@ class OutboxRelay:
                 )
             )
         return candidate.order_by(c.c.id), c
+
+    def _window_heads(self) -> Any:
+        """Heads among the oldest pending rows (PostgreSQL): the cheap ordered claim.
+
+        The window holds the ``4 x batch_size`` oldest pending rows by id, so every older
+        pending row of a key in it is in it too: a key's first row in the window *is* its
+        head. Cost grows with the window, not with the keys or the backlog (20,000
+        pending rows in 200 keys: a few ms, against 20-60 ms for the skip scan). Keys
+        whose head lies beyond the window wait for it to move on; when the window yields
+        little (few keys, or a stuck key filling it) the skip scan tops the claim up.
+        """
+        t = self.table
+        window = (
+            select(t.c.id, t.c.ordering_key, t.c.next_attempt_at, t.c.locked_until)
+            .where(t.c.published_at.is_(None), t.c.dead_at.is_(None))
+            .order_by(t.c.id)
+            .limit(self.config.batch_size * 4)
+            .subquery("window")
+        )
+        # Rows without a key are not ordered: each is a head of its own.
+        key = func.coalesce(window.c.ordering_key, cast(window.c.id, Text))
+        place = func.row_number().over(partition_by=key, order_by=window.c.id)
+        ranked = select(
+            window.c.id, window.c.next_attempt_at, window.c.locked_until, place.label("place")
+        ).subquery("ranked")
+        heads = select(ranked).where(ranked.c.place == 1).subquery("heads")
+        now = self._now()
+        # A head in flight or backing off holds its key: its next row is not taken instead.
+        return select(heads.c.id).where(
+            or_(heads.c.next_attempt_at.is_(None), heads.c.next_attempt_at <= now),
+            or_(heads.c.locked_until.is_(None), heads.c.locked_until < now),
+        )
 
     def _key_heads(self) -> Any:
         """The oldest pending row of every ordering key (PostgreSQL).
@@ -408,18 +618,87 @@ class OutboxRelay:
         )
         return select(head.c.id).select_from(keys).join(head, true()).union_all(unkeyed)
 
-    async def _claim(self) -> list[_Row]:
-        async with self.session_factory() as session, session.begin():
-            rows = await self._claim_in(session)
+    async def _on(self, role: str, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
+        """Run ``work`` on this relay's own autocommit connection for ``role`` ("claim",
+        "mark"), one at a time, re-opened (and the work retried once) if it died.
+
+        Each claim and mark is one statement (a few when events fail), atomic by itself
+        and guarded by the lease, so no transaction is needed: held connections in
+        autocommit save the pool's checkout ping, BEGIN and COMMIT, three round trips of
+        four, on every batch.
+        """
+        lock = self._locks.setdefault(role, asyncio.Lock())
+
+        async def attempt() -> _T:
+            conn = self._conns.get(role)
+            if conn is None or conn.closed or conn.invalidated:
+                conn = await self.engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+                self._conns[role] = conn
+            try:
+                return await work(conn)
+            except Exception:
+                # A connection that failed mid-statement is not trusted again.
+                self._conns.pop(role, None)
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                raise
+
+        async with lock:
+            return await self._retrying(attempt)
+
+    async def _close_connections(self) -> None:
+        conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _claim(self) -> tuple[list[_Row], float]:
+        """Claim a batch; also return when its lease ends by this process's monotonic
+        clock (read before the claim is sent, so never later than the database's)."""
+
+        async def attempt(conn: AsyncConnection) -> tuple[list[_Row], float]:
+            started = time.monotonic()
+            rows = await self._claim_in(conn)
+            return rows, started + self.config.lease_seconds
+
+        rows, deadline = await self._on("claim", attempt)
         rows.sort(key=lambda r: r.id)
         self.counters.claimed += len(rows)
+        return rows, deadline
+
+    async def _claim_in(self, session: AsyncConnection) -> list[_Row]:
+        size = self.config.batch_size
+        if not (self.config.ordered and self.dialect == "postgresql"):
+            return await self._claim_from(session, size, skip_scan=True)
+        rows = await self._claim_from(session, size, skip_scan=False)
+        if len(rows) < max(1, size // 10) and len(rows) < size:
+            # The window gave little: few keys, or a key stuck behind a failing head filling
+            # it. Every key with pending rows gets its chance through the skip scan (rows
+            # just claimed are leased now, so they are not taken twice).
+            rows += await self._claim_from(session, size - len(rows), skip_scan=True)
         return rows
 
-    async def _claim_in(self, session: AsyncSession) -> list[_Row]:
+    async def _claim_from(
+        self, session: AsyncConnection, limit: int, *, skip_scan: bool
+    ) -> list[_Row]:
+        cacheable = self.dialect == "postgresql" and limit == self.config.batch_size
+        stmt = self._claim_cache.get(skip_scan) if cacheable else None
+        if stmt is None:
+            stmt = await self._claim_statement(session, limit, skip_scan=skip_scan)
+            # A statement without per-call values (the database clock, no ids) is built
+            # once: rebuilding it costs more CPU than running it through the cache.
+            if cacheable and not (skip_scan and self.config.ordered):
+                self._claim_cache[skip_scan] = stmt
+        result = await session.execute(stmt)
+        return [_Row(*r) for r in result.all()]
+
+    async def _claim_statement(
+        self, session: AsyncConnection, limit: int, *, skip_scan: bool
+    ) -> Any:
         t = self.table
-        candidate, c = await self._candidates(session)
-        candidate = candidate.limit(self.config.batch_size).with_for_update(skip_locked=True, of=c)
-        stmt = (
+        candidate, c = await self._candidates(session, skip_scan=skip_scan)
+        candidate = candidate.limit(limit).with_for_update(skip_locked=True, of=c)
+        return (
             update(t)
             .where(t.c.id.in_(candidate.scalar_subquery()))
             .values(locked_until=self._after(self.config.lease_seconds), locked_by=self.worker_id)
@@ -433,8 +712,6 @@ class OutboxRelay:
                 t.c.recorded_at,
             )
         )
-        result = await session.execute(stmt)
-        return [_Row(*r) for r in result.all()]
 
     async def _seconds_until_more_work(self) -> float | None:
         """For ``once``: None when nothing is left to do now, else how long to wait.
@@ -465,66 +742,95 @@ class OutboxRelay:
         remaining: float = (until - utcnow()).total_seconds()
         return remaining
 
-    async def _release(self, ids: Sequence[uuid.UUID] | None) -> None:
+    def _release_statement(self, ids: Sequence[uuid.UUID] | None) -> Any:
         t = self.table
         where = [t.c.locked_by == self.worker_id, t.c.published_at.is_(None)]
         if ids is not None:
             where.append(self._ids_match(ids))
-        stmt = update(t).where(*where).values(locked_until=None, locked_by=None)
-        async with self.session_factory() as session, session.begin():
-            await session.execute(stmt)
+        return update(t).where(*where).values(locked_until=None, locked_by=None)
 
-    async def _release_mine(self) -> None:
-        await self._release(None)
+    async def _release(self, ids: Sequence[uuid.UUID] | None) -> int:
+        """Give up leases (``ids``, or every lease this relay holds); how many."""
+        async with self.session_factory() as session, session.begin():
+            result = await session.execute(self._release_statement(ids))
+        return int(getattr(result, "rowcount", 0) or 0)
 
     # ------------------------------------------------------------------ delivery
 
-    def _message(self, row: _Row) -> OutboundMessage:
+    def _message(self, row: _Row, not_after: float) -> OutboundMessage:
         subject = self._subjects.get(row.event_name)
         if subject is None:
             subject = self._subjects[row.event_name] = subject_for(
                 self.subject_prefix, row.event_name
             )
         msg_id = str(row.delivery_id or row.id)
-        return OutboundMessage(subject=subject, payload=row.payload.encode(), msg_id=msg_id)
+        return OutboundMessage(
+            subject=subject, payload=row.payload.encode(), msg_id=msg_id, not_after=not_after
+        )
 
-    async def _deliver(self, rows: list[_Row]) -> None:
+    async def _deliver(self, rows: list[_Row], deadline: float, *, once: bool) -> None:
         try:
-            messages = [self._message(r) for r in rows]
+            if time.monotonic() >= deadline:
+                # The lease is a fence: past it the rows may be another relay's (this one
+                # was frozen: GC pause, SIGSTOP, a starved VM). Sending them now could
+                # store them twice, beyond the stream's duplicate window.
+                self._fenced(len(rows))
+                return
+            messages = [self._message(r, deadline) for r in rows]
             try:
                 outcomes = await self.publisher.publish_batch(messages)
             except BrokerUnavailableError as exc:
-                # The broker is gone, not the events: no attempt is counted.
-                log.warning("relay: broker unavailable, batch released: %s", exc.message)
-                await self._release([r.id for r in rows])
-                await self._idle(self.config.poll_interval_seconds)
+                # The broker is gone, not the events: released, no attempt counted.
+                self._broker.down(exc.message)
+                await self._retrying(lambda: self._release([r.id for r in rows]))
                 return
             if len(outcomes) != len(rows):
                 raise RuntimeError("publisher returned a wrong number of outcomes")
             await self._settle(rows, outcomes)
         except Exception as exc:
+            if once and _is_connection_failure(exc):
+                self._fatal = self._database_error(exc)
             # Rows stay leased and are re-published (and de-duplicated) after the lease.
-            log.error("relay: batch of %d not settled: %s", len(rows), _short(exc))
+            log.error(
+                "relay: batch of %d not settled, its leases end within %g s: %s",
+                len(rows),
+                self.config.lease_seconds,
+                _short(exc),
+            )
 
     async def _settle(self, rows: list[_Row], outcomes: list[PublishOutcome]) -> None:
         delivered: list[uuid.UUID] = []
         failures: list[_Failure] = []
+        unavailable: list[uuid.UUID] = []
+        fenced = 0
         duplicates = 0
         oldest: datetime | None = None
+        broker_error = ""
         for row, outcome in zip(rows, outcomes, strict=True):
             if outcome.ok:
                 delivered.append(row.id)
                 duplicates += outcome.duplicate
                 if oldest is None or row.recorded_at < oldest:
                     oldest = row.recorded_at
+            elif outcome.cause == BROKER_FAULT:
+                unavailable.append(row.id)
+                broker_error = outcome.error or "broker unavailable"
+            elif outcome.cause == LEASE_EXPIRED:
+                fenced += 1
             else:
-                failures.append(self._failure(row, outcome.error or "publish failed"))
-        t = self.table
-        marked = 0
-        async with self.session_factory() as session, session.begin():
+                error = outcome.error or "publish failed"
+                failures.append(self._failure(row, error, dead=outcome.cause == REJECTED))
+        if unavailable:
+            self._broker.down(broker_error)
+        else:
+            self._broker.up()
+
+        async def write(conn: AsyncConnection) -> int:
+            t = self.table
+            marked = 0
             if delivered:
                 now = self._now()
-                result = await session.execute(
+                result = await conn.execute(
                     update(t)
                     .where(
                         self._ids_match(delivered),
@@ -541,12 +847,35 @@ class OutboxRelay:
                 )
                 marked = int(getattr(result, "rowcount", 0) or 0)
             for failure in failures:
-                await session.execute(self._failure_update(failure))
+                await conn.execute(self._failure_update(failure))
+            if unavailable:
+                await conn.execute(self._release_statement(unavailable))
+            if marked and self.config.ordered and self.dialect == "postgresql":
+                # The next rows of these keys are heads now: wake every listening
+                # relay, not only when a writer commits or a poll comes.
+                await conn.execute(select(func.pg_notify(notify_channel(t), "")))
+            return marked
+
+        # Every statement above matches only rows still leased to this relay and clears
+        # the lease, so running it again after a lost connection changes nothing twice.
+        marked = await self._on("mark", write)
+        if fenced:
+            self._fenced(fenced)
         self._count(marked, len(delivered), duplicates, failures, oldest)
 
-    def _failure(self, row: _Row, error: str) -> _Failure:
+    def _fenced(self, count: int) -> None:
+        self.counters.fenced += count
+        log.warning(
+            "relay: %d event(s) not published: their %g s lease ran out before they were "
+            "sent (this relay was held up); they are no longer ours, the next relay to "
+            "claim them sends them",
+            count,
+            self.config.lease_seconds,
+        )
+
+    def _failure(self, row: _Row, error: str, *, dead: bool = False) -> _Failure:
         attempts = row.attempts + 1
-        if attempts >= self.config.max_attempts:
+        if dead or attempts >= self.config.max_attempts:
             return _Failure(row, error, dead=True)
         base = self.config.backoff_base_seconds * 2 ** (attempts - 1)
         delay = min(self.config.backoff_max_seconds, base)
@@ -601,9 +930,11 @@ class OutboxRelay:
             )
         if delivered - marked:
             log.warning(
-                "relay: %d acked event(s) had lost their lease; another relay re-sends them "
-                "(de-duplicated by the stream)",
+                "relay: %d event(s) were stored by the stream, but their %g s lease had run "
+                "out before they were marked; they stay pending and are sent again, and the "
+                "stream drops that copy only if it comes within its duplicate window",
                 delivered - marked,
+                self.config.lease_seconds,
             )
         if self.on_batch is not None:
             self.on_batch(c.snapshot())
@@ -613,7 +944,13 @@ class OutboxRelay:
         now = time.monotonic()
         if force or now - self._last_log >= self.config.log_interval_seconds:
             self._last_log = now
-            log.info("relay %s: %s", self.worker_id, self.counters.line())
+            # Tagged, so a terminal that shows the counters on a live line can skip it.
+            log.info(
+                "relay %s: %s",
+                self.worker_id,
+                self.counters.line(),
+                extra={"qxdb_counters": True},
+            )
 
 
 def _short(exc: BaseException) -> str:
@@ -644,6 +981,7 @@ async def relay_to_nats(
     from qxdb.engine import connect_checked, create_engine, make_session_factory
     from qxdb.outbox.publishers import (
         NatsJetStreamPublisher,
+        StreamLimits,
         default_stream_name,
         validate_subject_prefix,
     )
@@ -653,11 +991,7 @@ async def relay_to_nats(
     config = config or RelayConfig()
     validate_subject_prefix(subject_prefix)
     stream_name = stream or default_stream_name(subject_prefix)
-    if config.lease_seconds >= duplicate_window_seconds:
-        raise ConfigurationError(
-            "the lease must be shorter than the stream's duplicate window, or a re-publish "
-            "after a crash could be stored twice"
-        )
+    check_lease(config.lease_seconds, duplicate_window_seconds, existing=False)
     engine = create_engine(settings)
     try:
         async with connect_checked(engine):
@@ -669,10 +1003,17 @@ async def relay_to_nats(
         publisher = NatsJetStreamPublisher(nats_url, stream=stream_name)
         await publisher.connect()
         try:
+            limits: StreamLimits | None
             if ensure_stream:
-                await publisher.ensure_stream(
+                limits = await publisher.ensure_stream(
                     stream_name, subject_prefix, duplicate_window=duplicate_window_seconds
                 )
+            else:
+                limits = await publisher.stream_limits(stream_name)
+            if limits is not None:
+                # The window that counts is the one the stream really has, whatever
+                # --duplicate-window says (it only shapes a stream the relay creates).
+                check_lease(config.lease_seconds, limits.duplicate_window, existing=True)
             relay = OutboxRelay(
                 make_session_factory(engine),
                 publisher,
@@ -686,7 +1027,7 @@ async def relay_to_nats(
             if handle_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.add_signal_handler(sig, relay.stop)
+                        loop.add_signal_handler(sig, relay.stop, sig.name)
                         installed.append(sig)
             try:
                 return await relay.run(once=once)
@@ -697,3 +1038,21 @@ async def relay_to_nats(
             await publisher.close()
     finally:
         await engine.dispose()
+
+
+def check_lease(lease_seconds: float, duplicate_window: float, *, existing: bool) -> None:
+    """Refuse a lease that is not comfortably shorter than the duplicate window.
+
+    A crashed relay's rows are re-sent once its lease ends; the stream drops that copy
+    only within its duplicate window of the first. Half the window leaves room for the
+    claim, the publish and a slow ack. A window of 0 means the server default (2 min).
+    """
+    window = duplicate_window if duplicate_window > 0 else 120.0
+    if lease_seconds <= window / 2:
+        return
+    whose = "the existing stream's duplicate window" if existing else "--duplicate-window"
+    raise ConfigurationError(
+        f"a lease of {lease_seconds:g} s is too long for {whose} of {window:g} s: keep the "
+        f"lease at most half the window ({window / 2:g} s), or a re-send after a crash "
+        "could be stored twice"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -76,8 +77,9 @@ async def test_once_on_the_embedded_sqlite_default(tmp_path: Path, scope: Stream
 
 
 @pytest.mark.postgres_only
-async def test_sigterm_finishes_the_batch_and_releases_leases(
-    postgres_url: str, scope: StreamScope
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+async def test_a_signal_finishes_the_batch_releases_leases_and_says_so(
+    postgres_url: str, scope: StreamScope, sig: signal.Signals, code: int
 ) -> None:
     engine = await make_outbox(postgres_url)
     try:
@@ -93,17 +95,22 @@ async def test_sigterm_finishes_the_batch_and_releases_leases(
             if counts["published"] > 0:
                 break
             await asyncio.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, err.decode()
-        assert "relay stopped: published=" in err.decode()
+        assert proc.returncode == code, err.decode()
+        done = (await status_counts(engine))["published"]
+        assert done > 0
+        last = err.decode().splitlines()[-1]
+        assert re.fullmatch(
+            rf"relay stopped by {sig.name}: published {done:,} events?, released \d+ leases?"
+            r"( \(those events are pending for the next relay\))?; retried=0 dead=0 .*",
+            last,
+        ), last
         async with engine.connect() as conn:
             held = (
                 await conn.execute(select(func.count()).where(TABLE.c.locked_by.is_not(None)))
             ).scalar_one()
         assert held == 0
-        done = (await status_counts(engine))["published"]
-        assert done > 0
         # What the relay marked is exactly what the stream holds: no batch was cut in half.
         messages = await stream_messages(scope, done)
         async with engine.connect() as conn:
