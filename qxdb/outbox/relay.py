@@ -70,7 +70,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID as PG_UUID
 
-from qxdb.engine import _is_connection_failure, unavailable_error
+from qxdb.core.failures import is_unavailable
+from qxdb.engine import unavailable_error
 from qxdb.errors import BrokerUnavailableError, ConfigurationError, DatabaseUnavailableError
 from qxdb.ids import utcnow
 from qxdb.outbox.publishers import (
@@ -333,7 +334,7 @@ class OutboxRelay:
                     rows, deadline = await self._claim()
                 except Exception as exc:
                     slots.release()
-                    if not _is_connection_failure(exc):
+                    if not is_unavailable(exc):
                         raise
                     if once:
                         raise self._database_error(exc) from None
@@ -449,7 +450,7 @@ class OutboxRelay:
         try:
             return await work()
         except Exception as exc:
-            if not _is_connection_failure(exc):
+            if not is_unavailable(exc):
                 raise
             log.debug("relay: connection lost, retrying on a fresh one: %s", _short(exc))
         return await work()
@@ -788,7 +789,7 @@ class OutboxRelay:
                 raise RuntimeError("publisher returned a wrong number of outcomes")
             await self._settle(rows, outcomes)
         except Exception as exc:
-            if once and _is_connection_failure(exc):
+            if once and is_unavailable(exc):
                 self._fatal = self._database_error(exc)
             # Rows stay leased and are re-published (and de-duplicated) after the lease.
             log.error(
