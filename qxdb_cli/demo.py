@@ -91,15 +91,11 @@ def _check(report: Any) -> None:
 
 
 def _stats(stats: Any) -> None:
-    from qxdb_cli.outbox import render_stats
-
-    render_stats(stats, exact=False)
+    render.print_stats(stats, exact=False)
 
 
 def _rows(page: Any) -> None:
-    from qxdb_cli.outbox import _print_table, _rows_table
-
-    _print_table(_rows_table(page.rows))
+    render.print_table(render.outbox_rows_table(page.rows))
 
 
 def _orders_page(page: Any) -> None:

@@ -15,10 +15,26 @@ import typer
 
 from qxdb_cli import cursor, demo, doctor, migrate, outbox, schema
 from qxdb_cli._click_compat import click_exceptions
+from qxdb_cli.common import Interrupted, hoist_global_options
 from qxdb_cli.errors import EXIT_FINDINGS, EXIT_USAGE, report
 from qxdb_cli.state import state
 
+EXIT_INTERRUPTED = 130
+
+
+class _Group(typer.core.TyperGroup):
+    """Ctrl-C outside a command's own accounting (Typer would turn it into a silent exit
+    130): one line, still exit 130."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted("stopped before finishing") from None
+
+
 app = typer.Typer(
+    cls=_Group,
     name="qxdb",
     help="Database operations for qxdb services: migrations, outbox, cursors, schema checks.",
     no_args_is_help=True,
@@ -61,7 +77,9 @@ def _global(
 ) -> None:
     """Database operations for qxdb services: migrations, outbox, cursors, schema checks.
 
-    Exit codes: 0 success, 1 problems found, 2 bad usage or input, 3 database or broker unreachable.
+    Global options may also follow the command (qxdb doctor --database-url URL).
+    Exit codes: 0 success, 1 problems found, 2 bad usage or input, 3 database or broker
+    unreachable, 130 interrupted (Ctrl-C; one line says what was done).
     """
     state.database_url = database_url or None
     state.debug = debug
@@ -90,7 +108,7 @@ def _quiet_late_thread_errors(args: threading.ExceptHookArgs) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: run, and map any error to one line and an exit code."""
     command = typer.main.get_command(app)
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     if "--debug" not in args:
         threading.excepthook = _quiet_late_thread_errors
     try:
@@ -107,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if isinstance(exc, click_exceptions.UsageError) else exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Interrupted as exc:
+        sys.stderr.write(f"qxdb: interrupted: {exc}\n")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        sys.stderr.write("qxdb: interrupted\n")
-        return 130
+        sys.stderr.write("qxdb: interrupted: stopped before finishing\n")
+        return EXIT_INTERRUPTED
     except Exception as exc:
         return report(exc, debug=state.debug or "--debug" in args)
     return int(result) if isinstance(result, int) else 0
