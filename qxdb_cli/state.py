@@ -131,6 +131,13 @@ def _check_url(url: str, shown: str) -> None:
 
     if not url.strip():
         raise ConfigurationError("the database URL is blank: set QX_DB__URL or --database-url")
+    if url.partition("://")[2].partition("?")[0].count("@") > 1:
+        # SQLAlchemy would end the password at the first "@" and connect to the wrong host
+        # (and print the rest of the password as that host); refuse before connecting.
+        raise ConfigurationError(
+            f"invalid database URL {shown!r}: the password holds an unencoded '@' "
+            "(write it as %40)"
+        )
     try:
         parsed = make_url(url)
         parsed.port  # noqa: B018 - parsing the port is the check
