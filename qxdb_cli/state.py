@@ -135,8 +135,7 @@ def _check_url(url: str, shown: str) -> None:
         # SQLAlchemy would end the password at the first "@" and connect to the wrong host
         # (and print the rest of the password as that host); refuse before connecting.
         raise ConfigurationError(
-            f"invalid database URL {shown!r}: the password holds an unencoded '@' "
-            "(write it as %40)"
+            f"invalid database URL {shown!r}: the password holds an unencoded '@' (write it as %40)"
         )
     try:
         parsed = make_url(url)
