@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 # -- options ------------------------------------------------------------------------
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 YesOption = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask; needed without a terminal.")
 ]

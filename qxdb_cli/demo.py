@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from qxdb_cli import render
+from qxdb_cli import common, render
 
 if TYPE_CHECKING:
     from qxdb.demo import DemoStep
@@ -34,8 +34,6 @@ def demo(
 
     Example: qxdb demo --dir /tmp/shop-demo
     """
-    import asyncio
-
     from qxdb.demo import run_demo
     from qxdb.urls import display_url
     from qxdb_cli.state import state
@@ -47,7 +45,11 @@ def demo(
         render.note(
             f"database: embedded SQLite file {directory / 'qxdb.sqlite3'} (no --database-url given)"
         )
-    report = asyncio.run(run_demo(directory, url=url, orders=orders, on_step=_show))
+    report = common.run(
+        run_demo(directory, url=url, orders=orders, on_step=_show),
+        interrupted=f"the workspace {directory} may be half built; run qxdb demo again to "
+        "finish it (it reuses the workspace)",
+    )
     out = render.out()
     out.print()
     out.print("[bold]Try next[/bold] (the workspace is configured for these):")

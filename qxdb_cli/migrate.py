@@ -163,6 +163,10 @@ def init(
     from qxdb_cli.state import chosen_dialect
 
     dialect = (dialect or chosen_dialect() or "sqlite").strip().lower()
+    if dialect not in ("postgresql", "sqlite"):
+        from qxdb.errors import ValidationError
+
+        raise ValidationError(f"invalid --dialect {dialect!r}: use postgresql or sqlite")
     result = init_project(directory, metadata=metadata, dialect=dialect)
     shown = _relative(result.directory)
     render.out().print(

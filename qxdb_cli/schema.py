@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qxdb_cli import render
+from qxdb_cli import common, render
 
 if TYPE_CHECKING:
     from qxdb.conventions import CheckReport, Finding
@@ -80,8 +80,6 @@ def check(
 
     Example: qxdb schema check --metadata myservice.db:metadata --format github
     """
-    import asyncio
-
     from qxdb.conventions import check_database, check_import_path, load_config
     from qxdb.errors import ValidationError
 
@@ -99,7 +97,7 @@ def check(
 
         settings = load_settings()
         render.announce_database(settings)
-        report = asyncio.run(check_database(settings, settings_config, schema=schema))
+        report = common.run(check_database(settings, settings_config, schema=schema))
     if not report.tables:
         render.note("note: no tables to check (an empty database or metadata, or all skipped)")
     fmt = OutputFormat.json if as_json else output
@@ -136,16 +134,18 @@ def rules_command(
 
 
 def _summary(report: CheckReport) -> str:
+    p = render.plural
     affected = len({f.table for f in report.findings})
-    ignored = f"; {len(report.ignored)} ignored" if report.ignored else ""
+    ignored = f"; {len(report.ignored):,} ignored" if report.ignored else ""
     what = (
-        f"{len(report.tables)} tables, {len(report.rules)} rules, {report.source} {report.target}"
+        f"{p(len(report.tables), 'table')}, {p(len(report.rules), 'rule')}, "
+        f"{report.source} {report.target}"
     )
     if not report.findings:
         return f"ok: no findings ({what}){ignored}"
     return (
-        f"{len(report.errors)} errors, {len(report.warnings)} warnings "
-        f"in {affected} tables ({what}){ignored}"
+        f"{p(len(report.errors), 'error')}, {p(len(report.warnings), 'warning')} "
+        f"in {p(affected, 'table')} ({what}){ignored}"
     )
 
 
