@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from qxdb_cli import common, render
+from qxdb_cli.common import JsonOption
 
 if TYPE_CHECKING:
     from qxdb.conventions import CheckReport, Finding
@@ -112,9 +113,7 @@ def check(
 
 
 @app.command("rules")
-def rules_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-) -> None:
+def rules_command(as_json: JsonOption = False) -> None:
     """List the rules: id, name, default severity, where they apply, rationale and fix.
 
     Example: qxdb schema rules --json
