@@ -21,7 +21,7 @@ __qxdb_options() {
         'qxdb doctor') printf '%s\n' --json -h --help ;;
         'qxdb demo') printf '%s\n' --dir --orders -h --help ;;
         'qxdb migrate') printf '%s\n' -h --help ;;
-        'qxdb migrate init') printf '%s\n' --metadata -h --help ;;
+        'qxdb migrate init') printf '%s\n' --metadata --dialect -h --help ;;
         'qxdb migrate revision') printf '%s\n' -m --message --autogenerate -c --config -h --help ;;
         'qxdb migrate up') printf '%s\n' --sql -c --config --lock-timeout --atomic --ddl-lock-timeout --retries --json -h --help ;;
         'qxdb migrate down') printf '%s\n' -y --yes -c --config --lock-timeout --atomic --ddl-lock-timeout --retries -h --help ;;
@@ -34,10 +34,10 @@ __qxdb_options() {
         'qxdb migrate test') printf '%s\n' -c --config --json --in-place -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
-        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --json -h --help ;;
-        'qxdb outbox show') printf '%s\n' --row -h --help ;;
+        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --wide --json -h --help ;;
+        'qxdb outbox show') printf '%s\n' --row --json -h --help ;;
         'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
-        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id -y --yes --dry-run --json -h --help ;;
+        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id -y --yes --dry-run --wide --json -h --help ;;
         'qxdb outbox purge') printf '%s\n' --older-than --include-dead -y --yes --dry-run --json -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
@@ -55,6 +55,7 @@ __qxdb_value() {
         'qxdb demo --dir') echo 'file' ;;
         'qxdb demo --orders') echo 'text' ;;
         'qxdb migrate init --metadata') echo 'text' ;;
+        'qxdb migrate init --dialect') echo 'text' ;;
         'qxdb migrate revision -m') echo 'text' ;;
         'qxdb migrate revision --message') echo 'text' ;;
         'qxdb migrate revision -c') echo 'file' ;;

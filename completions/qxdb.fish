@@ -25,7 +25,7 @@ function __qxdb_value_options
         case 'qxdb demo'
             printf '%s\n' --dir --orders
         case 'qxdb migrate init'
-            printf '%s\n' --metadata
+            printf '%s\n' --metadata --dialect
         case 'qxdb migrate revision'
             printf '%s\n' -m --message -c --config
         case 'qxdb migrate up'
@@ -116,6 +116,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a check -d 'Exit 1, listing each
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a test -d 'Test the migration history: one head; empty -> head; models match at head; every downgrade runs; the stairway (up, down one, up) leaves no trace; each revision\'s --sql renders'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l metadata -x -d 'Import path of the models\' MetaData: package.module:metadata.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l dialect -x -d 'The database the project is for, recorded in alembic.ini: postgresql or sqlite. Default: the dialect of --database-url / QX_DB__URL, else sqlite.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -F
 complete -c qxdb -n "__qxdb_at 'qxdb migrate revision'" -s m -l message -x -d 'What the revision does.'
@@ -130,7 +131,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -l ddl-lock-timeout -x -d 'Sec
 complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -l retries -x -d 'Retry a revision that hit the DDL lock timeout this many times (jittered backoff).'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate up'" -s h -l help -d 'Show this message and exit.'
-complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -s y -l yes -d 'Do not ask for confirmation.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -s y -l yes -d 'Do not ask; needed without a terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -l lock-timeout -x -d 'Seconds to wait while another migration holds the migration lock.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate down'" -l atomic -d 'One transaction for the whole run (all or nothing). Default: one per revision, so a failure keeps the revisions before it.'
@@ -162,7 +163,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -l json -d 'Print one JSON d
 complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -l in-place -d 'Use the configured database (it must be empty) instead of a scratch database.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream, at least once and de-duplicated'
-complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, tries, last error'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a stats -d 'Counts by status and by event name, and the lag (age of the oldest pending row)'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a replay -d 'Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids'
@@ -190,9 +191,11 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l until -x -d 'Occurred b
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l id -x -d 'A row id; repeat for several.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s n -l limit -x
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l after -x -d 'Continue after this id (from the previous page).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l wide -d 'Full ids and names, however wide the terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox show'" -l row -d 'Print the whole row (delivery state and envelope).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox show'" -l json -d 'Print the whole row as one JSON document (= --row).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox show'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox stats'" -l exact -d 'Count published rows exactly, by event (reads the whole table).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox stats'" -l json -d 'Print one JSON document.'
@@ -205,6 +208,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l until -x -d 'Occurred be
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l id -x -d 'A row id; repeat for several.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s y -l yes -d 'Do not ask; needed without a terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l dry-run -d 'Show what would change, change nothing.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l wide -d 'Full ids and names, however wide the terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -l older-than -x -d 'Age, e.g. 7d, 12h, 1h30m (units s m h d w).'

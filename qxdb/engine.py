@@ -75,6 +75,13 @@ def check_url(url: str) -> None:
     :class:`ConfigurationError` that names it without its password."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("the database URL is blank: set QX_DB__URL or --database-url")
+    if url.partition("://")[2].partition("?")[0].count("@") > 1:
+        # SQLAlchemy would end the password at the first "@" and connect to the wrong host
+        # (and print the rest of the password as that host); refuse before connecting.
+        raise ConfigurationError(
+            f"invalid database URL {display_url(url)!r}: the password holds an unencoded '@' "
+            "(write it as %40)"
+        )
     try:
         port = make_url(url).port  # parsing the port is part of the check
         valid = port is None or 0 < port < 65536

@@ -1,81 +1,180 @@
-"""Database URLs for display: the password never leaves this module in clear.
+"""Database and broker URLs: how people type them, and how they are shown.
 
 Pure standard library, so the command can name a database without importing SQLAlchemy.
+
+Secrets are hidden by the URL's structure, never by searching the text for the password:
+the user information runs to the *last* ``@`` of the URL (an unencoded ``@``, ``/``, ``?``
+or ``#`` in a password must not end it early), its password field is masked, and the
+scheme, user, host and database are left exactly as written. A password equal to the
+user name therefore hides nothing else.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import unquote
 
-__all__ = ["DEFAULT_SQLITE_URL", "backend_of", "display_url", "is_sqlite_url", "redact_secrets"]
+__all__ = [
+    "DEFAULT_SQLITE_URL",
+    "NATS_SCHEMES",
+    "async_driver_url",
+    "backend_of",
+    "display_nats_url",
+    "display_url",
+    "is_sqlite_url",
+    "redact_secrets",
+    "split_nats_servers",
+    "sqlite_file",
+]
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./qxdb.sqlite3"
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 _MASK = "***"
-_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword"})
-# The user information as SQLAlchemy's make_url reads it: the password runs to the first
-# "@" and may hold "/", "?" or "#" unencoded. urlsplit would end the netloc at such a
-# character and leave the password in clear, so it is masked this way first.
-_SA_USERINFO = re.compile(r"^(?P<head>[\w+]+://[^:/@]*:)(?P<password>[^@]*)@")
+_SECRET_QUERY_KEYS = frozenset(
+    {"password", "passwd", "pwd", "sslpassword", "token", "auth_token", "nkey", "secret"}
+)
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*)://(?P<rest>.*)$", re.DOTALL)
+# A URL inside free text (a driver's message): it runs to whitespace or a closing quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][\w+.-]*://[^\s'\"<>]*")
+# The async drivers qxdb connects with, for URLs typed without one (libpq style).
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def _mask_query(query: str) -> str:
+    pairs = []
+    for pair in query.split("&"):
+        key, eq, _ = pair.partition("=")
+        pairs.append(
+            f"{key}={_MASK}" if eq and unquote(key).lower() in _SECRET_QUERY_KEYS else pair
+        )
+    return "&".join(pairs)
+
+
+def _display(url: str, *, bare_user_is_secret: bool) -> str:
+    match = _SCHEME.match(url)
+    if match is None:
+        return url
+    scheme, rest = match["scheme"], match["rest"]
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        hidden = _MASK if bare_user_is_secret else user
+        userinfo = f"{user}:{_MASK}" if colon else hidden
+        rest = f"{userinfo}@{rest[at + 1 :]}"
+    head, question, query = rest.partition("?")
+    if question:
+        rest = f"{head}?{_mask_query(query)}"
+    return f"{scheme}://{rest}"
 
 
 def display_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (also in the query string)."""
-    url = _SA_USERINFO.sub(rf"\g<head>{_MASK}@", url, count=1)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable database URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:{_MASK}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_QUERY_KEYS for k, _ in pairs):
-            query = urlencode(
-                [(k, _MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
-            )
-    if netloc == parts.netloc and query == parts.query:
-        return url  # nothing secret; urlunsplit would also drop the // of sqlite:///path
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL with its password (and secret query values) replaced by ``***``.
+
+    A NATS URL's bare user part is a token (``nats://TOKEN@host``) and is masked too;
+    a database URL's bare user part is a user name and is kept.
+    """
+    if "," in url and backend_of(url) in NATS_SCHEMES:
+        return display_nats_url(url)
+    return _display(url, bare_user_is_secret=backend_of(url) in NATS_SCHEMES)
+
+
+def split_nats_servers(value: str) -> list[str]:
+    """``nats://a:4222,nats://b:4222`` (a cluster, as people type it) as a list of servers."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def display_nats_url(value: str) -> str:
+    """One NATS server URL or a comma-separated list, tokens and passwords masked."""
+    return ",".join(_display(part, bare_user_is_secret=True) for part in split_nats_servers(value))
+
+
+def _password_of(url: str) -> tuple[str, str] | None:
+    """``(user, password)`` as the URL's structure holds them, or ``None``."""
+    match = _SCHEME.match(url)
+    if match is None:
+        return None
+    rest = match["rest"]
+    at = rest.rfind("@")
+    if at < 0:
+        return None
+    user, colon, password = rest[:at].partition(":")
+    if not colon:
+        # nats://TOKEN@host: the bare user part is the secret.
+        return ("", user) if backend_of(url) in NATS_SCHEMES else None
+    return user, password
 
 
 def _secrets_of(url: str) -> set[str]:
-    """Every spelling of the URL's passwords that could appear in a message."""
+    """Every spelling of the URL's secrets that a driver could echo in free text."""
     found: set[str] = set()
-    match = _SA_USERINFO.match(url)
-    if match:
-        found.add(match["password"])
-    try:
-        parts = urlsplit(url)
-        found.add(parts.netloc.rpartition("@")[0].partition(":")[2])
-        found.update(v for k, v in parse_qsl(parts.query) if k.lower() in _SECRET_QUERY_KEYS)
-    except ValueError:
-        pass  # unparseable: the password as SQLAlchemy reads it is still covered above
+    for part in split_nats_servers(url) if backend_of(url) in NATS_SCHEMES else [url]:
+        pair = _password_of(part)
+        if pair is not None:
+            found.add(pair[1])
+        query = part.rpartition("@")[2].partition("?")[2]
+        for item in query.split("&") if query else ():
+            key, _, value = item.partition("=")
+            if unquote(key).lower() in _SECRET_QUERY_KEYS:
+                found.add(value)
     # Drivers see (and may echo) the percent-decoded password.
     found |= {unquote(secret) for secret in found}
     return {secret for secret in found if len(secret) >= 2}
 
 
 def redact_secrets(text: str, url: str | None) -> str:
-    """Remove the URL's password (raw and percent-encoded forms) from any text."""
-    if url:
-        text = text.replace(url, display_url(url))
-        # Longest first, so a password that contains another spelling is masked whole.
-        for secret in sorted(_secrets_of(url), key=len, reverse=True):
-            text = text.replace(secret, _MASK)
-    # Any other URL-looking credential that slipped into a driver's message.
-    return re.sub(r"(://[^:/@\s]+):[^@\s]+@", rf"\1:{_MASK}@", text)
+    """Mask every URL in ``text`` by its structure, then the known URL's secrets as words.
+
+    A secret is masked in free text only as a whole token (not inside a longer word), and
+    not at all when it also spells a visible part of the URL (a password equal to the user
+    name, the host or the scheme): masking it there would hide what is not secret, and
+    drivers name the user in their messages, never the password.
+    """
+    text = _URL_IN_TEXT.sub(lambda m: display_url(m.group(0)), text)
+    if not url:
+        return text
+    visible = display_url(url)
+    for secret in sorted(_secrets_of(url), key=len, reverse=True):
+        if secret in visible:
+            continue
+        text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", _MASK, text)
+    return text
 
 
 def backend_of(url: str) -> str:
     """The database of a URL without its driver: ``postgresql+asyncpg://…`` -> ``postgresql``."""
-    return url.split(":", 1)[0].split("+", 1)[0]
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 def is_sqlite_url(url: str) -> bool:
     return backend_of(url) == "sqlite"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite URL names, or ``None`` for an in-memory database."""
+    if not is_sqlite_url(url):
+        return None
+    path = url.split("://", 1)[1][1:] if "://" in url else ""
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        return None
+    if path.startswith("file:"):
+        path = path[len("file:") :]
+    return Path(path)
+
+
+def async_driver_url(url: str) -> tuple[str, str | None]:
+    """``postgres://`` / ``postgresql://`` / ``sqlite://`` with qxdb's async driver.
+
+    Returns the URL to use and, when it was changed, a one-line note saying so (the
+    libpq spelling ``postgres://`` is what most hosting providers hand out).
+    """
+    scheme, sep, rest = url.partition("://")
+    driver = _ASYNC_DRIVERS.get(scheme.strip().lower()) if sep else None
+    if driver is None:
+        return url, None
+    return f"{driver}://{rest}", f"{scheme}:// read as {driver}:// (qxdb's async driver)"

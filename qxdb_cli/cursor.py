@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from qxdb_cli.common import JsonOption
+
 if TYPE_CHECKING:
     from qxdb.cursor import CursorCodec, DecodedCursor
 
@@ -62,7 +64,7 @@ def decode(
             "--allow-unsigned", help="Show an unsigned token even though a secret is configured."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show the values in a cursor, with their types, and whether its signature verified.
 
@@ -138,7 +140,7 @@ def encode(
         str | None,
         typer.Option("--direction", help="next or previous (default: the document's, else next)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Build a cursor token from JSON values; signed when a secret is given or configured.
 

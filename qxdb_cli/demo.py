@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from qxdb.core import defaults
-from qxdb_cli import render
+from qxdb_cli import common, render
 
 if TYPE_CHECKING:
     from qxdb.demo import DemoStep
@@ -35,8 +35,6 @@ def demo(
 
     Example: qxdb demo --dir /tmp/shop-demo
     """
-    import asyncio
-
     from qxdb.demo import run_demo
     from qxdb.urls import display_url
     from qxdb_cli.state import state
@@ -48,7 +46,11 @@ def demo(
         render.note(
             f"database: embedded SQLite file {directory / 'qxdb.sqlite3'} (no --database-url given)"
         )
-    report = asyncio.run(run_demo(directory, url=url, orders=orders, on_step=_show))
+    report = common.run(
+        run_demo(directory, url=url, orders=orders, on_step=_show),
+        interrupted=f"the workspace {directory} may be half built; run qxdb demo again to "
+        "finish it (it reuses the workspace)",
+    )
     out = render.out()
     out.print()
     out.print("[bold]Try next[/bold] (the workspace is configured for these):")
@@ -92,15 +94,11 @@ def _check(report: Any) -> None:
 
 
 def _stats(stats: Any) -> None:
-    from qxdb_cli.outbox import render_stats
-
-    render_stats(stats, exact=False)
+    render.print_stats(stats, exact=False)
 
 
 def _rows(page: Any) -> None:
-    from qxdb_cli.outbox import _print_table, _rows_table
-
-    _print_table(_rows_table(page.rows))
+    render.print_table(render.outbox_rows_table(page.rows))
 
 
 def _orders_page(page: Any) -> None:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from qxdb_cli import render
+from qxdb_cli import common, render
+from qxdb_cli.common import JsonOption
 
 
-def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
-) -> None:
+def doctor(as_json: JsonOption = False) -> None:
     """Connect and report the dialect, server version, URL (password hidden), pool and tables.
 
     Read-only. Warnings (e.g. unsigned cursors) go to stderr and do not change the exit
@@ -19,14 +14,12 @@ def doctor(
 
     Example: qxdb --database-url postgresql+asyncpg://app@db/app doctor --json
     """
-    import asyncio
-
     from qxdb.doctor import diagnose
     from qxdb_cli.state import load_settings
 
     settings = load_settings()
     render.announce_database(settings)
-    report = asyncio.run(diagnose(settings))
+    report = common.run(diagnose(settings))
     if as_json:
         render.print_json(report.to_dict())
         return

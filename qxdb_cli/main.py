@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from qxdb_cli._click_compat import click_exceptions
+from qxdb_cli.common import Interrupted, hoist_global_options
 from qxdb_cli.errors import EXIT_FINDINGS, EXIT_USAGE, report
 from qxdb_cli.lazy import LazyCommand, LazyTyperGroup, plain_coercion
 from qxdb_cli.state import state
@@ -43,7 +44,8 @@ class _Commands(LazyTyperGroup):
             "migrate",
             "qxdb_cli.migrate",
             "app",
-            "Alembic migrations: init, revision, up, down, current, history, heads, stamp, check.",
+            "Alembic migrations: init, revision, up, down, current, history, heads, merge, stamp, "
+            "check, test, lint.",
             group=True,
         ),
         LazyCommand(
@@ -68,6 +70,17 @@ class _Commands(LazyTyperGroup):
             group=True,
         ),
     )
+
+    def invoke(self, ctx: Any) -> Any:
+        # Ctrl-C outside a command's own accounting (Typer would turn it into a silent
+        # exit 130): one line, still exit 130.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted("stopped before finishing") from None
+
+
+EXIT_INTERRUPTED = 130
 
 
 app = typer.Typer(
@@ -114,8 +127,10 @@ def _global(
 ) -> None:
     """Database operations for qxdb services: migrations, outbox, cursors, schema checks.
 
+    Global options may also follow the command (qxdb doctor --database-url URL).
     Exit codes: 0 success, 1 problems found, 2 bad usage or input, 3 database or broker
-    unreachable, 70 internal error (a bug: re-run with --debug).
+    unreachable, 70 internal error (a bug: re-run with --debug), 130 interrupted (Ctrl-C;
+    one line says what was done).
     """
     state.database_url = database_url or None
     state.debug = debug
@@ -137,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: run, and map any error to one line and an exit code."""
     command = typer.main.get_command(app)
     plain_coercion(command)
-    args = sys.argv[1:] if argv is None else argv
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     if "--debug" not in args:
         threading.excepthook = _quiet_late_thread_errors
     try:
@@ -154,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if isinstance(exc, click_exceptions.UsageError) else exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except Interrupted as exc:
+        sys.stderr.write(f"qxdb: interrupted: {exc}\n")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        sys.stderr.write("qxdb: interrupted\n")
-        return 130
+        sys.stderr.write("qxdb: interrupted: stopped before finishing\n")
+        return EXIT_INTERRUPTED
     except Exception as exc:
         return report(exc, debug=state.debug or "--debug" in args)
     return int(result) if isinstance(result, int) else 0

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from qxdb.core import defaults
-from qxdb_cli import render
+from qxdb_cli import common, render
+from qxdb_cli.common import JsonOption, YesOption
 
 if TYPE_CHECKING:
     from qxdb.migrations import AppliedStep, MigrationRun, RevisionInfo
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Alembic migrations: init, revision, up, down, current, history, heads, merge, stamp, "
-    "check, test.",
+    "check, test, lint.",
     no_args_is_help=True,
 )
 
@@ -45,7 +46,6 @@ LockTimeoutOption = Annotated[
         help="Seconds to wait while another migration holds the migration lock.",
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 AtomicOption = Annotated[
     bool,
     typer.Option(
@@ -88,12 +88,60 @@ def _step(step: AppliedStep) -> None:
     )
 
 
-def _settings() -> DatabaseSettings:
+def _settings(config: Path | None, *, creates: bool = False) -> DatabaseSettings:
     from qxdb_cli.state import load_settings
 
-    settings = load_settings()
+    settings = load_settings(creates=creates, config=config)
     render.announce_database(settings)
     return settings
+
+
+def _interrupted(
+    command: str,
+    target: str,
+    config: Path | None,
+    settings: DatabaseSettings,
+    seen: list[AppliedStep],
+) -> str:
+    """After Ctrl-C: read where the database really is (a revision Alembic reported may
+    have been rolled back with its transaction) and what is left to do."""
+    import asyncio
+
+    from qxdb.migrations import current, plan_downgrade
+    from qxdb.migrations.plan import plan_upgrade
+    from qxdb_cli.errors import message_for
+
+    verb = {"upgrade": "applied", "downgrade": "undone", "stamp": "stamped"}[command]
+    try:
+        now = asyncio.run(current(config=config, settings=settings))
+        if command == "upgrade":
+            left = asyncio.run(plan_upgrade(target, config=config, settings=settings))
+        elif command == "downgrade":
+            left = asyncio.run(plan_downgrade(target, config=config, settings=settings))
+        else:
+            left = []
+    except Exception as exc:
+        reported = ", ".join(s.revision for s in seen) or "none"
+        return (
+            f"Alembic reported {verb}: {reported}; the database's revision could not be "
+            f"read afterwards ({message_for(exc)}): check with 'qxdb migrate current'"
+        )
+    waiting = [r.revision for r in left]
+    done = [s.revision for s in seen if s.revision not in waiting]
+    at = ", ".join([r.revision for r in now.current] + now.unknown) or "base (no revision)"
+    if command == "stamp":
+        return f"the database is at {at}; run it again to stamp {target}"
+    total = len(done) + len(waiting)
+    parts = [
+        f"{verb} {len(done)} of {render.plural(total, 'revision')}"
+        + (f" ({', '.join(done)})" if done else "")
+    ]
+    if waiting:
+        parts.append(f"not {verb}: {', '.join(waiting)}")
+    parts.append(f"the database is at {at}")
+    if waiting:
+        parts.append("run it again to continue")
+    return "; ".join(parts)
 
 
 def _revision_line(info: RevisionInfo, *, current: bool = False) -> str:
@@ -124,7 +172,7 @@ def _finish(run: MigrationRun, as_json: bool = False) -> None:
         render.out().print(f"nothing to do: the database is at {where}", markup=False)
         return
     where = ", ".join(run.after) or "base (no revision)"
-    render.note(f"done: {len(run.steps)} step(s); the database is now at {where}")
+    render.note(f"done: {render.plural(len(run.steps), 'step')}; the database is now at {where}")
 
 
 @app.command("init")
@@ -140,16 +188,33 @@ def init(
     directory: Annotated[
         Path, typer.Argument(help="Folder to create (must not exist or be empty).")
     ] = Path("migrations"),
+    dialect: Annotated[
+        str | None,
+        typer.Option(
+            "--dialect",
+            help="The database the project is for, recorded in alembic.ini: postgresql or "
+            "sqlite. Default: the dialect of --database-url / QX_DB__URL, else sqlite.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Lay down the qxdb Alembic template: alembic.ini (no URL in it), env.py, script.py.mako.
 
     Refuses to write into a folder that is not empty. The models module must import.
+    alembic.ini records the project's dialect: with QX_DB__URL unset, every command
+    refuses the embedded SQLite file in a project made for PostgreSQL.
 
     Example: qxdb migrate init --metadata myservice.models:metadata
     """
     from qxdb.migrations.scaffold import init_project
+    from qxdb_cli.state import chosen_dialect
 
-    result = init_project(directory, metadata=metadata)
+    dialect = (dialect or chosen_dialect() or "sqlite").strip().lower()
+    if dialect not in ("postgresql", "sqlite"):
+        from qxdb.errors import ValidationError
+
+        raise ValidationError(f"invalid --dialect {dialect!r}: use postgresql or sqlite")
+    result = init_project(directory, metadata=metadata, dialect=dialect)
     shown = _relative(result.directory)
     render.out().print(
         f"created {shown}/ (alembic.ini, env.py, script.py.mako, versions/)", markup=False
@@ -159,6 +224,7 @@ def init(
             f"pass --config {_relative(result.config)} to the other commands, or add "
             f'[tool.qxdb.migrate] config = "{_relative(result.config)}" to pyproject.toml'
         )
+    render.note(f"recorded: this project is for {dialect} ([qxdb] dialect in alembic.ini)")
     render.note("next: qxdb migrate revision -m 'create tables' --autogenerate && qxdb migrate up")
 
 
@@ -188,7 +254,8 @@ def revision(
 
     from qxdb.migrations import revision as new_revision
 
-    settings = _settings() if autogenerate else None
+    # Autogenerate compares with the database, and may create the embedded one (empty).
+    settings = _settings(config, creates=True) if autogenerate else None
     result = asyncio.run(
         new_revision(message, autogenerate=autogenerate, config=config, settings=settings)
     )
@@ -222,30 +289,40 @@ def up(
 
     Example: qxdb migrate up
     """
-    import asyncio
 
     from qxdb.migrations import upgrade, upgrade_sql
 
-    settings = _settings()
+    settings = _settings(config, creates=True)
     if sql:
         text = upgrade_sql(revision, config=config, settings=settings)
         render.out().print(text, markup=False, end="")
         return
+    seen: list[AppliedStep] = []
     with _json_failure(as_json):
-        run = asyncio.run(
+        run = common.run(
             upgrade(
                 revision,
                 config=config,
                 settings=settings,
                 lock_timeout=lock_timeout,
                 on_wait=_waiting,
-                on_step=None if as_json else _step,
+                on_step=_stepper(seen, show=not as_json),
                 atomic=atomic,
                 ddl_lock_timeout=ddl_lock_timeout,
                 retries=retries,
-            )
+            ),
+            interrupted=lambda: _interrupted("upgrade", revision, config, settings, seen),
         )
     _finish(run, as_json)
+
+
+def _stepper(seen: list[AppliedStep], *, show: bool = True) -> Any:
+    def on_step(step: AppliedStep) -> None:
+        seen.append(step)
+        if show:
+            _step(step)
+
+    return on_step
 
 
 @app.command("down", context_settings=_RELATIVE_REVISIONS)
@@ -254,7 +331,7 @@ def down(
         str | None,
         typer.Argument(help="Target: -1 (one step), a revision id, or base.", show_default=False),
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = _DEFAULT_LOCK_TIMEOUT,
     atomic: AtomicOption = False,
@@ -267,9 +344,6 @@ def down(
 
     Example: qxdb migrate down -1 --yes
     """
-    import asyncio
-    import sys
-
     from qxdb.errors import ValidationError
     from qxdb.migrations import downgrade, plan_downgrade
 
@@ -277,30 +351,33 @@ def down(
         raise ValidationError(
             "down needs a target revision: -1 (one step back), a revision id, or base"
         )
-    settings = _settings()
-    plan = asyncio.run(plan_downgrade(revision, config=config, settings=settings))
+    settings = _settings(config)
+    plan = common.run(plan_downgrade(revision, config=config, settings=settings))
     if not plan:
         render.out().print(f"nothing to undo: the database is already at {revision}", markup=False)
         return
-    render.out().print(f"will undo {len(plan)} revision(s):", markup=False)
+    render.out().print(f"will undo {render.plural(len(plan), 'revision')}:", markup=False)
     for info in plan:
         render.out().print(f"  {_revision_line(info)}", markup=False)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise ValidationError("down changes the database: pass --yes when not on a terminal")
-        typer.confirm("Undo these revisions?", abort=True, err=True)
-    run = asyncio.run(
+    common.confirm_or_refuse(
+        "Undo these revisions?",
+        what=f"undo {render.plural(len(plan), 'revision')}",
+        yes=yes,
+    )
+    seen: list[AppliedStep] = []
+    run = common.run(
         downgrade(
             revision,
             config=config,
             settings=settings,
             lock_timeout=lock_timeout,
             on_wait=_waiting,
-            on_step=_step,
+            on_step=_stepper(seen),
             atomic=atomic,
             ddl_lock_timeout=ddl_lock_timeout,
             retries=retries,
-        )
+        ),
+        interrupted=lambda: _interrupted("downgrade", revision, config, settings, seen),
     )
     _finish(run)
 
@@ -315,20 +392,20 @@ def stamp(
 
     Example: qxdb migrate stamp head
     """
-    import asyncio
-
     from qxdb.migrations import stamp as stamp_revision
 
-    settings = _settings()
-    run = asyncio.run(
+    settings = _settings(config, creates=True)
+    seen: list[AppliedStep] = []
+    run = common.run(
         stamp_revision(
             revision,
             config=config,
             settings=settings,
             lock_timeout=lock_timeout,
             on_wait=_waiting,
-            on_step=_step,
-        )
+            on_step=_stepper(seen),
+        ),
+        interrupted=lambda: _interrupted("stamp", revision, config, settings, seen),
     )
     _finish(run)
 
@@ -339,11 +416,9 @@ def current(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
     Example: qxdb migrate current --json
     """
-    import asyncio
-
     from qxdb.migrations import current as read_current
 
-    state = asyncio.run(read_current(config=config, settings=_settings()))
+    state = common.run(read_current(config=config, settings=_settings(config)))
     if as_json:
         render.print_json(state.to_dict())
         return
@@ -389,7 +464,7 @@ def history(
     revisions = read_history(config=config, rev_range=rev_range)
     at: list[str] = []
     if verbose:
-        state = asyncio.run(read_current(config=config, settings=_settings()))
+        state = asyncio.run(read_current(config=config, settings=_settings(config)))
         at = [r.revision for r in state.current] + state.unknown
     if as_json:
         document: Any = [
@@ -473,11 +548,9 @@ def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
     Example: qxdb migrate check --json
     """
-    import asyncio
-
     from qxdb.migrations import check as run_check
 
-    report = asyncio.run(run_check(config=config, settings=_settings()))
+    report = common.run(run_check(config=config, settings=_settings(config)))
     if as_json:
         render.print_json(report.to_dict())
     elif report.ok:
@@ -490,7 +563,7 @@ def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         for problem in report.problems:
             render.out().print(f"- {problem}", markup=False)
     if not report.ok:
-        render.note(f"qxdb: check failed: {len(report.problems)} problem(s)")
+        render.note(f"qxdb: check failed: {render.plural(len(report.problems), 'problem')}")
         raise typer.Exit(1)
 
 
@@ -520,7 +593,7 @@ def run_tests(
     from qxdb.migrations.testkit import KitReport, run_testkit, scratch_database
     from qxdb.urls import display_url
 
-    settings = _settings()
+    settings = _settings(config, creates=in_place)
 
     async def kit() -> KitReport:
         if in_place:

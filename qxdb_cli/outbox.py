@@ -9,23 +9,21 @@ be reached.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from qxdb.core import defaults
-from qxdb_cli import relay as _relay, render
+from qxdb_cli import common, relay as _relay, render
+from qxdb_cli.common import DryRunOption, JsonOption, WideOption, YesOption
 
 if TYPE_CHECKING:
-    from qxdb.outbox.reports import OutboxRow
     from qxdb.outbox.selection import OutboxSelection, OutboxStatus
 
 app = typer.Typer(help="Inspect and operate the transactional outbox.", no_args_is_help=True)
 
 app.command("relay")(_relay.relay)
 
-_JSON = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 _STATUS = Annotated[
     str | None,
     typer.Option(
@@ -59,10 +57,6 @@ _UNTIL = Annotated[
 _IDS = Annotated[
     list[str] | None,
     typer.Option("--id", help="A row id; repeat for several.", show_default=False),
-]
-_YES = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; needed without a terminal.")]
-_DRY_RUN = Annotated[
-    bool, typer.Option("--dry-run", help="Show what would change, change nothing.")
 ]
 
 
@@ -102,64 +96,6 @@ def _selection(
     )
 
 
-def _when(value: Any) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _short(text: str | None, width: int = 60) -> str:
-    if not text:
-        return ""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def _rows_table(rows: list[OutboxRow]) -> Any:
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    # Ids stay whole, even on a narrow terminal: operators copy them into `show`/`--id`.
-    table.add_column("id", no_wrap=True, min_width=36)
-    table.add_column("event", min_width=8, overflow="fold")
-    table.add_column("v", justify="right", min_width=1)
-    table.add_column("tenant", min_width=8, overflow="fold")
-    table.add_column("occurred", min_width=10)
-    table.add_column("status", no_wrap=True, min_width=9)
-    table.add_column("attempts", justify="right", min_width=3)
-    table.add_column("last error", min_width=10)
-    for row in rows:
-        table.add_row(
-            str(row.id),
-            row.event_name,
-            str(row.event_version),
-            "" if row.tenant_id is None else str(row.tenant_id),
-            _when(row.occurred_at),
-            row.status,
-            str(row.attempts),
-            _short(row.last_error),
-        )
-    return table
-
-
-def _print_table(table: Any) -> None:
-    console = render.out()
-    if console.is_terminal:
-        console.print(table)
-        return
-    # Off a terminal Rich would squeeze the table into 80 columns; ids must stay whole.
-    width = console.width
-    console.width = 220
-    try:
-        console.print(table)
-    finally:
-        console.width = width
-
-
-def _run(coro: Any) -> Any:
-    import asyncio
-
-    return asyncio.run(coro)
-
-
 @app.command("inspect")
 def inspect(
     status: _STATUS = None,
@@ -177,11 +113,14 @@ def inspect(
             "--after", help="Continue after this id (from the previous page).", show_default=False
         ),
     ] = None,
-    as_json: _JSON = False,
+    wide: WideOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error.
+    """List outbox rows, oldest first: id, event, version, tenant, occurred, status, tries, last error.
 
-    Read-only. Pages by id: the last line names the --after value of the next page.
+    Read-only. Ids are shortened to their last 8 digits to fit the terminal: --wide (or
+    --json) shows them whole. Pages by id: the last line names the --after value of the
+    next page.
 
     Example: qxdb outbox inspect --status failed --event 'orders.*' --since 2h --limit 20
     """
@@ -197,14 +136,14 @@ def inspect(
         async with open_outbox_store(settings) as store:
             return await store.list_rows(selection, limit=limit, after=start)
 
-    page = _run(work())
+    page = common.run(work())
     if as_json:
         render.print_json(page.to_dict())
         return
     if not page.rows:
         render.out().print("no matching outbox rows", markup=False)
         return
-    _print_table(_rows_table(page.rows))
+    render.print_table(render.outbox_rows_table(page.rows, wide=wide), wide=wide)
     if page.next_after is not None:
         render.note(f"more rows: add --after {page.next_after}")
 
@@ -215,6 +154,9 @@ def show(
     with_state: Annotated[
         bool,
         typer.Option("--row", help="Print the whole row (delivery state and envelope)."),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole row as one JSON document (= --row).")
     ] = False,
 ) -> None:
     """Print the event envelope of one outbox row as pretty JSON.
@@ -234,8 +176,8 @@ def show(
         async with open_outbox_store(settings) as store:
             return await store.get(key)
 
-    row = _run(work()).value
-    render.print_json(row.to_dict() if with_state else row.payload)
+    row = common.run(work()).value
+    render.print_json(row.to_dict() if with_state or as_json else row.payload)
 
 
 @app.command("stats")
@@ -246,7 +188,7 @@ def stats(
             "--exact", help="Count published rows exactly, by event (reads the whole table)."
         ),
     ] = False,
-    as_json: _JSON = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Counts by status and by event name, and the lag (age of the oldest pending row).
 
@@ -265,91 +207,37 @@ def stats(
         async with open_outbox_store(settings) as store:
             return await store.stats(exact=exact)
 
-    report = _run(work())
+    report = common.run(work())
     if as_json:
         render.print_json(report.to_dict())
         return
-    render_stats(report, exact=exact)
-
-
-def render_stats(report: Any, *, exact: bool) -> None:
-    """The human view of :class:`~qxdb.outbox.reports.OutboxStats` (also used by the demo)."""
-    from datetime import timedelta
-
-    from rich.table import Table
-
-    from qxdb.durations import format_duration
-
-    about = "~" if report.published_is_estimate else ""
-    summary = Table(show_header=False, box=None, pad_edge=False)
-    summary.add_row("table", report.table)
-    summary.add_row("pending", f"{report.pending} (failed {report.failed})")
-    summary.add_row("published", f"{about}{report.published}")
-    summary.add_row("dead", str(report.dead))
-    summary.add_row("total", f"{about}{report.total}")
-    summary.add_row(
-        "lag",
-        format_duration(timedelta(seconds=report.lag_seconds)) if report.pending else "none",
-    )
-    render.out().print(summary)
-    if report.by_event:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in ("event", "pending", "failed", "dead", *(["published"] if exact else [])):
-            table.add_column(name, justify="left" if name == "event" else "right")
-        for counts in report.by_event:
-            cells = [counts.event_name, str(counts.pending), str(counts.failed), str(counts.dead)]
-            if exact:
-                cells.append(str(counts.published))
-            table.add_row(*cells)
-        render.out().print()
-        _print_table(table)
-
-
-def _confirm_or_refuse(question: str, *, count: int, yes: bool) -> None:
-    from qxdb.errors import ValidationError
-
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise ValidationError(
-            f"refusing to change {count} rows without a terminal to ask on: pass --yes"
-        )
-    typer.confirm(question, abort=True, err=True)
-
-
-class _Bar:
-    """A Rich progress bar on stderr when it is a terminal; otherwise nothing."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self._progress: Any = None
-        self._task: Any = None
-        if render.err().is_terminal:
-            from rich.progress import Progress
-
-            self._progress = Progress(console=render.err(), transient=True)
-            self._task = self._progress.add_task(label, total=total)
-
-    def __enter__(self) -> _Bar:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, total=total)
+    render.print_stats(report, exact=exact)
 
 
 def _report_line(report: Any) -> str:
     return (
-        f"{report.operation}: {report.rows} rows in {report.batches} "
-        f"batch{'' if report.batches == 1 else 'es'}, "
-        f"{report.seconds:.2f} s ({report.rows_per_second:,.0f} rows/s), "
-        f"longest statement {report.longest_statement_seconds * 1000:.0f} ms"
+        f"{report.operation}: {render.plural(report.rows, 'row')} in "
+        f"{render.plural(report.batches, 'batch', 'batches')}, "
+        f"{report.seconds:.2f} s ({render.number(round(report.rows_per_second))} rows/s), "
+        f"longest statement {report.longest_statement_seconds * 1000:,.0f} ms"
     )
+
+
+def _bulk_change(
+    label: str,
+    verb: str,
+    again: str,
+    plan_count: int,
+    change: Any,
+) -> Any:
+    """Run ``change(progress)`` with a progress bar; Ctrl-C says how far it got."""
+    progress = common.BatchProgress(label, plan_count)
+
+    def interrupted() -> str:
+        return f"{progress.so_far(verb)}; nothing half-written; {again}"
+
+    with progress:
+        return common.run(change(progress), interrupted=interrupted)
 
 
 @app.command("replay")
@@ -360,15 +248,17 @@ def replay(
     since: _SINCE = None,
     until: _UNTIL = None,
     ids: _IDS = None,
-    yes: _YES = False,
-    dry_run: _DRY_RUN = False,
-    as_json: _JSON = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    wide: WideOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids.
 
     The envelope, and the event id in it, stay the same. Shows how many rows and a sample,
     then asks (--yes to skip; required without a terminal). --dry-run changes nothing.
-    Say which rows: at least one selection option (--status all means every row).
+    Say which rows: at least one selection option (--status all means every row). Works
+    in batches of 10,000, each committed: Ctrl-C stops after the last committed batch.
 
     Example: qxdb outbox replay --status failed --event 'orders.*' --dry-run
     """
@@ -385,32 +275,46 @@ def replay(
     settings = load_settings()
     render.announce_database(settings)
 
-    async def work() -> None:
+    async def plan_it() -> Any:
         async with open_outbox_store(settings) as store:
-            plan = await store.plan_replay(selection)
-            if not as_json:
-                render.out().print(
-                    f"{plan.count} outbox rows match {_describe(plan.selection)}", markup=False
-                )
-                if plan.sample:
-                    _print_table(_rows_table(plan.sample))
-            if dry_run or plan.count == 0:
-                if as_json:
-                    render.print_json({"dry_run": dry_run, "plan": plan.to_dict(), "report": None})
-                else:
-                    render.note("dry run: nothing was changed" if dry_run else "nothing to replay")
-                return
-            _confirm_or_refuse(f"Replay {plan.count} rows?", count=plan.count, yes=yes)
-            with _Bar("replaying", plan.count) as bar:
-                report = await store.replay(selection, progress=bar)
-            if as_json:
-                render.print_json(
-                    {"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()}
-                )
-            else:
-                render.out().print(_report_line(report), markup=False)
+            return await store.plan_replay(selection)
 
-    _run(work())
+    plan = common.run(plan_it())
+    if not as_json:
+        render.out().print(
+            f"{render.plural(plan.count, 'outbox row')} match {_describe(plan.selection)}",
+            markup=False,
+        )
+        if plan.sample:
+            render.print_table(render.outbox_rows_table(plan.sample, wide=wide), wide=wide)
+    if dry_run or plan.count == 0:
+        if as_json:
+            render.print_json({"dry_run": dry_run, "plan": plan.to_dict(), "report": None})
+        else:
+            render.note("dry run: nothing was changed" if dry_run else "nothing to replay")
+        return
+    common.confirm_or_refuse(
+        f"Replay {render.plural(plan.count, 'row')}?",
+        what=f"replay {render.plural(plan.count, 'outbox row')}",
+        yes=yes,
+    )
+
+    async def change(progress: common.BatchProgress) -> Any:
+        async with open_outbox_store(settings) as store:
+            return await store.replay(selection, progress=progress, expected=plan.count)
+
+    # Replayed rows leave a failed/dead/published selection, so running it again picks
+    # up the rest; a selection that includes pending rows would start over.
+    again = (
+        "run it again to continue"
+        if selection.status in ("failed", "dead", "published")
+        else "running it again replays every selected row again"
+    )
+    report = _bulk_change("replaying", "replayed", again, plan.count, change)
+    if as_json:
+        render.print_json({"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()})
+    else:
+        render.out().print(_report_line(report), markup=False)
 
 
 def _describe(selection: dict[str, Any]) -> str:
@@ -430,14 +334,15 @@ def purge(
     include_dead: Annotated[
         bool, typer.Option("--include-dead", help="Also delete dead rows that old (by dead_at).")
     ] = False,
-    yes: _YES = False,
-    dry_run: _DRY_RUN = False,
-    as_json: _JSON = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Delete rows published longer ago than --older-than, in batches of 10,000.
 
     Pending rows are never deleted; dead rows only with --include-dead. Shows how many
-    rows, then asks (--yes to skip; required without a terminal). --dry-run changes nothing.
+    rows, then asks (--yes to skip; required without a terminal). --dry-run changes
+    nothing. Each batch is committed: Ctrl-C stops after the last committed batch.
 
     Example: qxdb outbox purge --older-than 7d --include-dead --dry-run
     """
@@ -453,32 +358,41 @@ def purge(
     settings = load_settings()
     render.announce_database(settings)
 
-    async def work() -> None:
+    async def plan_it() -> Any:
         async with open_outbox_store(settings) as store:
-            plan = await store.plan_purge(age, include_dead=include_dead, now=now)
-            if not as_json:
-                dead = f" and {plan.dead} dead" if include_dead else ""
-                render.out().print(
-                    f"{plan.published} published{dead} rows older than {older_than} "
-                    f"(before {plan.cutoff.isoformat()})",
-                    markup=False,
-                )
-            if dry_run or plan.count == 0:
-                if as_json:
-                    render.print_json({"dry_run": dry_run, "plan": plan.to_dict(), "report": None})
-                else:
-                    render.note("dry run: nothing was changed" if dry_run else "nothing to purge")
-                return
-            _confirm_or_refuse(f"Delete {plan.count} rows?", count=plan.count, yes=yes)
-            with _Bar("purging", plan.count) as bar:
-                report = await store.purge(
-                    age, include_dead=include_dead, now=now, progress=bar, expected=plan.count
-                )
-            if as_json:
-                render.print_json(
-                    {"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()}
-                )
-            else:
-                render.out().print(_report_line(report), markup=False)
+            return await store.plan_purge(age, include_dead=include_dead, now=now)
 
-    _run(work())
+    plan = common.run(plan_it())
+    if not as_json:
+        dead = f" and {render.number(plan.dead)} dead" if include_dead else ""
+        rows = "row" if plan.count == 1 else "rows"
+        render.out().print(
+            f"{render.number(plan.published)} published{dead} {rows} older than {older_than} "
+            f"(before {plan.cutoff.isoformat()})",
+            markup=False,
+        )
+    if dry_run or plan.count == 0:
+        if as_json:
+            render.print_json({"dry_run": dry_run, "plan": plan.to_dict(), "report": None})
+        else:
+            render.note("dry run: nothing was changed" if dry_run else "nothing to purge")
+        return
+    common.confirm_or_refuse(
+        f"Delete {render.plural(plan.count, 'row')}?",
+        what=f"delete {render.plural(plan.count, 'outbox row')}",
+        yes=yes,
+    )
+
+    async def change(progress: common.BatchProgress) -> Any:
+        async with open_outbox_store(settings) as store:
+            return await store.purge(
+                age, include_dead=include_dead, now=now, progress=progress, expected=plan.count
+            )
+
+    report = _bulk_change(
+        "purging", "deleted", "run it again to delete the rest", plan.count, change
+    )
+    if as_json:
+        render.print_json({"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()})
+    else:
+        render.out().print(_report_line(report), markup=False)

@@ -1,7 +1,8 @@
 """Output: Rich for people (honouring NO_COLOR and non-TTY stdout), JSON for programs.
 
 Data goes to stdout; everything about the run (which database, progress, warnings) goes
-to stderr, so ``--json`` output is always exactly one JSON document.
+to stderr, so ``--json`` output is always exactly one JSON document. Numbers, plurals,
+ages and ids are formatted here and nowhere else, so every command writes them alike.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from uuid import UUID
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
+    from qxdb.outbox.reports import OutboxRow, OutboxStats
     from qxdb.settings import DatabaseSettings
 
 
@@ -73,9 +76,9 @@ def announce_database(settings: DatabaseSettings) -> None:
     if settings.url_is_default:
         # The absolute path: "./qxdb.sqlite3" alone hides which folder a forgotten
         # QX_DB__URL sent us to, and a missing file means an empty database is being made.
-        from qxdb.urls import DEFAULT_SQLITE_URL
+        from qxdb.urls import DEFAULT_SQLITE_URL, sqlite_file
 
-        path = Path(DEFAULT_SQLITE_URL.split(":///", 1)[1]).resolve()
+        path = (sqlite_file(DEFAULT_SQLITE_URL) or Path("qxdb.sqlite3")).resolve()
         fresh = "" if path.exists() else ", a new empty file"
         unset = "is empty" if "QX_DB__URL" in os.environ else "is not set"
         note(
@@ -88,3 +91,139 @@ def announce_database(settings: DatabaseSettings) -> None:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+# -- numbers, words, ages, ids ---------------------------------------------------------
+
+
+def number(value: int) -> str:
+    """``200,000``: thousands separators, everywhere a count is shown."""
+    return f"{value:,}"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 row``, ``2,000 rows``; ``words`` for irregular plurals (``batches``)."""
+    return f"{number(count)} {word if count == 1 else (words or word + 's')}"
+
+
+def age(seconds: float) -> str:
+    """One format for every lag and age: ``51m``, ``1h2m3s``, ``0s``."""
+    from datetime import timedelta
+
+    from qxdb.durations import format_duration
+
+    return format_duration(timedelta(seconds=seconds))
+
+
+def short_id(value: UUID | str | None) -> str:
+    """The last 8 hex digits of an id (a UUIDv7 starts with its timestamp, so the start
+    of ids made in the same millisecond is the same): ``…0c1d2e3f``."""
+    if value is None:
+        return ""
+    text = str(value)
+    return "…" + text[-8:] if len(text) > 9 else text
+
+
+def when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def one_line(text: str | None) -> str:
+    return "" if not text else " ".join(text.split())
+
+
+# -- tables -------------------------------------------------------------------------------
+
+
+def outbox_rows_table(rows: list[OutboxRow], *, wide: bool = False) -> Table:
+    """Outbox rows, one line each, fitting the terminal (80 columns): short ids, the time
+    without the year, the version and tenant columns only when they say something, and
+    long names ending in ``…`` instead of wrapping. ``wide`` (``--wide``) shows all whole."""
+    from rich.table import Table
+
+    ident = (lambda v: "" if v is None else str(v)) if wide else short_id
+    stamp = when if wide else (lambda v: "" if v is None else v.strftime("%m-%d %H:%M:%S"))
+    columns: list[tuple[str, list[str]]] = [
+        ("id", [ident(r.id) for r in rows]),
+        ("event", [r.event_name for r in rows]),
+    ]
+    if wide or any(r.event_version != 1 for r in rows):
+        columns.append(("v", [str(r.event_version) for r in rows]))
+    if wide or any(r.tenant_id is not None for r in rows):
+        columns.append(("tenant", [ident(r.tenant_id) for r in rows]))
+    columns += [
+        ("occurred" if wide else "occurred UTC", [stamp(r.occurred_at) for r in rows]),
+        ("status", [r.status for r in rows]),
+        ("tries", [number(r.attempts) for r in rows]),
+        ("last error", [one_line(r.last_error) for r in rows]),
+    ]
+    natural = {name: max([len(name), *(len(c) for c in cells)]) for name, cells in columns}
+    limits: dict[str, int] = {}
+    if not wide:
+        # Rich squeezes no-wrap columns by hiding some; share the room out ourselves:
+        # the fixed columns whole, the rest to the event name first, then the error.
+        room = out().width - 2 * (len(columns) - 1)
+        room -= sum(w for name, w in natural.items() if name not in ("event", "last error"))
+        event = max(8, min(natural["event"], room - 10))
+        limits = {"event": event, "last error": max(10, room - event)}
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, _ in columns:
+        table.add_column(
+            name,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if name in ("v", "tries") else "left",
+            max_width=limits.get(name),
+        )
+    for i in range(len(rows)):
+        table.add_row(*(cells[i] for _, cells in columns))
+    return table
+
+
+def print_table(table: Table, *, wide: bool = False) -> None:
+    """Print a table to stdout: the terminal's width (``COLUMNS`` off a terminal, else
+    80), or as wide as it needs with ``wide``, so a line never wraps."""
+    console = out()
+    if not wide:
+        console.print(table)
+        return
+    width = console.width
+    console.width = 10_000
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
+
+
+def print_stats(report: OutboxStats, *, exact: bool) -> None:
+    """The human view of :class:`~qxdb.outbox.reports.OutboxStats`."""
+    from rich.table import Table
+
+    about = "~" if report.published_is_estimate else ""
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    summary.add_column(no_wrap=True)
+    summary.add_column(no_wrap=True, overflow="ellipsis")
+    summary.add_row("table", report.table)
+    summary.add_row("pending", f"{number(report.pending)} (failed {number(report.failed)})")
+    summary.add_row("published", f"{about}{number(report.published)}")
+    summary.add_row("dead", number(report.dead))
+    summary.add_row("total", f"{about}{number(report.total)}")
+    summary.add_row("lag", age(report.lag_seconds) if report.pending else "none")
+    out().print(summary)
+    if report.by_event:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("event", no_wrap=True, overflow="ellipsis")
+        for name in ("pending", "failed", "dead", *(["published"] if exact else [])):
+            table.add_column(name, justify="right", no_wrap=True)
+        for counts in report.by_event:
+            cells = [
+                counts.event_name,
+                number(counts.pending),
+                number(counts.failed),
+                number(counts.dead),
+            ]
+            if exact:
+                cells.append(number(counts.published or 0))
+            table.add_row(*cells)
+        out().print()
+        print_table(table)

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qxdb_cli import render
+from qxdb_cli import common, render
+from qxdb_cli.common import JsonOption
 
 if TYPE_CHECKING:
     from qxdb.conventions import CheckReport, Finding, Rule
@@ -104,8 +105,6 @@ def check(
 
     Example: qxdb schema check --database --baseline schema-baseline.json --format sarif
     """
-    import asyncio
-
     from qxdb.conventions import (
         apply_baseline,
         check_database,
@@ -129,7 +128,7 @@ def check(
 
         settings = load_settings()
         render.announce_database(settings)
-        report = asyncio.run(check_database(settings, settings_config, schema=schema))
+        report = common.run(check_database(settings, settings_config, schema=schema))
     if not report.tables:
         render.note("note: no tables to check (an empty database or metadata, or all skipped)")
     if baseline is not None:
@@ -155,7 +154,7 @@ def check(
 
 @app.command("rules")
 def rules_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: JsonOption = False,
     explain: Annotated[
         str | None,
         typer.Option(
@@ -222,24 +221,26 @@ def _print_explanation(rule: Rule) -> None:
 
 
 def _summary(report: CheckReport) -> str:
+    p = render.plural
     affected = len({f.table for f in report.findings})
     extra = ""
     if report.baseline_file is not None:
-        extra += f"; {len(report.baselined)} in baseline"
+        extra += f"; {len(report.baselined):,} in baseline"
         if report.gone:
-            extra += f", {len(report.gone)} gone"
+            extra += f", {len(report.gone):,} gone"
     if report.ignored:
-        extra += f"; {len(report.ignored)} ignored"
+        extra += f"; {len(report.ignored):,} ignored"
     what = (
-        f"{len(report.tables)} tables, {len(report.rules)} rules, {report.source} {report.target}"
+        f"{p(len(report.tables), 'table')}, {p(len(report.rules), 'rule')}, "
+        f"{report.source} {report.target}"
     )
     if not report.findings:
         new = "new " if report.baseline_file is not None else ""
         return f"ok: no {new}findings ({what}){extra}"
     info = f", {len(report.infos)} info" if report.infos else ""
     return (
-        f"{len(report.errors)} errors, {len(report.warnings)} warnings{info} "
-        f"in {affected} tables ({what}){extra}"
+        f"{p(len(report.errors), 'error')}, {p(len(report.warnings), 'warning')}{info} "
+        f"in {p(affected, 'table')} ({what}){extra}"
     )
 
 

@@ -19,6 +19,9 @@ truncate_slug_length = 40
 [qxdb]
 # The models to migrate towards: package.module:attribute of a sqlalchemy MetaData.
 metadata = ${metadata}
+# The database this project is for. With QX_DB__URL unset, qxdb refuses to run these
+# migrations (or any command) on the embedded SQLite file unless this says sqlite.
+dialect = ${dialect}
 
 # Logging, used when plain `alembic` runs env.py (qxdb reports on its own).
 [loggers]

@@ -120,7 +120,7 @@ async def run_demo(
         "qxdb migrate current",
         "qxdb migrate check",
         "qxdb schema check",
-        "qxdb outbox relay --nats-url nats://127.0.0.1:4222 --subject-prefix shop --once",
+        "qxdb outbox relay --nats-url nats://127.0.0.1:4222 --subject-prefix demo --once",
     ]
     return report
 
@@ -133,7 +133,10 @@ async def _migrate(
     config = workspace / "migrations" / "alembic.ini"
     if not config.exists():
         result = init_project(
-            workspace / "migrations", metadata=METADATA_PATH, project_root=workspace
+            workspace / "migrations",
+            metadata=METADATA_PATH,
+            project_root=workspace,
+            dialect=settings.dialect_name,
         )
         step(
             "migrate-init",

@@ -8,7 +8,9 @@ A project's Alembic config is found in this order (the first that exists wins):
 4. ``migrations/alembic.ini`` (what ``qxdb migrate init`` lays down by default).
 
 The target metadata is named in the config as an import path, ``package.module:metadata``
-(``[qxdb] metadata = …``), so the config file never holds a URL or code.
+(``[qxdb] metadata = …``), so the config file never holds a URL or code. ``[qxdb] dialect``
+records which database the project is for (``qxdb migrate init`` writes it), so that a
+forgotten ``QX_DB__URL`` does not send a PostgreSQL project to the embedded SQLite file.
 """
 
 from __future__ import annotations
@@ -28,16 +30,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DIRECTORY",
+    "DIALECT_OPTION",
     "METADATA_OPTION",
     "QXDB_SECTION",
     "find_config",
     "import_metadata",
     "parse_metadata_path",
+    "recorded_dialect",
 ]
 
 DEFAULT_DIRECTORY = "migrations"
 QXDB_SECTION = "qxdb"
 METADATA_OPTION = "metadata"
+DIALECT_OPTION = "dialect"
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
@@ -66,6 +71,26 @@ def find_config(explicit: str | Path | None = None, *, cwd: Path | None = None) 
         "'qxdb migrate init --metadata package.module:metadata' or pass --config",
         details={"cwd": str(cwd)},
     )
+
+
+def recorded_dialect(
+    explicit: str | Path | None = None, *, cwd: Path | None = None
+) -> tuple[str, Path] | None:
+    """``(dialect, config file)`` when the project's config records ``[qxdb] dialect``.
+
+    ``None`` when there is no project here, or its config says nothing (or cannot be
+    read: the commands that need the config report that themselves).
+    """
+    import configparser
+
+    try:
+        path = find_config(explicit, cwd=cwd)
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(path, encoding="utf-8")
+        value = parser.get(QXDB_SECTION, DIALECT_OPTION, fallback="").strip().lower()
+    except (ConfigurationError, configparser.Error, OSError, UnicodeDecodeError):
+        return None
+    return (value, path) if value else None
 
 
 def _pyproject_config(pyproject: Path) -> Path | None:

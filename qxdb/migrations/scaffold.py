@@ -48,12 +48,17 @@ def init_project(
     metadata: str,
     project_root: Path | None = None,
     check_import: bool = True,
+    dialect: str = "sqlite",
 ) -> InitResult:
     """Create ``directory`` from the qxdb template; refuse if it exists and is not empty.
 
     ``metadata`` is the import path of the models, ``package.module:metadata``; with
     ``check_import`` it must import (from ``project_root``, default the working directory).
+    ``dialect`` (``postgresql``, ``sqlite``, …) is recorded as ``[qxdb] dialect``: the
+    command then refuses the embedded SQLite default for a project made for another one.
     """
+    if not dialect.isidentifier():
+        raise ValidationError(f"invalid dialect {dialect!r}: expected a name such as postgresql")
     root = (project_root or Path.cwd()).resolve()
     target = Path(directory)
     target = (target if target.is_absolute() else root / target).resolve()
@@ -84,18 +89,21 @@ def init_project(
     written.append(versions)
 
     config = target / "alembic.ini"
-    config.write_text(_render_ini(source / _RENDERED, target, root, metadata), encoding="utf-8")
+    config.write_text(
+        _render_ini(source / _RENDERED, target, root, metadata, dialect.lower()), encoding="utf-8"
+    )
     written.append(config)
     return InitResult(directory=target, config=config, metadata=metadata, files=sorted(written))
 
 
-def _render_ini(template: Path, target: Path, root: Path, metadata: str) -> str:
+def _render_ini(template: Path, target: Path, root: Path, metadata: str, dialect: str) -> str:
     from mako.template import Template  # type: ignore[import-untyped]
 
     relative_root = os.path.relpath(root, target)
     prepend = "%(here)s" if relative_root == "." else f"%(here)s{os.sep}{relative_root}"
     rendered: str = Template(filename=str(template)).render_unicode(
         metadata=metadata,
+        dialect=dialect,
         prepend_sys_path=prepend,
         config_path=_shown(target / "alembic.ini", root),
     )

@@ -15,12 +15,18 @@ fixture                    scope     gives
 Without a server the PostgreSQL (or NATS) tests are skipped with the reason;
 ``QXDB_REQUIRE_POSTGRES=1`` (``QXDB_REQUIRE_NATS=1``) turns that skip into a failure, as CI
 needs. Tests marked ``postgres_only`` run only on the PostgreSQL side of ``db_url``.
+
+The header of the run names where PostgreSQL and NATS come from, and a line says so when
+a throwaway server is started. Throwaway servers are stopped at the end, on SIGTERM, and
+at interpreter exit, so an interrupted run leaves none behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import signal
 import threading
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -29,7 +35,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from qxdb.testing.servers import NoServer, Server, find_nats, find_postgres
+from qxdb.testing.servers import NoServer, Server, find_nats, find_postgres, stop_all
 
 T = TypeVar("T")
 
@@ -65,11 +71,26 @@ def run_coro(coro: Coroutine[Any, Any, T]) -> T:
 _pg: dict[str, Any] = {}
 
 
+def _announce(config: pytest.Config, server: Server, what: str) -> None:
+    """Say so when a test server was started rather than given (it takes seconds)."""
+    if server.how.startswith("QXDB_TEST_"):
+        return
+    from qxdb.urls import display_url
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"qxdb: started a throwaway {what} ({server.how}) at {display_url(server.url)} "
+            "for this run; it is stopped at the end"
+        )
+
+
 @pytest.fixture(scope="session")
-def qxdb_postgres_server() -> Server:
+def qxdb_postgres_server(pytestconfig: pytest.Config) -> Server:
     if "server" not in _pg and "reason" not in _pg:
         try:
             _pg["server"] = find_postgres()
+            _announce(pytestconfig, _pg["server"], "PostgreSQL")
         except NoServer as exc:
             _pg["reason"] = str(exc)
     if "reason" in _pg:
@@ -155,10 +176,11 @@ _nats: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
-def qxdb_nats_url() -> str:
+def qxdb_nats_url(pytestconfig: pytest.Config) -> str:
     if "server" not in _nats and "reason" not in _nats:
         try:
             _nats["server"] = find_nats()
+            _announce(pytestconfig, _nats["server"], "NATS JetStream")
         except NoServer as exc:
             _nats["reason"] = str(exc)
     if "reason" in _nats:
@@ -166,5 +188,38 @@ def qxdb_nats_url() -> str:
     return str(_nats["server"].url)
 
 
+def _source(env: str, fallback: str) -> str:
+    from qxdb.urls import display_url
+
+    value = os.environ.get(env, "").strip()
+    if value:
+        return f"{display_url(value)} (from {env})"
+    return f"{fallback} ({env} is not set)"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line: where this run's PostgreSQL and NATS come from."""
+    postgres = _source(
+        "QXDB_TEST_DATABASE_URL",
+        "testcontainers if Docker answers, else a throwaway initdb cluster, on first use",
+    )
+    nats = _source("QXDB_TEST_NATS_URL", "a throwaway nats-server -js, on first use")
+    return f"qxdb test servers: PostgreSQL {postgres}; NATS {nats}"
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # The default SIGTERM ends the process at once: no session finish, so a throwaway
+    # cluster would keep running. Stop what we started, then die of the signal as before.
+    stop_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres_only: the feature exists only on PostgreSQL")
+    atexit.register(stop_all)
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)

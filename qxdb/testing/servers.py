@@ -4,6 +4,10 @@ PostgreSQL, in this order: ``QXDB_TEST_DATABASE_URL``; a testcontainers PostgreS
 a Docker engine answers; a throwaway cluster made with the local ``initdb``/``pg_ctl``;
 otherwise no server, with the reason. NATS: ``QXDB_TEST_NATS_URL``; a throwaway
 ``nats-server -js``; otherwise no server, with the reason.
+
+Every server started here is registered until it is stopped, so :func:`stop_all` (which
+the pytest plugin calls on SIGTERM and at exit) never leaves a cluster running behind an
+interrupted run.
 """
 
 from __future__ import annotations
@@ -20,7 +24,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["NoServer", "Server", "ThrowawayPostgres", "find_nats", "find_postgres", "free_port"]
+__all__ = [
+    "NoServer",
+    "Server",
+    "ThrowawayPostgres",
+    "find_nats",
+    "find_postgres",
+    "free_port",
+    "stop_all",
+]
+
+# id -> stop function of every server started by this process and not stopped yet.
+_running: dict[int, Callable[[], None]] = {}
+
+
+def _started(stop: Callable[[], None]) -> Callable[[], None]:
+    """Register ``stop``; the returned function stops once and unregisters."""
+    key = id(stop)
+
+    def once() -> None:
+        if _running.pop(key, None) is not None:
+            stop()
+
+    _running[key] = stop
+    return once
+
+
+def stop_all() -> None:
+    """Stop every server this process started and has not stopped (idempotent)."""
+    for key in list(_running):
+        stop = _running.pop(key, None)
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                stop()
 
 
 class NoServer(Exception):
@@ -113,6 +149,7 @@ class ThrowawayPostgres:
         self._run([initdb, "-D", str(data), "-U", "postgres", "--no-sync", "-E", "UTF8", *auth])
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run([pg_ctl, "-D", str(data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start"])
+        self.stop = _started(self._stop)  # type: ignore[method-assign]
         userinfo = f"postgres:{password}" if password else "postgres"
         self.url = f"postgresql+asyncpg://{userinfo}@127.0.0.1:{self.port}/postgres"
 
@@ -125,6 +162,10 @@ class ThrowawayPostgres:
             ) from None
 
     def stop(self) -> None:
+        """Stop the cluster and delete its folder (replaced per instance once started)."""
+        self._stop()
+
+    def _stop(self) -> None:
         with contextlib.suppress(Exception):
             self._run([self._pg_ctl, "-D", str(self._data), "-m", "immediate", "stop"])
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -154,7 +195,9 @@ def find_postgres() -> Server:
 
             container = PostgresContainer("postgres:16-alpine", driver="asyncpg")
             container.start()
-            return Server(container.get_connection_url(), "testcontainers", container.stop)
+            return Server(
+                container.get_connection_url(), "testcontainers", _started(container.stop)
+            )
         except Exception as exc:
             reasons.append(f"testcontainers failed: {exc}")
     else:
@@ -196,4 +239,4 @@ def find_nats() -> Server:
             proc.wait(5)
         shutil.rmtree(store, ignore_errors=True)
 
-    return Server(f"nats://127.0.0.1:{port}", "nats-server", stop)
+    return Server(f"nats://127.0.0.1:{port}", "nats-server", _started(stop))

@@ -20,13 +20,18 @@ def test_version_and_help() -> None:
 
 
 def test_doctor_on_the_embedded_default(tmp_path: Path) -> None:
+    # No file: doctor says so and creates none (it used to leave an empty one behind).
+    missing = run_qxdb("doctor", "--json", cwd=tmp_path)
+    assert missing.returncode == 3, missing.stderr
+    assert "no database at" in missing.stderr
+    assert not (tmp_path / "qxdb.sqlite3").exists()
+    (tmp_path / "qxdb.sqlite3").touch()
     result = run_qxdb("doctor", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["dialect"] == "sqlite"
     assert report["url_is_default"] is True
     assert "embedded SQLite default" in result.stderr
-    assert (tmp_path / "qxdb.sqlite3").exists()
     human = run_qxdb("doctor", cwd=tmp_path)
     assert human.returncode == 0
     assert "sqlite" in human.stdout

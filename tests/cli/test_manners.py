@@ -164,15 +164,24 @@ def test_a_bare_group_shows_its_help_not_an_error() -> None:
 
 
 def test_the_default_database_is_named_by_its_absolute_path(tmp_path: Path) -> None:
+    # A reading command never creates the embedded file: it says there is none (was: an
+    # empty qxdb.sqlite3 left behind by every stats, doctor or migrate current).
     result = run_qxdb("outbox", "stats", "--json", cwd=tmp_path)
-    assert result.returncode == 2  # the fresh file has no outbox table
+    assert result.returncode == 3, result.stderr
     assert result.stdout == ""
     first = result.stderr.splitlines()[0]
+    assert f"no database at {tmp_path.resolve() / 'qxdb.sqlite3'}" in first
     assert "embedded SQLite default" in first
-    assert f"{tmp_path.resolve() / 'qxdb.sqlite3'}, a new empty file" in first
     assert "QX_DB__URL is not set" in first
+    assert not (tmp_path / "qxdb.sqlite3").exists()
     empty = run_qxdb("outbox", "stats", "--json", cwd=tmp_path, env={"QX_DB__URL": ""})
     assert "QX_DB__URL is empty" in empty.stderr.splitlines()[0]
+    # Once the file exists, it is named by its absolute path.
+    (tmp_path / "qxdb.sqlite3").touch()
+    named = run_qxdb("outbox", "stats", "--json", cwd=tmp_path)
+    assert named.returncode == 2  # the empty file has no outbox table
+    first = named.stderr.splitlines()[0]
+    assert f"embedded SQLite default {tmp_path.resolve() / 'qxdb.sqlite3'}" in first
 
 
 def test_the_default_database_in_a_folder_it_cannot_use(tmp_path: Path) -> None:

@@ -61,8 +61,8 @@ def test_down_needs_a_target_and_a_yes_without_terminal(project: Path, sqlite_ur
     settings = DatabaseSettings(url=sqlite_url)
     run_coro(stamp("r1", config=config, settings=settings))
     proc = run(project, "migrate", "down", "-1", url=sqlite_url)  # stdin is not a terminal
-    assert "will undo 1 revision(s)" in proc.stdout
-    assert "pass --yes when not on a terminal" in one_error(proc, 2)
+    assert "will undo 1 revision:" in proc.stdout
+    assert "without a terminal to ask on: pass --yes" in one_error(proc, 2)
     state = run_coro(current(config=config, settings=settings))
     assert [r.revision for r in state.current] == ["r1"]
 

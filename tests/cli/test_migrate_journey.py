@@ -58,7 +58,7 @@ def test_new_user_journey(db_url: str, tmp_path: Path) -> None:
         assert [h["revision"] for h in history][1:] == [first_revision]
 
     undone = ok(run(tmp_path, "migrate", "down", "-1", "--yes", url=db_url))
-    assert "will undo 1 revision(s)" in undone.stdout
+    assert "will undo 1 revision:" in undone.stdout
     assert "add status" in undone.stdout
     assert f"the database is now at {first_revision}" in undone.stderr
     assert "upgrade" in qxdb("migrate", "up")

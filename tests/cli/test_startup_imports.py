@@ -108,6 +108,7 @@ def test_help_imports_only_the_module_of_the_command_shown() -> None:
 def test_the_probe_sees_heavy_imports_when_they_happen(tmp_path: Path) -> None:
     # A command that does touch the (embedded) database must show up, or the test above
     # could never fail.
+    (tmp_path / "qxdb.sqlite3").touch()  # reading commands never create the file
     _, modules = _modules_after(["doctor", "--json"], cwd=tmp_path)
     assert {"sqlalchemy", "aiosqlite"} <= modules
 

@@ -1,0 +1,80 @@
+"""URL rules: secrets masked by the URL's structure, never by searching the text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qxdb.urls import (
+    async_driver_url,
+    display_nats_url,
+    display_url,
+    redact_secrets,
+    split_nats_servers,
+    sqlite_file,
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # user == password: only the password field is masked, not every "postgres".
+        (
+            "postgresql+asyncpg://postgres:postgres@127.0.0.1:5999/postgres",
+            "postgresql+asyncpg://postgres:***@127.0.0.1:5999/postgres",
+        ),
+        # An unencoded "@" (and "/"): the user information runs to the last "@".
+        ("postgres://postgres:p@ss/w0rd@host/db", "postgres://postgres:***@host/db"),
+        ("postgresql+asyncpg://app@db/app", "postgresql+asyncpg://app@db/app"),
+        ("postgresql://db/app?user=a&password=zz", "postgresql://db/app?user=a&password=***"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+        # NATS: a bare user part is a token; user:pass masks the pass.
+        ("nats://s3cr3t-token@nats:4222", "nats://***@nats:4222"),
+        ("tls://relay:pw@nats:4222", "tls://relay:***@nats:4222"),
+        ("nats://nats:4222", "nats://nats:4222"),
+    ],
+)
+def test_display_url_masks_the_password_field_only(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+
+
+def test_a_nats_cluster_is_split_and_masked_server_by_server() -> None:
+    value = "nats://tok@a:4222, nats://u:pw@b:4222,,nats://c:4222"
+    assert split_nats_servers(value) == ["nats://tok@a:4222", "nats://u:pw@b:4222", "nats://c:4222"]
+    assert display_nats_url(value) == "nats://***@a:4222,nats://u:***@b:4222,nats://c:4222"
+    assert display_url(value) == display_nats_url(value)
+
+
+def test_free_text_keeps_what_is_not_secret() -> None:
+    url = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5999/x"
+    text = f'cannot connect to {url}: password authentication failed for user "postgres"'
+    assert redact_secrets(text, url) == (
+        "cannot connect to postgresql+asyncpg://postgres:***@127.0.0.1:5999/x: "
+        'password authentication failed for user "postgres"'
+    )
+
+
+def test_free_text_masks_the_password_as_a_whole_word() -> None:
+    url = "postgresql+asyncpg://app:hunter2@db/app"
+    masked = redact_secrets("auth failed (hunter2), not hunter22 or xhunter2", url)
+    assert masked == "auth failed (***), not hunter22 or xhunter2"
+    assert "p@ss" not in redact_secrets("dsn postgres://u:p@ss/w@h/d", None)
+
+
+def test_libpq_spellings_get_the_async_driver() -> None:
+    assert async_driver_url("postgres://u@h/d") == (
+        "postgresql+asyncpg://u@h/d",
+        "postgres:// read as postgresql+asyncpg:// (qxdb's async driver)",
+    )
+    assert async_driver_url("postgresql://u@h/d")[0] == "postgresql+asyncpg://u@h/d"
+    assert async_driver_url("sqlite:///x.db")[0] == "sqlite+aiosqlite:///x.db"
+    assert async_driver_url("postgresql+asyncpg://u@h/d") == ("postgresql+asyncpg://u@h/d", None)
+
+
+def test_sqlite_file() -> None:
+    assert sqlite_file("sqlite+aiosqlite:///./qxdb.sqlite3") == Path("qxdb.sqlite3")
+    assert sqlite_file("sqlite+aiosqlite:////tmp/a.db?mode=ro") == Path("/tmp/a.db")
+    assert sqlite_file("sqlite+aiosqlite://") is None
+    assert sqlite_file("sqlite+aiosqlite:///:memory:") is None
+    assert sqlite_file("postgresql+asyncpg://h/d") is None
