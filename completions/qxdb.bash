@@ -8,7 +8,7 @@
 __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
-        'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test ;;
+        'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test lint ;;
         'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
@@ -32,6 +32,7 @@ __qxdb_options() {
         'qxdb migrate heads') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate check') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate test') printf '%s\n' -c --config --json --in-place -h --help ;;
+        'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --pyproject -c --config -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
         'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --wide --json -h --help ;;
@@ -43,8 +44,8 @@ __qxdb_options() {
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
         'qxdb cursor encode') printf '%s\n' --secret --fingerprint --direction --json -h --help ;;
         'qxdb schema') printf '%s\n' -h --help ;;
-        'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config -h --help ;;
-        'qxdb schema rules') printf '%s\n' --json -h --help ;;
+        'qxdb schema check') printf '%s\n' --metadata --database --format --json --rule --ignore --schema --config --baseline --write-baseline -h --help ;;
+        'qxdb schema rules') printf '%s\n' --json --explain -h --help ;;
     esac
 }
 
@@ -89,6 +90,14 @@ __qxdb_value() {
         'qxdb migrate check --config') echo 'file' ;;
         'qxdb migrate test -c') echo 'file' ;;
         'qxdb migrate test --config') echo 'file' ;;
+        'qxdb migrate lint --since') echo 'text' ;;
+        'qxdb migrate lint --file') echo 'text' ;;
+        'qxdb migrate lint --format') echo 'choice table json github sarif' ;;
+        'qxdb migrate lint --rule') echo 'text' ;;
+        'qxdb migrate lint --ignore') echo 'text' ;;
+        'qxdb migrate lint --pyproject') echo 'file' ;;
+        'qxdb migrate lint -c') echo 'file' ;;
+        'qxdb migrate lint --config') echo 'file' ;;
         'qxdb outbox relay --nats-url') echo 'text' ;;
         'qxdb outbox relay --subject-prefix') echo 'text' ;;
         'qxdb outbox relay --stream') echo 'text' ;;
@@ -123,11 +132,14 @@ __qxdb_value() {
         'qxdb cursor encode --fingerprint') echo 'text' ;;
         'qxdb cursor encode --direction') echo 'text' ;;
         'qxdb schema check --metadata') echo 'text' ;;
-        'qxdb schema check --format') echo 'choice table json github' ;;
+        'qxdb schema check --format') echo 'choice table json github sarif' ;;
         'qxdb schema check --rule') echo 'text' ;;
         'qxdb schema check --ignore') echo 'text' ;;
         'qxdb schema check --schema') echo 'text' ;;
         'qxdb schema check --config') echo 'file' ;;
+        'qxdb schema check --baseline') echo 'file' ;;
+        'qxdb schema check --write-baseline') echo 'file' ;;
+        'qxdb schema rules --explain') echo 'text' ;;
     esac
 }
 

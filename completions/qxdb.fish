@@ -8,7 +8,7 @@ function __qxdb_commands
         case 'qxdb'
             printf '%s\n' doctor demo migrate outbox cursor schema
         case 'qxdb migrate'
-            printf '%s\n' init revision up down stamp current history merge heads check test
+            printf '%s\n' init revision up down stamp current history merge heads check test lint
         case 'qxdb outbox'
             printf '%s\n' relay inspect show stats replay purge
         case 'qxdb cursor'
@@ -46,6 +46,8 @@ function __qxdb_value_options
             printf '%s\n' -c --config
         case 'qxdb migrate test'
             printf '%s\n' -c --config
+        case 'qxdb migrate lint'
+            printf '%s\n' --since --file --format --rule --ignore --pyproject -c --config
         case 'qxdb outbox relay'
             printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
         case 'qxdb outbox inspect'
@@ -59,7 +61,9 @@ function __qxdb_value_options
         case 'qxdb cursor encode'
             printf '%s\n' --secret --fingerprint --direction
         case 'qxdb schema check'
-            printf '%s\n' --metadata --format --rule --ignore --schema --config
+            printf '%s\n' --metadata --format --rule --ignore --schema --config --baseline --write-baseline
+        case 'qxdb schema rules'
+            printf '%s\n' --explain
     end
 end
 
@@ -88,7 +92,7 @@ end
 complete -c qxdb -f
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a doctor -d 'Connect and report the dialect, server version, URL (password hidden), pool and tables'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a demo -d 'Write an example service into a workspace and run every part of qxdb on it'
-complete -c qxdb -n "__qxdb_at 'qxdb'" -a migrate -d 'Alembic migrations: init, revision, up, down, current, history, heads, merge, stamp, check, test'
+complete -c qxdb -n "__qxdb_at 'qxdb'" -a migrate -d 'Alembic migrations: init, revision, up, down, current, history, heads, merge, stamp, check, test, lint'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a outbox -d 'Inspect and operate the transactional outbox'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a cursor -d 'Decode and encode opaque pagination cursors (no database needed)'
 complete -c qxdb -n "__qxdb_at 'qxdb'" -a schema -d 'Check tables against qxdb\'s schema conventions'
@@ -114,6 +118,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a merge -d 'Write a merge revisi
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a heads -d 'List the head revision(s); more than one means branches to merge'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a check -d 'Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a test -d 'Test the migration history: one head; empty -> head; models match at head; every downgrade runs; the stairway (up, down one, up) leaves no trace; each revision\'s --sql renders'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a lint -d 'Check revisions for operations that lock or rewrite tables on PostgreSQL'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l metadata -x -d 'Import path of the models\' MetaData: package.module:metadata.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l dialect -x -d 'The database the project is for, recorded in alembic.ini: postgresql or sqlite. Default: the dialect of --database-url / QX_DB__URL, else sqlite.'
@@ -162,6 +167,16 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -s c -l config -r -F -d 'Ale
 complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -l in-place -d 'Use the configured database (it must be empty) instead of a scratch database.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l all -d 'Lint every revision.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l since -x -d 'Lint the revisions after REV.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l file -x -d 'Lint this revision file on its own, no project needed (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l format -x -a 'table json github sarif' -d 'table for people, json for programs, github or sarif for CI.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l json -d 'Same as --format json.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l rule -x -d 'Run only this rule (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l ignore -x -d 'Turn this rule off (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l pyproject -r -F -d 'pyproject.toml holding [tool.qxdb.lint]. Default: ./pyproject.toml if present.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream, at least once and de-duplicated'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, tries, last error'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'
@@ -230,16 +245,19 @@ complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l direction -x -d 'next or
 complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor encode'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a check -d 'Check every table for qxdb\'s conventions; print findings grouped by table'
-complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a rules -d 'List the rules: id, name, default severity, where they apply, rationale and fix'
+complete -c qxdb -n "__qxdb_at 'qxdb schema'" -a rules -d 'List the rules (built-in and from installed plugins): id, name, default severity, where they apply, rationale and fix'
 complete -c qxdb -n "__qxdb_at 'qxdb schema'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l metadata -x -d 'Check the models: a MetaData (or an object with .metadata) to import.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l database -d 'Check the live database (--database-url / QX_DB__URL).'
-complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l format -x -a 'table json github' -d 'table for people, json for programs, github for CI.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l format -x -a 'table json github sarif' -d 'table for people, json for programs, github for CI annotations, sarif (2.1.0) for code scanning.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l json -d 'Same as --format json.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l rule -x -d 'Run only this rule (repeatable).'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l ignore -x -d 'Turn this rule off (repeatable).'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l schema -x -d 'With --database: the schema to reflect. Default: the connection\'s default.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l config -r -F -d 'pyproject.toml holding tool.qxdb.schema settings. Default: ./pyproject.toml if present.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l baseline -r -F -d 'Accept the findings recorded in FILE: only new ones fail; those that disappeared are listed so the file can shrink.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -l write-baseline -r -F -d 'Record every current finding in FILE (JSON, for version control) and exit 0.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema check'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -l explain -x -d 'Print one rule\'s documentation: why it matters, how to fix, how to configure.'
 complete -c qxdb -n "__qxdb_at 'qxdb schema rules'" -s h -l help -d 'Show this message and exit.'
