@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from qxdb.testing.servers import ThrowawayPostgres, free_port
@@ -90,6 +91,8 @@ def test_bad_usage_and_bad_settings_exit_2(tmp_path: Path) -> None:
 
 
 def test_doctor_warns_when_cursors_are_unsigned(tmp_path: Path) -> None:
+    # doctor reads and never creates the embedded database file: give it one to read.
+    sqlite3.connect(tmp_path / "qxdb.sqlite3").close()
     unsigned = run_qxdb("doctor", cwd=tmp_path)
     assert unsigned.returncode == 0, unsigned.stderr
     assert "warning: cursors unsigned (no QX_DB__CURSOR_SECRET)" in unsigned.stderr
