@@ -17,13 +17,14 @@ _KIND_LABEL = {"pk": "primary key", "uq": "unique constraint", "fk": "foreign ke
 
 
 def _named_objects(
-    table: TableSnapshot, ctx: CheckContext
+    table: TableSnapshot, ctx: CheckContext, *, patterns: bool = True
 ) -> Iterator[tuple[str, str | None, NamePattern | None]]:
-    """(kind, actual name, expected pattern) for every constraint and index."""
+    """(kind, actual name, expected pattern) for every constraint and index; the pattern
+    is None without ``patterns`` (building them is most of the cost on a big schema)."""
     naming, t = ctx.naming, table.name
 
     def pattern(key: str, **kw: object) -> NamePattern | None:
-        template = naming.get(key)
+        template = naming.get(key) if patterns else None
         return expected_name(template, table=t, **kw) if template else None  # type: ignore[arg-type]
 
     if table.primary_key is not None:
@@ -110,7 +111,7 @@ def identifiers(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     # SQLite has no length limit, and SQLAlchemy shortens long convention names only
     # where there is one: on SQLite those names are legitimately long.
     limit = ctx.source != "sqlite"
-    for kind, name, _ in _named_objects(table, ctx):
+    for kind, name, _ in _named_objects(table, ctx, patterns=False):
         if name is None:
             continue
         if problem := _identifier_problem(name, reserved=False, limit=limit):
