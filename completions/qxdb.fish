@@ -8,7 +8,7 @@ function __qxdb_commands
         case 'qxdb'
             printf '%s\n' doctor demo migrate outbox cursor schema
         case 'qxdb migrate'
-            printf '%s\n' init revision up down stamp current history heads check lint
+            printf '%s\n' init revision up down stamp current history heads check lint lint-rules
         case 'qxdb outbox'
             printf '%s\n' relay inspect show stats replay purge
         case 'qxdb cursor'
@@ -111,6 +111,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a history -d 'List every revisio
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a heads -d 'List the head revision(s); more than one means branches to merge'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a check -d 'Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a lint -d 'Check revisions for operations that lock or rewrite tables on PostgreSQL'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a lint-rules -d 'List the migration lint rules: id, name, default severity, what it locks, the recipe'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l metadata -x -d 'Import path of the models\' MetaData: package.module:metadata.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -s h -l help -d 'Show this message and exit.'
@@ -152,6 +153,8 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l ignore -x -d 'Turn this r
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l pyproject -r -F -d 'pyproject.toml holding [tool.qxdb.lint]. Default: ./pyproject.toml if present.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint-rules'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint-rules'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream, at least once and de-duplicated'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, attempts, last error'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'

@@ -1,8 +1,8 @@
 """``qxdb migrate lint``: the revisions that would lock or rewrite a busy table, before merge.
 
 A thin shell over :mod:`qxdb.migrations.lint`: choose the revisions, call one library
-function, render the report. Registered on the ``migrate`` group by one line at the end of
-:mod:`qxdb_cli.migrate`; imports only Typer until the command runs.
+function, render the report. Registered (with ``lint-rules``) on the ``migrate`` group by one import at the end of
+:mod:`qxdb_cli.migrate`; imports only Typer until a command runs.
 """
 
 from __future__ import annotations
@@ -142,6 +142,28 @@ def lint(
         _print_table(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("lint-rules")
+def lint_rules(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """List the migration lint rules: id, name, default severity, what it locks, the recipe.
+
+    Example: qxdb migrate lint-rules --json
+    """
+    from qxdb.migrations.lint import RULES
+
+    if as_json:
+        render.print_json([r.to_dict() for r in RULES.values()])
+        return
+    console = render.out()
+    for rule in RULES.values():
+        console.print(
+            f"{rule.id}  {rule.name}  {rule.severity or 'off'}: {rule.summary}", markup=False
+        )
+        console.print(f"        locks: {rule.locks}", markup=False)
+        console.print(f"        safe:  {rule.recipe}", markup=False)
 
 
 def _shown(path: str) -> str:

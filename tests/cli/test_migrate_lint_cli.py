@@ -82,6 +82,14 @@ def test_config_and_flags(tmp_path: Path) -> None:
     assert "QXM019 varchar-length" in lint(tmp_path, "qxm019_fires", "--rule", "varchar-length")
 
 
+def test_the_rules_are_listed() -> None:
+    proc = ok(run_qxdb("migrate", "lint-rules", "--json"))
+    rules = json.loads(proc.stdout)
+    assert [r["id"] for r in rules] == [f"QXM{n:03d}" for n in range(1, 26)]
+    assert rules[18]["severity"] == "off"  # QXM019
+    assert all(r["recipe"] and r["locks"] and r["why"] for r in rules)
+
+
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     # (Unknown rules, missing files and config files: tests/lint; here, that they exit 2.)
     def bad(*args: str) -> str:
