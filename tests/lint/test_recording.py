@@ -156,3 +156,28 @@ def test_a_project_whose_revision_does_not_import_is_bad_input(tmp_path: Path) -
     (tmp_path / "versions" / "r1.py").write_text('revision = "r1"\ndown_revision = None\n(\n')
     with pytest.raises(ValidationError, match="cannot load the revisions: SyntaxError"):
         lint_revisions(config=tmp_path / "alembic.ini", all_revisions=True)
+
+
+def test_linting_leaves_the_op_proxy_and_logging_as_they_were(tmp_path: Path) -> None:
+    import logging
+
+    from alembic import op as alembic_op
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    path = revision(
+        tmp_path,
+        """
+        def upgrade() -> None:
+            op.execute("UPDATE t SET a = (SELECT b FROM u WHERE u.id = t.id)")
+        """,
+    )
+    context = MigrationContext.configure(dialect_name="postgresql", opts={"as_sql": True})
+    mine = Operations(context)
+    mine._install_proxy()
+    try:
+        assert findings(path) == [(9, "QXM021", "t")]
+        assert alembic_op._proxy is mine  # type: ignore[attr-defined]
+    finally:
+        mine._remove_proxy()
+    assert logging.getLogger("sqlglot").level == logging.NOTSET

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any
 
+from alembic import op as alembic_op
 from alembic.operations import Operations, ops
 from alembic.operations.base import BatchOperations
 from alembic.runtime.migration import MigrationContext
@@ -425,6 +426,9 @@ class OfflineRecorder:
             return result
         if self._emit_sql:
             impl.static_output("BEGIN;")
+        # alembic.op is process-global: put back whatever was installed (a migration that
+        # lints from its own env.py keeps its proxy). Not for use from several threads.
+        previous = getattr(alembic_op, "_proxy", None)
         ops_._install_proxy()
         try:
             upgrade()
@@ -433,6 +437,8 @@ class OfflineRecorder:
             result.failure_line = _failure_line(exc, path)
         finally:
             ops_._remove_proxy()
+            if previous is not None:
+                previous._install_proxy()
         if self._emit_sql:
             impl.static_output("COMMIT;")
         result.actions = ops_.actions

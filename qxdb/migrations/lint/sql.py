@@ -143,11 +143,17 @@ def has_where(statement: str) -> bool:
 
     from sqlglot import exp
 
-    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    # sqlglot logs a warning for every statement it cannot fully parse; the library never
+    # prints, so silence it for this call only.
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         parsed = sqlglot.parse_one(statement, read="postgres")
     except Exception:  # sqlglot cannot read it: the scanner's answer stands
         return False
+    finally:
+        logger.setLevel(level)
     if isinstance(parsed, exp.Update | exp.Delete):
         return parsed.args.get("where") is not None
     return False
