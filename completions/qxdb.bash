@@ -30,7 +30,7 @@ __qxdb_options() {
         'qxdb migrate history') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate heads') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate check') printf '%s\n' -c --config --json -h --help ;;
-        'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --pyproject -c --config -h --help ;;
+        'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --fail-on --pyproject -c --config -h --help ;;
         'qxdb migrate lint-rules') printf '%s\n' --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
@@ -81,6 +81,7 @@ __qxdb_value() {
         'qxdb migrate lint --format') echo 'choice table json github sarif' ;;
         'qxdb migrate lint --rule') echo 'text' ;;
         'qxdb migrate lint --ignore') echo 'text' ;;
+        'qxdb migrate lint --fail-on') echo 'choice warning error' ;;
         'qxdb migrate lint --pyproject') echo 'file' ;;
         'qxdb migrate lint -c') echo 'file' ;;
         'qxdb migrate lint --config') echo 'file' ;;

@@ -43,7 +43,7 @@ function __qxdb_value_options
         case 'qxdb migrate check'
             printf '%s\n' -c --config
         case 'qxdb migrate lint'
-            printf '%s\n' --since --file --format --rule --ignore --pyproject -c --config
+            printf '%s\n' --since --file --format --rule --ignore --fail-on --pyproject -c --config
         case 'qxdb outbox relay'
             printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
         case 'qxdb outbox inspect'
@@ -150,6 +150,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l format -x -a 'table json 
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l json -d 'Same as --format json.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l rule -x -d 'Run only this rule (repeatable).'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l ignore -x -d 'Turn this rule off (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l fail-on -x -a 'warning error' -d 'Exit 1 on any finding (warning) or on errors only (error). Default: [tool.qxdb.lint] fail-on, else warning.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l pyproject -r -F -d 'pyproject.toml holding [tool.qxdb.lint]. Default: ./pyproject.toml if present.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s h -l help -d 'Show this message and exit.'

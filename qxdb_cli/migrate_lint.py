@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from qxdb.migrations.lint import LintFinding, LintReport
 
 
+class FailOn(StrEnum):
+    warning = "warning"
+    error = "error"
+
+
 class LintFormat(StrEnum):
     table = "table"
     json = "json"
@@ -72,6 +77,15 @@ def lint(
             "--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False
         ),
     ] = None,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 on any finding (warning) or on errors only (error). "
+            "Default: [tool.qxdb.lint] fail-on, else warning.",
+            show_default=False,
+        ),
+    ] = None,
     pyproject: Annotated[
         Path | None,
         typer.Option(
@@ -86,9 +100,9 @@ def lint(
 
     Reads each revision's operations offline (no database). Without REVISION_RANGE, --all,
     --since or --file: the revisions the database has not applied yet, or every revision
-    when no database is configured (QX_DB__URL unset). Exits 0 when clean (warnings
-    allowed), 1 when a finding has error severity, 2 on bad input, 3 when a configured
-    database cannot be reached.
+    when no database is configured (QX_DB__URL unset). Exits 0 when clean, 1 on findings
+    (errors only with --fail-on error; suppressed ones never count), 2 on bad input, 3 when
+    a configured database cannot be reached.
 
     Example: qxdb migrate lint --since 3f2a9c1 --format github
     """
@@ -100,7 +114,13 @@ def lint(
     chosen = [revision_range is not None, all_revisions, since is not None, bool(files)]
     if sum(chosen) > 1:
         raise ValidationError("give one of REVISION_RANGE, --all, --since or --file")
-    lint_config = load_lint_config(pyproject).with_flags(only=rules or (), ignore=ignores or ())
+    from qxdb.conventions.findings import Severity
+
+    lint_config = load_lint_config(pyproject).with_flags(
+        only=rules or (),
+        ignore=ignores or (),
+        fail_on=Severity(fail_on.value) if fail_on else None,
+    )
     if files:
         report = lint_files(files, lint_config=lint_config)
     elif any(chosen):
@@ -140,7 +160,7 @@ def lint(
         _print_github(report)
     else:
         _print_table(report)
-    if not report.ok:
+    if report.fails(report.fail_on):
         raise typer.Exit(1)
 
 

@@ -43,10 +43,12 @@ def test_json_and_exit_codes(tmp_path: Path) -> None:
     assert finding["line"] == 15
     assert finding["path"].endswith("qxm004_fires.py")
     assert "postgresql_not_valid=True" in finding["recipe"]
-    # Clean: exit 0. Warnings only: shown, exit 0 (as qxdb schema check).
+    assert document["failed"] is True
+    # Clean: exit 0. A warning fails too, unless --fail-on error (or fail-on in the config).
     assert "ok: no findings (1 revision, qxm004_safe)" in lint(tmp_path, "qxm004_safe")
-    warned = lint(tmp_path, "qxm022_fires")
-    assert "warning QXM022 missing-lock-timeout" in warned
+    assert "warning QXM022 missing-lock-timeout" in lint(tmp_path, "qxm022_fires", code=1)
+    passed = json.loads(lint(tmp_path, "qxm022_fires", "--fail-on", "error", "--json"))
+    assert (passed["ok"], passed["failed"], passed["counts"]["warning"]) == (False, False, 1)
 
 
 def test_github_annotations_point_at_the_revision_file() -> None:
@@ -76,10 +78,15 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema() -> None:
 
 
 def test_config_and_flags(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.qxdb.lint.rules]\nQXM001 = "off"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.qxdb.lint]\nfail-on = "error"\n[tool.qxdb.lint.rules]\nQXM001 = "off"\n'
+    )
     assert "ok: no findings" in lint(tmp_path, "qxm001_fires")
+    assert "1 warning" in lint(tmp_path, "qxm013_fires")  # fail-on = "error": exit 0
     assert "ok: no findings" in lint(tmp_path, "qxm002_fires", "--ignore", "QXM002")
-    assert "QXM019 varchar-length" in lint(tmp_path, "qxm019_fires", "--rule", "varchar-length")
+    assert "QXM019 varchar-length" in lint(
+        tmp_path, "qxm019_fires", "--rule", "varchar-length", "--fail-on", "warning", code=1
+    )
 
 
 def test_the_rules_are_listed() -> None:

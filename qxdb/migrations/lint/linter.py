@@ -96,7 +96,12 @@ def _run(
     emit_sql: bool,
 ) -> LintReport:
     """Lint ``selected`` among ``units`` (base first); the others only build the history."""
-    report = LintReport(selection=selection, rules=config.active_rules(), config_path=config.path)
+    report = LintReport(
+        selection=selection,
+        rules=config.active_rules(),
+        config_path=config.path,
+        fail_on=config.fail_on,
+    )
     histories: dict[str, History] = {}
     recorder = OfflineRecorder(emit_sql=emit_sql)
     wanted = _with_ancestors(units, selected)

@@ -69,6 +69,7 @@ class LintReport:
     findings: list[LintFinding] = field(default_factory=list)
     ignored: list[LintFinding] = field(default_factory=list)
     config_path: str | None = None
+    fail_on: Severity = Severity.WARNING  # from [tool.qxdb.lint] fail-on
 
     @property
     def errors(self) -> list[LintFinding]:
@@ -80,8 +81,12 @@ class LintReport:
 
     @property
     def ok(self) -> bool:
-        """True when no finding is at error severity (warnings are shown and pass)."""
-        return not self.errors
+        """True when nothing was found (suppressed findings aside)."""
+        return not self.findings
+
+    def fails(self, fail_on: Severity = Severity.WARNING) -> bool:
+        """Does a finding reach ``fail_on``? (``warning``: any finding; ``error``: errors only.)"""
+        return bool(self.errors if fail_on is Severity.ERROR else self.findings)
 
     def for_revision(self, revision: str) -> list[LintFinding]:
         return [f for f in self.findings if f.revision == revision]
@@ -89,6 +94,8 @@ class LintReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "failed": self.fails(self.fail_on),
+            "fail_on": str(self.fail_on),
             "selection": self.selection,
             "rules": self.rules,
             "config": self.config_path,
