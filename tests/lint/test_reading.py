@@ -86,6 +86,7 @@ def test_where_is_the_statements_own(
         ("ALTER TABLE t RENAME TO u", "rename_table", {"name": "u"}),
         ("ALTER TABLE t RENAME COLUMN a TO b", "rename_column", {"column_name": "a"}),
         ("CREATE EXTENSION IF NOT EXISTS pgcrypto", "other", {}),
+        ("CREATE TABLE archive AS SELECT * FROM orders", "create_table", {"table": "archive"}),
     ],
 )
 def test_raw_sql_is_read_into_actions(sql: str, kind: str, details: dict[str, object]) -> None:
