@@ -135,22 +135,18 @@ def lint(
         from qxdb_cli.state import load_settings
 
         settings = load_settings()
-        if settings.url_is_default:
-            report = lint_revisions(config=config, all_revisions=True, lint_config=lint_config)
-            render.note(
-                "qxdb: no database configured (QX_DB__URL unset): linting all "
-                f"{len(report.revisions)} revision(s); --since REV lints fewer"
-            )
-        else:
+        if not settings.url_is_default:
             render.announce_database(settings)
-            try:
-                report = asyncio.run(
-                    lint_pending(config=config, settings=settings, lint_config=lint_config)
-                )
-            except DatabaseUnavailableError as exc:
-                raise DatabaseUnavailableError(
-                    f"{exc.message} (to lint without it: --all or --since REV)"
-                ) from None
+        try:
+            report = asyncio.run(
+                lint_pending(config=config, settings=settings, lint_config=lint_config)
+            )
+        except DatabaseUnavailableError as exc:
+            raise DatabaseUnavailableError(
+                f"{exc.message} (to lint without it: --all or --since REV)"
+            ) from None
+        if report.note:
+            render.note(f"qxdb: {report.note}; --since REV lints fewer")
     fmt = LintFormat.json if as_json else output
     if fmt is LintFormat.json:
         render.print_json(report.to_dict())

@@ -120,8 +120,10 @@ def test_single_files_need_no_project(tmp_path: Path) -> None:
 
 def test_no_database_configured_lints_everything_and_says_so(tmp_path: Path) -> None:
     proc = ok(run(tmp_path, "migrate", "lint", "-c", str(CORPUS_INI), "--json", url=None), 1)
-    assert "no database configured (QX_DB__URL unset): linting all 54 revision(s)" in proc.stderr
-    assert json.loads(proc.stdout)["counts"]["revisions"] == 54
+    assert "no database configured (QX_DB__URL unset): linted all 54 revision(s)" in proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["counts"]["revisions"] == 54
+    assert document["note"].startswith("no database configured")
     assert not (tmp_path / "qxdb.sqlite3").exists()  # no embedded database was made
 
 

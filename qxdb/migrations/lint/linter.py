@@ -312,9 +312,22 @@ async def lint_pending(
     settings: DatabaseSettings | None = None,
     lint_config: LintConfig | None = None,
 ) -> LintReport:
-    """Lint the revisions the database has not applied yet (reads its current revisions)."""
-    from qxdb.migrations.runner import current
+    """Lint the revisions the database has not applied yet (reads its current revisions).
 
+    With no database configured (``QX_DB__URL`` unset: the embedded SQLite default), every
+    revision is linted instead, nothing is opened or created, and ``report.note`` says so.
+    """
+    from qxdb.migrations.runner import current
+    from qxdb.settings import DatabaseSettings
+
+    settings = settings or DatabaseSettings()
+    if settings.url_is_default:
+        report = lint_revisions(config=config, all_revisions=True, lint_config=lint_config)
+        report.note = (
+            "no database configured (QX_DB__URL unset): linted all "
+            f"{len(report.revisions)} revision(s)"
+        )
+        return report
     state = await current(config=config, settings=settings)
     applied = [r.revision for r in state.current]
     if state.unknown:

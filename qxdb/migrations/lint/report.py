@@ -70,6 +70,7 @@ class LintReport:
     ignored: list[LintFinding] = field(default_factory=list)
     config_path: str | None = None
     fail_on: Severity = Severity.WARNING  # from [tool.qxdb.lint] fail-on
+    note: str | None = None  # how the revisions were chosen, when it needs saying
 
     @property
     def errors(self) -> list[LintFinding]:
@@ -97,6 +98,7 @@ class LintReport:
             "failed": self.fails(self.fail_on),
             "fail_on": str(self.fail_on),
             "selection": self.selection,
+            "note": self.note,
             "rules": self.rules,
             "config": self.config_path,
             "revisions": [r.to_dict() for r in self.revisions],
