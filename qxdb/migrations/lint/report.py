@@ -86,8 +86,10 @@ class LintReport:
         return not self.findings
 
     def fails(self, fail_on: Severity = Severity.WARNING) -> bool:
-        """Does a finding reach ``fail_on``? (``warning``: any finding; ``error``: errors only.)"""
-        return bool(self.errors if fail_on is Severity.ERROR else self.findings)
+        """Does a finding reach ``fail_on``? (``warning``: warnings and errors; ``error``:
+        errors only; a lower severity, where one exists, never fails.)"""
+        floor = _RANK.get(str(fail_on), 1)
+        return any(_RANK.get(str(f.severity), 0) >= floor for f in self.findings)
 
     def for_revision(self, revision: str) -> list[LintFinding]:
         return [f for f in self.findings if f.revision == revision]
@@ -151,8 +153,11 @@ class LintReport:
         }
 
 
+_RANK = {"error": 2, "warning": 1}
+
+
 def _level(severity: Severity) -> str:
-    return "error" if severity is Severity.ERROR else "warning"
+    return {"error": "error", "warning": "warning"}.get(str(severity), "note")
 
 
 def _uri(path: str, root: Path) -> str:
