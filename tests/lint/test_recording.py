@@ -181,3 +181,28 @@ def test_linting_leaves_the_op_proxy_and_logging_as_they_were(tmp_path: Path) ->
     finally:
         mine._remove_proxy()
     assert logging.getLogger("sqlglot").level == logging.NOTSET
+
+
+@pytest.mark.parametrize(
+    ("env_py", "expected"),
+    [
+        ("from qxdb.migrations.env import run_async_migrations\nrun_async_migrations()\n", []),
+        ("from alembic import context\n", ["QXM022"]),
+    ],
+)
+def test_a_qxdb_env_py_provides_the_lock_timeout(
+    tmp_path: Path, env_py: str, expected: list[str]
+) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "alembic.ini").write_text(f"[alembic]\nscript_location = {tmp_path}\n")
+    (tmp_path / "env.py").write_text(env_py)
+    revision(
+        tmp_path / "versions",
+        """
+        def upgrade() -> None:
+            op.add_column("orders", sa.Column("note", sa.Text()))
+        """,
+    )
+    report = lint_revisions(config=tmp_path / "alembic.ini", all_revisions=True)
+    assert [f.rule_id for f in report.findings] == expected
+    assert (report.lock_timeout_source is not None) == (not expected)

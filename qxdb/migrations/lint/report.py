@@ -71,6 +71,8 @@ class LintReport:
     config_path: str | None = None
     fail_on: Severity = Severity.WARNING  # from [tool.qxdb.lint] fail-on
     note: str | None = None  # how the revisions were chosen, when it needs saying
+    # Set when the project's env.py gives migrations a lock_timeout (QXM022 is then met).
+    lock_timeout_source: str | None = None
 
     @property
     def errors(self) -> list[LintFinding]:
@@ -101,6 +103,7 @@ class LintReport:
             "fail_on": str(self.fail_on),
             "selection": self.selection,
             "note": self.note,
+            "lock_timeout_source": self.lock_timeout_source,
             "rules": self.rules,
             "config": self.config_path,
             "revisions": [r.to_dict() for r in self.revisions],
