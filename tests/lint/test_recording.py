@@ -206,3 +206,27 @@ def test_a_qxdb_env_py_provides_the_lock_timeout(
     report = lint_revisions(config=tmp_path / "alembic.ini", all_revisions=True)
     assert [f.rule_id for f in report.findings] == expected
     assert (report.lock_timeout_source is not None) == (not expected)
+
+
+def test_revisions_asking_alembic_context_take_the_offline_branch(tmp_path: Path) -> None:
+    import alembic.context
+
+    path = revision(
+        tmp_path,
+        """
+        from alembic import context
+
+
+        def upgrade() -> None:
+            op.execute("SET lock_timeout = '1s'")
+            if context.is_offline_mode():
+                op.execute("DELETE FROM sessions")
+            else:
+                count = op.get_bind().execute(sa.text("SELECT count(*) FROM t")).scalar()
+            extra = context.get_x_argument(as_dictionary=True)
+            op.create_index("ix_t_a", "t", ["a"], postgresql_where=sa.text(str(extra)))
+        """,
+    )
+    before = vars(alembic.context).get("_proxy")
+    assert [(line, rule) for line, rule, _s in findings(path)] == [(14, "QXM021"), (18, "QXM001")]
+    assert vars(alembic.context).get("_proxy") is before
