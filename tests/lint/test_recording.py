@@ -228,5 +228,9 @@ def test_revisions_asking_alembic_context_take_the_offline_branch(tmp_path: Path
         """,
     )
     before = vars(alembic.context).get("_proxy")
-    assert [(line, rule) for line, rule, _s in findings(path)] == [(14, "QXM021"), (18, "QXM001")]
+    assert [(line, rule) for line, rule, _s in findings(path)] == [
+        (14, "QXM021"),
+        (14, "QXM023"),
+        (18, "QXM001"),
+    ]
     assert vars(alembic.context).get("_proxy") is before
