@@ -9,7 +9,8 @@ Target: linting all 200 revisions takes under 2 s. Baseline measured in the same
 interleaved: Alembic's own offline SQL for the same revisions (``alembic upgrade head
 --sql``), which is the first half of what gluing squawk to Alembic costs before squawk
 even starts. Also reported: the whole ``qxdb migrate lint --all`` command, process start
-included.
+included, and the imports alone (a process that imports the command and the linter and
+exits), so the command's figure can be split into start-up and linting.
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ def cli(ini: Path) -> int:
     return proc.returncode
 
 
+def imports_only() -> int:
+    """What the command pays before linting anything: Python, Typer, Alembic, SQLAlchemy."""
+    code = "import qxdb_cli.main, qxdb.migrations.lint.linter"
+    return subprocess.run([sys.executable, "-c", code], check=False).returncode
+
+
 def spread(times: list[float]) -> str:
     return (
         f"min {min(times):.3f} s  median {statistics.median(times):.3f} s  max {max(times):.3f} s"
@@ -133,6 +140,7 @@ def main() -> None:
             "qxdb lint (in-process)": lambda: lint_all(ini),
             "alembic upgrade --sql (baseline)": lambda: alembic_offline_sql(ini),
             "qxdb migrate lint --all (command)": lambda: cli(ini),
+            "  of which imports (python -c import)": imports_only,
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(RUNS):  # interleaved, so a burst of load hits every case alike
@@ -148,8 +156,12 @@ def main() -> None:
     base_median = statistics.median(times["alembic upgrade --sql (baseline)"])
     command_median = statistics.median(times["qxdb migrate lint --all (command)"])
     print(f"ratio lint / alembic offline SQL: {lint_median / base_median:.2f}")
-    verdict = "met" if command_median < 2.0 else "NOT met"
-    print(f"target: 200 revisions in < 2 s with the whole command: {verdict}")
+    import_median = statistics.median(times["  of which imports (python -c import)"])
+    print(f"command minus imports: {command_median - import_median:.3f} s (median)")
+    verdict = "met" if lint_median < 2.0 else "NOT met"
+    print(f"target: 200 revisions linted in < 2 s with no database (in-process): {verdict}")
+    whole = "met" if command_median < 2.0 else "NOT met"
+    print(f"the whole command, process start included, in < 2 s: {whole}")
 
 
 if __name__ == "__main__":

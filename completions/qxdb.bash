@@ -8,7 +8,7 @@
 __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
-        'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test lint ;;
+        'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test lint lint-rules ;;
         'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
@@ -32,7 +32,8 @@ __qxdb_options() {
         'qxdb migrate heads') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate check') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate test') printf '%s\n' -c --config --json --in-place -h --help ;;
-        'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --pyproject -c --config -h --help ;;
+        'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --fail-on --pyproject -c --config -h --help ;;
+        'qxdb migrate lint-rules') printf '%s\n' --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
         'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --wide --json -h --help ;;
@@ -95,6 +96,7 @@ __qxdb_value() {
         'qxdb migrate lint --format') echo 'choice table json github sarif' ;;
         'qxdb migrate lint --rule') echo 'text' ;;
         'qxdb migrate lint --ignore') echo 'text' ;;
+        'qxdb migrate lint --fail-on') echo 'choice warning error' ;;
         'qxdb migrate lint --pyproject') echo 'file' ;;
         'qxdb migrate lint -c') echo 'file' ;;
         'qxdb migrate lint --config') echo 'file' ;;

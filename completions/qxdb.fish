@@ -8,7 +8,7 @@ function __qxdb_commands
         case 'qxdb'
             printf '%s\n' doctor demo migrate outbox cursor schema
         case 'qxdb migrate'
-            printf '%s\n' init revision up down stamp current history merge heads check test lint
+            printf '%s\n' init revision up down stamp current history merge heads check test lint lint-rules
         case 'qxdb outbox'
             printf '%s\n' relay inspect show stats replay purge
         case 'qxdb cursor'
@@ -47,7 +47,7 @@ function __qxdb_value_options
         case 'qxdb migrate test'
             printf '%s\n' -c --config
         case 'qxdb migrate lint'
-            printf '%s\n' --since --file --format --rule --ignore --pyproject -c --config
+            printf '%s\n' --since --file --format --rule --ignore --fail-on --pyproject -c --config
         case 'qxdb outbox relay'
             printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
         case 'qxdb outbox inspect'
@@ -119,6 +119,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a heads -d 'List the head revisi
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a check -d 'Exit 1, listing each problem, when the models and the database differ, when there is more than one head, or when the database is not at head'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a test -d 'Test the migration history: one head; empty -> head; models match at head; every downgrade runs; the stairway (up, down one, up) leaves no trace; each revision\'s --sql renders'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a lint -d 'Check revisions for operations that lock or rewrite tables on PostgreSQL'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -a lint-rules -d 'List the migration lint rules: id, name, default severity, what it locks, the recipe'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l metadata -x -d 'Import path of the models\' MetaData: package.module:metadata.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate init'" -l dialect -x -d 'The database the project is for, recorded in alembic.ini: postgresql or sqlite. Default: the dialect of --database-url / QX_DB__URL, else sqlite.'
@@ -174,9 +175,12 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l format -x -a 'table json 
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l json -d 'Same as --format json.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l rule -x -d 'Run only this rule (repeatable).'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l ignore -x -d 'Turn this rule off (repeatable).'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l fail-on -x -a 'warning error' -d 'Exit 1 on any finding (warning) or on errors only (error). Default: [tool.qxdb.lint] fail-on, else warning.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l pyproject -r -F -d 'pyproject.toml holding [tool.qxdb.lint]. Default: ./pyproject.toml if present.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s c -l config -r -F -d 'Alembic config file. Default: ./alembic.ini, else the tool.qxdb.migrate.config key in ./pyproject.toml, else ./migrations/alembic.ini.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint-rules'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint-rules'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream, at least once and de-duplicated'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, tries, last error'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'

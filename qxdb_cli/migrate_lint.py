@@ -1,8 +1,8 @@
 """``qxdb migrate lint``: the revisions that would lock or rewrite a busy table, before merge.
 
 A thin shell over :mod:`qxdb.migrations.lint`: choose the revisions, call one library
-function, render the report. Registered on the ``migrate`` group by one line at the end of
-:mod:`qxdb_cli.migrate`; imports only Typer until the command runs.
+function, render the report. Registered (with ``lint-rules``) on the ``migrate`` group by one import at the end of
+:mod:`qxdb_cli.migrate`; imports only Typer until a command runs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ from qxdb_cli.migrate import ConfigOption, app
 
 if TYPE_CHECKING:
     from qxdb.migrations.lint import LintFinding, LintReport
+
+
+class FailOn(StrEnum):
+    warning = "warning"
+    error = "error"
 
 
 class LintFormat(StrEnum):
@@ -72,6 +77,15 @@ def lint(
             "--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False
         ),
     ] = None,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 on any finding (warning) or on errors only (error). "
+            "Default: [tool.qxdb.lint] fail-on, else warning.",
+            show_default=False,
+        ),
+    ] = None,
     pyproject: Annotated[
         Path | None,
         typer.Option(
@@ -86,9 +100,9 @@ def lint(
 
     Reads each revision's operations offline (no database). Without REVISION_RANGE, --all,
     --since or --file: the revisions the database has not applied yet, or every revision
-    when no database is configured (QX_DB__URL unset). Exits 0 when clean (warnings
-    allowed), 1 when a finding has error severity, 2 on bad input, 3 when a configured
-    database cannot be reached.
+    when no database is configured (QX_DB__URL unset). Exits 0 when clean, 1 on findings
+    (errors only with --fail-on error; suppressed ones never count), 2 on bad input, 3 when
+    a configured database cannot be reached.
 
     Example: qxdb migrate lint --since 3f2a9c1 --format github
     """
@@ -100,7 +114,13 @@ def lint(
     chosen = [revision_range is not None, all_revisions, since is not None, bool(files)]
     if sum(chosen) > 1:
         raise ValidationError("give one of REVISION_RANGE, --all, --since or --file")
-    lint_config = load_lint_config(pyproject).with_flags(only=rules or (), ignore=ignores or ())
+    from qxdb.conventions.findings import Severity
+
+    lint_config = load_lint_config(pyproject).with_flags(
+        only=rules or (),
+        ignore=ignores or (),
+        fail_on=Severity(fail_on.value) if fail_on else None,
+    )
     if files:
         report = lint_files(files, lint_config=lint_config)
     elif any(chosen):
@@ -115,22 +135,18 @@ def lint(
         from qxdb_cli.state import load_settings
 
         settings = load_settings()
-        if settings.url_is_default:
-            report = lint_revisions(config=config, all_revisions=True, lint_config=lint_config)
-            render.note(
-                "qxdb: no database configured (QX_DB__URL unset): linting all "
-                f"{len(report.revisions)} revision(s); --since REV lints fewer"
-            )
-        else:
+        if not settings.url_is_default:
             render.announce_database(settings)
-            try:
-                report = asyncio.run(
-                    lint_pending(config=config, settings=settings, lint_config=lint_config)
-                )
-            except DatabaseUnavailableError as exc:
-                raise DatabaseUnavailableError(
-                    f"{exc.message} (to lint without it: --all or --since REV)"
-                ) from None
+        try:
+            report = asyncio.run(
+                lint_pending(config=config, settings=settings, lint_config=lint_config)
+            )
+        except DatabaseUnavailableError as exc:
+            raise DatabaseUnavailableError(
+                f"{exc.message} (to lint without it: --all or --since REV)"
+            ) from None
+        if report.note:
+            render.note(f"qxdb: {report.note}; --since REV lints fewer")
     fmt = LintFormat.json if as_json else output
     if fmt is LintFormat.json:
         render.print_json(report.to_dict())
@@ -140,8 +156,30 @@ def lint(
         _print_github(report)
     else:
         _print_table(report)
-    if not report.ok:
+    if report.fails(report.fail_on):
         raise typer.Exit(1)
+
+
+@app.command("lint-rules")
+def lint_rules(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """List the migration lint rules: id, name, default severity, what it locks, the recipe.
+
+    Example: qxdb migrate lint-rules --json
+    """
+    from qxdb.migrations.lint import RULES
+
+    if as_json:
+        render.print_json([r.to_dict() for r in RULES.values()])
+        return
+    console = render.out()
+    for rule in RULES.values():
+        console.print(
+            f"{rule.id}  {rule.name}  {rule.severity or 'off'}: {rule.summary}", markup=False
+        )
+        console.print(f"        locks: {rule.locks}", markup=False)
+        console.print(f"        safe:  {rule.recipe}", markup=False)
 
 
 def _shown(path: str) -> str:

@@ -43,10 +43,12 @@ def test_json_and_exit_codes(tmp_path: Path) -> None:
     assert finding["line"] == 15
     assert finding["path"].endswith("qxm004_fires.py")
     assert "postgresql_not_valid=True" in finding["recipe"]
-    # Clean: exit 0. Warnings only: shown, exit 0 (as qxdb schema check).
+    assert document["failed"] is True
+    # Clean: exit 0. A warning fails too, unless --fail-on error (or fail-on in the config).
     assert "ok: no findings (1 revision, qxm004_safe)" in lint(tmp_path, "qxm004_safe")
-    warned = lint(tmp_path, "qxm022_fires")
-    assert "warning QXM022 missing-lock-timeout" in warned
+    assert "warning QXM022 missing-lock-timeout" in lint(tmp_path, "qxm022_fires", code=1)
+    passed = json.loads(lint(tmp_path, "qxm022_fires", "--fail-on", "error", "--json"))
+    assert (passed["ok"], passed["failed"], passed["counts"]["warning"]) == (False, False, 1)
 
 
 def test_github_annotations_point_at_the_revision_file() -> None:
@@ -76,10 +78,23 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema() -> None:
 
 
 def test_config_and_flags(tmp_path: Path) -> None:
-    (tmp_path / "pyproject.toml").write_text('[tool.qxdb.lint.rules]\nQXM001 = "off"\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.qxdb.lint]\nfail-on = "error"\n[tool.qxdb.lint.rules]\nQXM001 = "off"\n'
+    )
     assert "ok: no findings" in lint(tmp_path, "qxm001_fires")
+    assert "1 warning" in lint(tmp_path, "qxm013_fires")  # fail-on = "error": exit 0
     assert "ok: no findings" in lint(tmp_path, "qxm002_fires", "--ignore", "QXM002")
-    assert "QXM019 varchar-length" in lint(tmp_path, "qxm019_fires", "--rule", "varchar-length")
+    assert "QXM019 varchar-length" in lint(
+        tmp_path, "qxm019_fires", "--rule", "varchar-length", "--fail-on", "warning", code=1
+    )
+
+
+def test_the_rules_are_listed() -> None:
+    proc = ok(run_qxdb("migrate", "lint-rules", "--json"))
+    rules = json.loads(proc.stdout)
+    assert [r["id"] for r in rules] == [f"QXM{n:03d}" for n in range(1, 26)]
+    assert rules[18]["severity"] == "off"  # QXM019
+    assert all(r["recipe"] and r["locks"] and r["why"] for r in rules)
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -105,8 +120,10 @@ def test_single_files_need_no_project(tmp_path: Path) -> None:
 
 def test_no_database_configured_lints_everything_and_says_so(tmp_path: Path) -> None:
     proc = ok(run(tmp_path, "migrate", "lint", "-c", str(CORPUS_INI), "--json", url=None), 1)
-    assert "no database configured (QX_DB__URL unset): linting all 54 revision(s)" in proc.stderr
-    assert json.loads(proc.stdout)["counts"]["revisions"] == 54
+    assert "no database configured (QX_DB__URL unset): linted all 54 revision(s)" in proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["counts"]["revisions"] == 54
+    assert document["note"].startswith("no database configured")
     assert not (tmp_path / "qxdb.sqlite3").exists()  # no embedded database was made
 
 
@@ -140,7 +157,9 @@ def test_default_lints_the_pending_revisions(postgres_url: str, tmp_path: Path) 
     assert "database: postgresql" in proc.stderr
     document = json.loads(proc.stdout)
     assert [r["message"] for r in document["revisions"]] == ["index placed_at"]
-    assert [f["rule_id"] for f in document["findings"]] == ["QXM001", "QXM022"]
+    # qxdb's env.py gives the migration connection a lock_timeout: no QXM022.
+    assert document["lock_timeout_source"] == "env.py: qxdb run_async_migrations"
+    assert [f["rule_id"] for f in document["findings"]] == ["QXM001"]
     assert (
         document["findings"][0]["line"]
         == path.read_text()

@@ -86,6 +86,7 @@ def test_where_is_the_statements_own(
         ("ALTER TABLE t RENAME TO u", "rename_table", {"name": "u"}),
         ("ALTER TABLE t RENAME COLUMN a TO b", "rename_column", {"column_name": "a"}),
         ("CREATE EXTENSION IF NOT EXISTS pgcrypto", "other", {}),
+        ("CREATE TABLE archive AS SELECT * FROM orders", "create_table", {"table": "archive"}),
     ],
 )
 def test_raw_sql_is_read_into_actions(sql: str, kind: str, details: dict[str, object]) -> None:
@@ -138,9 +139,12 @@ def test_suppression_comments() -> None:
 def test_config_from_pyproject(tmp_path: Path) -> None:
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
+        '[tool.qxdb.lint]\nfail-on = "error"\n'
         '[tool.qxdb.lint.rules]\nQXM022 = "off"\nvarchar-length = "error"\nQXM012 = "error"\n'
     )
     config = load_lint_config(pyproject)
+    assert config.fail_on == "error"
+    assert LintConfig().fail_on == "warning"  # by default any finding fails
     assert "QXM022" not in config.active_rules()
     assert "QXM019" in config.active_rules()
     flagged = config.with_flags(only=["QXM012"])
@@ -159,6 +163,8 @@ def test_config_from_pyproject(tmp_path: Path) -> None:
         {"rules": {"QXM001": "loud"}},
         {"rules": "QXM001"},
         {"rule": {"QXM001": "off"}},
+        {"fail-on": "off"},
+        {"fail-on": "loud"},
     ],
 )
 def test_bad_config_is_a_configuration_error(section: dict[str, object]) -> None:

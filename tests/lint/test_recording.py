@@ -156,3 +156,81 @@ def test_a_project_whose_revision_does_not_import_is_bad_input(tmp_path: Path) -
     (tmp_path / "versions" / "r1.py").write_text('revision = "r1"\ndown_revision = None\n(\n')
     with pytest.raises(ValidationError, match="cannot load the revisions: SyntaxError"):
         lint_revisions(config=tmp_path / "alembic.ini", all_revisions=True)
+
+
+def test_linting_leaves_the_op_proxy_and_logging_as_they_were(tmp_path: Path) -> None:
+    import logging
+
+    from alembic import op as alembic_op
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    path = revision(
+        tmp_path,
+        """
+        def upgrade() -> None:
+            op.execute("UPDATE t SET a = (SELECT b FROM u WHERE u.id = t.id)")
+        """,
+    )
+    context = MigrationContext.configure(dialect_name="postgresql", opts={"as_sql": True})
+    mine = Operations(context)
+    mine._install_proxy()
+    try:
+        assert findings(path) == [(9, "QXM021", "t")]
+        assert alembic_op._proxy is mine  # type: ignore[attr-defined]
+    finally:
+        mine._remove_proxy()
+    assert logging.getLogger("sqlglot").level == logging.NOTSET
+
+
+@pytest.mark.parametrize(
+    ("env_py", "expected"),
+    [
+        ("from qxdb.migrations.env import run_async_migrations\nrun_async_migrations()\n", []),
+        ("from alembic import context\n", ["QXM022"]),
+    ],
+)
+def test_a_qxdb_env_py_provides_the_lock_timeout(
+    tmp_path: Path, env_py: str, expected: list[str]
+) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "alembic.ini").write_text(f"[alembic]\nscript_location = {tmp_path}\n")
+    (tmp_path / "env.py").write_text(env_py)
+    revision(
+        tmp_path / "versions",
+        """
+        def upgrade() -> None:
+            op.add_column("orders", sa.Column("note", sa.Text()))
+        """,
+    )
+    report = lint_revisions(config=tmp_path / "alembic.ini", all_revisions=True)
+    assert [f.rule_id for f in report.findings] == expected
+    assert (report.lock_timeout_source is not None) == (not expected)
+
+
+def test_revisions_asking_alembic_context_take_the_offline_branch(tmp_path: Path) -> None:
+    import alembic.context
+
+    path = revision(
+        tmp_path,
+        """
+        from alembic import context
+
+
+        def upgrade() -> None:
+            op.execute("SET lock_timeout = '1s'")
+            if context.is_offline_mode():
+                op.execute("DELETE FROM sessions")
+            else:
+                count = op.get_bind().execute(sa.text("SELECT count(*) FROM t")).scalar()
+            extra = context.get_x_argument(as_dictionary=True)
+            op.create_index("ix_t_a", "t", ["a"], postgresql_where=sa.text(str(extra)))
+        """,
+    )
+    before = vars(alembic.context).get("_proxy")
+    assert [(line, rule) for line, rule, _s in findings(path)] == [
+        (14, "QXM021"),
+        (14, "QXM023"),
+        (18, "QXM001"),
+    ]
+    assert vars(alembic.context).get("_proxy") is before

@@ -91,12 +91,18 @@ def _uses(action: Action, literal: str) -> bool:
     return any(text and literal in text for text in texts)
 
 
-def check_actions(actions: list[Action], history: History) -> list[Hit]:
-    """Every hazard in one revision; ``history`` is updated with what it establishes."""
+def check_actions(
+    actions: list[Action], history: History, *, lock_timeout_set: bool = False
+) -> list[Hit]:
+    """Every hazard in one revision; ``history`` is updated with what it establishes.
+
+    ``lock_timeout_set``: the migration connection already has a lock_timeout (the
+    project's env.py runs through qxdb), so QXM022 has nothing to say.
+    """
     hits: list[Hit] = []
     created: set[str] = set()
     created_indexes: set[str] = set()
-    lock_timeout = False
+    lock_timeout = lock_timeout_set
     lock_reported = False
     ddl_line = 0
     data: list[Action] = []
@@ -116,7 +122,7 @@ def check_actions(actions: list[Action], history: History) -> list[Hit]:
             # A transaction boundary (autocommit_block): SET LOCAL ends with the transaction.
             in_autocommit = a.autocommit
             if local_timeout:
-                lock_timeout = local_timeout = False
+                lock_timeout, local_timeout = lock_timeout_set, False
         if a.autocommit:
             new_values.clear()  # the transaction that added them has committed
         for added in list(new_values):

@@ -2,6 +2,9 @@
 
 ::
 
+    [tool.qxdb.lint]
+    fail-on = "error"               # exit 1 on errors only (default "warning": any finding)
+
     [tool.qxdb.lint.rules]          # "off", "warning" or "error"; by id or by name
     QXM022 = "off"                  # we deploy with QX_DB__LOCK_TIMEOUT_MS set
     varchar-length = "warning"      # QXM019 is off by default
@@ -21,7 +24,7 @@ from qxdb.migrations.lint.rules import RULES, LintRule, rule_by_ref
 
 __all__ = ["LintConfig", "load_lint_config", "parse_lint_config"]
 
-_KEYS = {"rules"}
+_KEYS = {"rules", "fail-on"}
 
 
 def _rule(ref: str, where: str) -> LintRule:
@@ -38,6 +41,8 @@ class LintConfig:
     severities: Mapping[str, Severity | None] = field(default_factory=dict)
     only: frozenset[str] | None = None  # the command's --rule
     path: str | None = None
+    # The least severity that fails the run (exit 1): any finding by default.
+    fail_on: Severity = Severity.WARNING
 
     def severity(self, rule: LintRule) -> Severity | None:
         if self.only is not None:
@@ -50,13 +55,25 @@ class LintConfig:
     def active_rules(self) -> list[str]:
         return [r.id for r in RULES.values() if self.severity(r) is not None]
 
-    def with_flags(self, *, only: Iterable[str] = (), ignore: Iterable[str] = ()) -> LintConfig:
-        """``--rule`` (run only these) and ``--ignore`` (turn these off) win over the file."""
+    def with_flags(
+        self,
+        *,
+        only: Iterable[str] = (),
+        ignore: Iterable[str] = (),
+        fail_on: Severity | None = None,
+    ) -> LintConfig:
+        """``--rule`` (run only these), ``--ignore`` (turn these off) and ``--fail-on`` win
+        over the file."""
         selected = frozenset(_rule(r, "--rule").id for r in only)
         severities = dict(self.severities)
         for ref in ignore:
             severities[_rule(ref, "--ignore").id] = None
-        return replace(self, only=selected or self.only, severities=severities)
+        return replace(
+            self,
+            only=selected or self.only,
+            severities=severities,
+            fail_on=fail_on or self.fail_on,
+        )
 
 
 def load_lint_config(path: str | Path | None = None) -> LintConfig:
@@ -81,7 +98,10 @@ def parse_lint_config(section: Any, *, origin: str = "config") -> LintConfig:
         raise ConfigurationError(f"{where} must be a table")
     unknown = sorted(set(section) - _KEYS)
     if unknown:
-        raise ConfigurationError(f"{where}: unknown key {unknown[0]!r} (known: rules)")
+        raise ConfigurationError(f"{where}: unknown key {unknown[0]!r} (known: fail-on, rules)")
+    fail_on = _severity(section.get("fail-on", "warning"), f"{where}.fail-on")
+    if fail_on is None:
+        raise ConfigurationError(f'{where}.fail-on must be "warning" or "error"')
     rules = section.get("rules", {})
     if not isinstance(rules, Mapping):
         raise ConfigurationError(f"{where}.rules must be a table")
@@ -89,7 +109,7 @@ def parse_lint_config(section: Any, *, origin: str = "config") -> LintConfig:
     for ref, value in rules.items():
         rule = _rule(str(ref), f"{where}.rules")
         severities[rule.id] = _severity(value, f"{where}.rules.{ref}")
-    return LintConfig(severities=severities, path=origin)
+    return LintConfig(severities=severities, path=origin, fail_on=fail_on)
 
 
 def _severity(value: Any, where: str) -> Severity | None:

@@ -44,7 +44,9 @@ def _lint_unit(
     emit_sql: bool,
 ) -> None:
     recording = recorder.record(unit.module, unit.path)
-    hits = check_actions(recording.actions, history)
+    hits = check_actions(
+        recording.actions, history, lock_timeout_set=report.lock_timeout_source is not None
+    )
     if recording.failure:
         hits.append(Hit("QXM025", recording.failure_line, unit.revision, recording.failure))
     try:
@@ -94,9 +96,16 @@ def _run(
     selection: str,
     *,
     emit_sql: bool,
+    lock_timeout_source: str | None = None,
 ) -> LintReport:
     """Lint ``selected`` among ``units`` (base first); the others only build the history."""
-    report = LintReport(selection=selection, rules=config.active_rules(), config_path=config.path)
+    report = LintReport(
+        selection=selection,
+        rules=config.active_rules(),
+        config_path=config.path,
+        fail_on=config.fail_on,
+        lock_timeout_source=lock_timeout_source,
+    )
     histories: dict[str, History] = {}
     recorder = OfflineRecorder(emit_sql=emit_sql)
     wanted = _with_ancestors(units, selected)
@@ -111,7 +120,7 @@ def _run(
             _lint_unit(unit, history, config, report, recorder, emit_sql=emit_sql)
         else:
             # Applied revisions count only for what they establish, not for findings.
-            check_actions(recorder.record(unit.module, unit.path).actions, history)
+            check_actions(recorder.record(unit.module, unit.path).actions, history)  # history only
         histories[unit.revision] = history
     return report
 
@@ -184,6 +193,20 @@ def _script_directory(config: str | Path | None) -> ScriptDirectory:
     cfg = Config(str(find_config(config)))
     with alembic_errors():
         return ScriptDirectory.from_config(cfg)
+
+
+def _lock_timeout_source(script: ScriptDirectory) -> str | None:
+    """Where the migration connection gets a lock_timeout from, if the project says so.
+
+    An env.py that runs migrations through qxdb (:func:`qxdb.migrations.env.run_async_migrations`)
+    runs every revision with a PostgreSQL lock_timeout, so QXM022 does not ask for one.
+    """
+    env = Path(script.dir) / "env.py"
+    try:
+        text = env.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return f"{env.name}: qxdb run_async_migrations" if "run_async_migrations" in text else None
 
 
 def _units(script: ScriptDirectory) -> list[_Unit]:
@@ -298,7 +321,14 @@ def lint_revisions(
                 pending = script.iterate_revisions("heads", tuple(current), implicit_base=True)
                 selected = {s.revision for s in pending if s is not None} - set(current)
         selection = "pending"
-    return _run(units, selected, lint_config or LintConfig(), selection, emit_sql=emit_sql)
+    return _run(
+        units,
+        selected,
+        lint_config or LintConfig(),
+        selection,
+        emit_sql=emit_sql,
+        lock_timeout_source=_lock_timeout_source(script),
+    )
 
 
 async def lint_pending(
@@ -307,9 +337,22 @@ async def lint_pending(
     settings: DatabaseSettings | None = None,
     lint_config: LintConfig | None = None,
 ) -> LintReport:
-    """Lint the revisions the database has not applied yet (reads its current revisions)."""
-    from qxdb.migrations.runner import current
+    """Lint the revisions the database has not applied yet (reads its current revisions).
 
+    With no database configured (``QX_DB__URL`` unset: the embedded SQLite default), every
+    revision is linted instead, nothing is opened or created, and ``report.note`` says so.
+    """
+    from qxdb.migrations.runner import current
+    from qxdb.settings import DatabaseSettings
+
+    settings = settings or DatabaseSettings()
+    if settings.url_is_default:
+        report = lint_revisions(config=config, all_revisions=True, lint_config=lint_config)
+        report.note = (
+            "no database configured (QX_DB__URL unset): linted all "
+            f"{len(report.revisions)} revision(s)"
+        )
+        return report
     state = await current(config=config, settings=settings)
     applied = [r.revision for r in state.current]
     if state.unknown:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType, ModuleType
 from typing import Any
 
+from alembic import context as alembic_context, op as alembic_op
 from alembic.operations import Operations, ops
 from alembic.operations.base import BatchOperations
 from alembic.runtime.migration import MigrationContext
@@ -221,6 +222,57 @@ class _Recorder(Operations):
         for action in found:
             action.autocommit = autocommit
         return found
+
+
+class _OfflineEnvironment:
+    """Stands in for ``alembic.context`` while a revision is recorded: offline, like --sql.
+
+    Revisions that ask ``context.is_offline_mode()`` take their offline branch, as they
+    would under ``alembic upgrade --sql``; anything else they ask of it is not available
+    and the revision is reported as not fully analysed.
+    """
+
+    config = None
+    script = None
+
+    def __init__(self, recorder: _Recorder) -> None:
+        self._recorder = recorder
+
+    def is_offline_mode(self) -> bool:
+        return True
+
+    def is_transactional_ddl(self) -> bool:
+        return True
+
+    def get_context(self) -> MigrationContext:
+        return self._recorder.migration_context
+
+    def get_bind(self) -> Any:
+        return self._recorder.get_bind()
+
+    def get_x_argument(self, as_dictionary: bool = False) -> Any:
+        return {} if as_dictionary else []
+
+    def get_tag_argument(self) -> None:
+        return None
+
+
+@contextmanager
+def _offline_environment(recorder: _Recorder) -> Iterator[None]:
+    """Point ``alembic.context`` at :class:`_OfflineEnvironment`, then put back what was there."""
+    namespace = vars(alembic_context)
+    names = ("_proxy", "config", "script")
+    saved = {name: namespace[name] for name in names if name in namespace}
+    stand_in = _OfflineEnvironment(recorder)
+    namespace.update(_proxy=stand_in, config=None, script=None)
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in saved:
+                namespace[name] = saved[name]
+            else:
+                namespace.pop(name, None)
 
 
 class _BatchRecorder(BatchOperations):
@@ -425,14 +477,20 @@ class OfflineRecorder:
             return result
         if self._emit_sql:
             impl.static_output("BEGIN;")
+        # alembic.op is process-global: put back whatever was installed (a migration that
+        # lints from its own env.py keeps its proxy). Not for use from several threads.
+        previous = getattr(alembic_op, "_proxy", None)
         ops_._install_proxy()
         try:
-            upgrade()
+            with _offline_environment(ops_):
+                upgrade()
         except Exception as exc:  # recorded as a finding: the revision could not be read fully
             result.failure = f"{type(exc).__name__}: {exc}".strip()
             result.failure_line = _failure_line(exc, path)
         finally:
             ops_._remove_proxy()
+            if previous is not None:
+                previous._install_proxy()
         if self._emit_sql:
             impl.static_output("COMMIT;")
         result.actions = ops_.actions

@@ -69,6 +69,10 @@ class LintReport:
     findings: list[LintFinding] = field(default_factory=list)
     ignored: list[LintFinding] = field(default_factory=list)
     config_path: str | None = None
+    fail_on: Severity = Severity.WARNING  # from [tool.qxdb.lint] fail-on
+    note: str | None = None  # how the revisions were chosen, when it needs saying
+    # Set when the project's env.py gives migrations a lock_timeout (QXM022 is then met).
+    lock_timeout_source: str | None = None
 
     @property
     def errors(self) -> list[LintFinding]:
@@ -80,8 +84,14 @@ class LintReport:
 
     @property
     def ok(self) -> bool:
-        """True when no finding is at error severity (warnings are shown and pass)."""
-        return not self.errors
+        """True when nothing was found (suppressed findings aside)."""
+        return not self.findings
+
+    def fails(self, fail_on: Severity = Severity.WARNING) -> bool:
+        """Does a finding reach ``fail_on``? (``warning``: warnings and errors; ``error``:
+        errors only; a lower severity, where one exists, never fails.)"""
+        floor = _RANK.get(str(fail_on), 1)
+        return any(_RANK.get(str(f.severity), 0) >= floor for f in self.findings)
 
     def for_revision(self, revision: str) -> list[LintFinding]:
         return [f for f in self.findings if f.revision == revision]
@@ -89,7 +99,11 @@ class LintReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "failed": self.fails(self.fail_on),
+            "fail_on": str(self.fail_on),
             "selection": self.selection,
+            "note": self.note,
+            "lock_timeout_source": self.lock_timeout_source,
             "rules": self.rules,
             "config": self.config_path,
             "revisions": [r.to_dict() for r in self.revisions],
@@ -142,8 +156,11 @@ class LintReport:
         }
 
 
+_RANK = {"error": 2, "warning": 1}
+
+
 def _level(severity: Severity) -> str:
-    return "error" if severity is Severity.ERROR else "warning"
+    return {"error": "error", "warning": "warning"}.get(str(severity), "note")
 
 
 def _uri(path: str, root: Path) -> str:

@@ -270,8 +270,8 @@ _ALL = [
         "lock-taking DDL on an existing table without a lock_timeout",
         "the ALTER queues behind any long transaction while every later query queues behind it",
         "Without lock_timeout a migration waiting for its lock takes the whole table down with it.",
-        "start the revision with `op.execute(\"SET lock_timeout = '5s'\")`, or deploy with "
-        "QX_DB__LOCK_TIMEOUT_MS set and turn this rule off in [tool.qxdb.lint]",
+        "start the revision with `op.execute(\"SET lock_timeout = '5s'\")`, or run migrations "
+        "through qxdb's env.py (`run_async_migrations`), which sets one on the connection",
     ),
     LintRule(
         "QXM023",

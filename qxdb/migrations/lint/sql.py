@@ -143,11 +143,17 @@ def has_where(statement: str) -> bool:
 
     from sqlglot import exp
 
-    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    # sqlglot logs a warning for every statement it cannot fully parse; the library never
+    # prints, so silence it for this call only.
+    logger = logging.getLogger("sqlglot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         parsed = sqlglot.parse_one(statement, read="postgres")
     except Exception:  # sqlglot cannot read it: the scanner's answer stands
         return False
+    finally:
+        logger.setLevel(level)
     if isinstance(parsed, exp.Update | exp.Delete):
         return parsed.args.get("where") is not None
     return False
@@ -275,6 +281,16 @@ def _classify(s: str, line: int) -> list[Action]:
     )
     if m:
         return one("create_table", table=table_key(m.group(1)), columns=_table_columns(m.group(2)))
+    m = re.match(
+        r"^CREATE\s+(?:UNLOGGED\s+|TEMP(?:ORARY)?\s+)?TABLE\s+"
+        + _IF_NOT_EXISTS
+        + _NAME
+        + r"\s+AS\b",
+        s,
+        re.I,
+    )
+    if m:  # CREATE TABLE … AS SELECT: a new table, filled by the query
+        return one("create_table", table=table_key(m.group(1)))
     m = re.match(r"^DROP\s+TABLE\s+" + _IF_EXISTS + r"(.+?)(\s+CASCADE|\s+RESTRICT)?$", s, re.I)
     if m:
         return [Action("drop_table", line, table=table_key(t)) for t in m.group(1).split(",")]
