@@ -87,8 +87,11 @@ class SarifResult:
     # Stable identity across runs, by fingerprint kind ("qxdbFinding/v1": "…"), so code
     # scanning services follow one result from run to run.
     fingerprints: Mapping[str, str] | None = None
-    # A justification makes the result suppressed (reported, not counted as a problem).
+    # A justification makes the result suppressed (reported, not counted as a problem):
+    # "inSource" when the suppression is written beside the code (a lint-ignore comment),
+    # "external" when it lives elsewhere (a baseline, a config file).
     suppression: str | None = None
+    suppression_kind: Literal["inSource", "external"] = "external"
     baseline_state: BaselineState | None = None
     properties: Mapping[str, Any] | None = None
 
@@ -136,6 +139,7 @@ def sarif_log(
     rules: Sequence[SarifRule],
     results: Sequence[SarifResult],
     properties: Mapping[str, Any] | None = None,
+    column_kind: Literal["unicodeCodePoints", "utf16CodeUnits"] | None = None,
 ) -> dict[str, Any]:
     """One SARIF 2.1.0 log with one run. Every result's rule must be among ``rules``."""
     index = {rule.id: i for i, rule in enumerate(rules)}
@@ -161,13 +165,17 @@ def sarif_log(
         if result.fingerprints:
             item["partialFingerprints"] = dict(result.fingerprints)
         if result.suppression is not None:
-            item["suppressions"] = [{"kind": "external", "justification": result.suppression}]
+            item["suppressions"] = [
+                {"kind": result.suppression_kind, "justification": result.suppression}
+            ]
         if result.baseline_state is not None:
             item["baselineState"] = result.baseline_state
         if result.properties:
             item["properties"] = dict(result.properties)
         out_results.append(item)
     run: dict[str, Any] = {"tool": {"driver": driver}, "results": out_results}
+    if column_kind is not None:
+        run["columnKind"] = column_kind
     if properties:
         run["properties"] = dict(properties)
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}

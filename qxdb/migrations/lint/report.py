@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qxdb.conventions.findings import Severity
 
+if TYPE_CHECKING:
+    from qxdb.sarif import Level, SarifResult
+
 __all__ = ["LintFinding", "LintReport", "RevisionLint"]
 
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,47 +122,38 @@ class LintReport:
     def to_sarif(self, *, base: Path | None = None) -> dict[str, Any]:
         """A SARIF 2.1.0 log for code-scanning UIs; paths relative to ``base`` (default: cwd)."""
         from qxdb.migrations.lint.rules import RULES
+        from qxdb.sarif import SarifRule, sarif_log
 
         root = (base or Path.cwd()).resolve()
-        used = sorted({f.rule_id for f in [*self.findings, *self.ignored]})
-        index = {rule_id: i for i, rule_id in enumerate(used)}
+        reported = [*self.findings, *self.ignored]
         rules = []
-        for rule_id in used:
+        for rule_id in sorted({f.rule_id for f in reported}):
             rule = RULES[rule_id]
             rules.append(
-                {
-                    "id": rule.id,
-                    "name": rule.name,
-                    "shortDescription": {"text": rule.summary},
-                    "fullDescription": {"text": f"{rule.why} Locks: {rule.locks}."},
-                    "help": {"text": f"Safe recipe: {rule.recipe} (qxdb docs/migrate.md, Lint)"},
-                    "defaultConfiguration": {"level": _level(rule.severity or Severity.WARNING)},
-                }
+                SarifRule(
+                    rule.id,
+                    rule.name,
+                    short_description=rule.summary,
+                    full_description=f"{rule.why} Locks: {rule.locks}.",
+                    help=f"Safe recipe: {rule.recipe} (qxdb docs/migrate.md, Lint)",
+                    level=_level(rule.severity or Severity.WARNING),
+                )
             )
-        results = [_result(f, index[f.rule_id], root) for f in [*self.findings, *self.ignored]]
-        return {
-            "$schema": SARIF_SCHEMA,
-            "version": "2.1.0",
-            "runs": [
-                {
-                    "tool": {
-                        "driver": {
-                            "name": "qxdb migrate lint",
-                            "rules": rules,
-                        }
-                    },
-                    "columnKind": "unicodeCodePoints",
-                    "results": results,
-                }
-            ],
-        }
+        return sarif_log(
+            tool="qxdb migrate lint",
+            rules=rules,
+            results=[_result(f, root) for f in reported],
+            column_kind="unicodeCodePoints",
+        )
 
 
 _RANK = {"error": 2, "warning": 1}
 
 
-def _level(severity: Severity) -> str:
-    return {"error": "error", "warning": "warning"}.get(str(severity), "note")
+def _level(severity: Severity) -> Level:
+    from qxdb.sarif import sarif_level
+
+    return sarif_level(str(severity))
 
 
 def _uri(path: str, root: Path) -> str:
@@ -171,24 +164,15 @@ def _uri(path: str, root: Path) -> str:
         return resolved.as_uri()
 
 
-def _result(finding: LintFinding, rule_index: int, root: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "ruleId": finding.rule_id,
-        "ruleIndex": rule_index,
-        "level": _level(finding.severity),
-        "message": {
-            "text": f"{finding.message}. Locks: {finding.locks}. Safe recipe: {finding.recipe}"
-        },
-        "locations": [
-            {
-                "physicalLocation": {
-                    "artifactLocation": {"uri": _uri(finding.path, root)},
-                    "region": {"startLine": max(finding.line, 1)},
-                }
-            }
-        ],
-        "properties": {"revision": finding.revision, "subject": finding.subject},
-    }
-    if finding.ignored_reason is not None:
-        result["suppressions"] = [{"kind": "inSource", "justification": finding.ignored_reason}]
-    return result
+def _result(finding: LintFinding, root: Path) -> SarifResult:
+    from qxdb.sarif import SarifLocation, SarifResult
+
+    return SarifResult(
+        finding.rule_id,
+        _level(finding.severity),
+        f"{finding.message}. Locks: {finding.locks}. Safe recipe: {finding.recipe}",
+        (SarifLocation(uri=_uri(finding.path, root), line=finding.line),),
+        suppression=finding.ignored_reason,
+        suppression_kind="inSource",
+        properties={"revision": finding.revision, "subject": finding.subject},
+    )
