@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from qxdb.ids import uuid7
 from qxdb.outbox import outbox_row
 from qxdb.outbox.publishers import NatsJetStreamPublisher
+from qxdb.testing.servers import free_port
 from tests.cli.conftest import run_qxdb
 from tests.integration.own_nats import own_nats
 from tests.integration.test_relay import (
@@ -293,7 +294,11 @@ async def test_a_lease_too_long_for_the_existing_streams_window_exits_2(
             "qxdb: error: a lease of 30 s is too long for the existing stream's duplicate "
             "window of 10 s" in result.stderr
         )
-        ok = run_qxdb(*relay_command(url, s, "--once", "--lease-seconds", "5")[1:], cwd=tmp_path)
+        # A shorter lease is fine; and a cluster is a list of servers, one of them down.
+        cluster = StreamScope(f"nats://127.0.0.1:{free_port()},{qxdb_nats_url}", s.prefix, s.stream)
+        ok = run_qxdb(
+            *relay_command(url, cluster, "--once", "--lease-seconds", "5")[1:], cwd=tmp_path
+        )
         assert ok.returncode == 0, ok.stderr
     finally:
         async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
