@@ -276,3 +276,51 @@ async def test_ordered_relay_runs_on_batch_completion_not_on_the_poll_interval(
         assert_per_key_order(messages, ids)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_batches_in_flight_when_the_broker_dies_are_not_charged(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = await make_outbox(postgres_url)
+    try:
+        await seed(engine, keyed_events(10_000, 100))
+        with own_nats(tmp_path) as server:
+            tag = uuid.uuid4().hex[:8]
+            s = StreamScope(server.url, f"k{tag}", f"K_{tag.upper()}")
+            async with NatsJetStreamPublisher(server.url) as pub:
+                await pub.ensure_stream(s.stream, s.prefix, duplicate_window=120)
+                relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=s.prefix)
+                runner = asyncio.create_task(relay.run())
+                try:
+                    for _ in range(600):
+                        if (await status_counts(engine))["published"] >= 1_000:
+                            break
+                        await asyncio.sleep(0.05)
+                    server.stop()  # SIGKILL, batches in flight
+                    await asyncio.sleep(1)
+                    server.start()
+                    for _ in range(1200):
+                        if (await status_counts(engine))["published"] == 10_000:
+                            break
+                        await asyncio.sleep(0.05)
+                finally:
+                    relay.stop()
+                    counters = await runner
+            assert (counters.retried, counters.dead) == (0, 0)
+            assert "relay: broker unavailable" in caplog.text
+            assert "relay: broker back after" in caplog.text
+            async with engine.connect() as conn:
+                charged = (
+                    await conn.exec_driver_sql(
+                        "SELECT count(*) FROM qx_outbox_events "
+                        "WHERE attempts <> 1 OR last_error IS NOT NULL"
+                    )
+                ).scalar_one()
+            # Published once each, and no event paid an attempt for the broker's death.
+            assert charged == 0
+            assert await status_counts(engine) == {"published": 10_000, "dead": 0, "pending": 0}
+            messages = await stream_messages(s, 10_000)
+            assert_exactly_once(messages, await delivery_ids(engine))
+    finally:
+        await engine.dispose()
