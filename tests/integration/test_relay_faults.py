@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import event, insert, select, text, update
 
 from qxdb.engine import make_session_factory
+from qxdb.errors import BrokerUnavailableError
 from qxdb.ids import uuid7
 from qxdb.outbox import outbox_row
 from qxdb.outbox.publishers import (
@@ -322,5 +323,42 @@ async def test_batches_in_flight_when_the_broker_dies_are_not_charged(
             assert await status_counts(engine) == {"published": 10_000, "dead": 0, "pending": 0}
             messages = await stream_messages(s, 10_000)
             assert_exactly_once(messages, await delivery_ids(engine))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_once_stops_with_broker_unavailable_when_the_broker_dies(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """What `--once` turns into exit 3: the run ends (it does not wait for the broker),
+    the batches in flight are released uncharged and no lease is left behind."""
+    engine = await make_outbox(postgres_url)
+    try:
+        await seed(engine, keyed_events(10_000, 100))
+        with own_nats(tmp_path) as server:
+            tag = uuid.uuid4().hex[:8]
+            s = StreamScope(server.url, f"b{tag}", f"B_{tag.upper()}")
+            async with NatsJetStreamPublisher(server.url) as pub:
+                await pub.ensure_stream(s.stream, s.prefix, duplicate_window=120)
+                relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=s.prefix)
+                runner = asyncio.create_task(relay.run(once=True))
+                for _ in range(600):
+                    if (await status_counts(engine))["published"] >= 1_000:
+                        break
+                    await asyncio.sleep(0.05)
+                server.stop()
+                with pytest.raises(BrokerUnavailableError, match="the broker is unavailable"):
+                    await asyncio.wait_for(runner, 60)
+        async with engine.connect() as conn:
+            left = (
+                await conn.exec_driver_sql(
+                    "SELECT count(*) FILTER (WHERE locked_by IS NOT NULL), "
+                    "count(*) FILTER (WHERE last_error IS NOT NULL OR attempts > 1) "
+                    "FROM qx_outbox_events"
+                )
+            ).one()
+        assert tuple(left) == (0, 0)
+        assert (await status_counts(engine))["pending"] > 0
     finally:
         await engine.dispose()
