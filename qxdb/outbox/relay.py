@@ -1010,6 +1010,12 @@ async def relay_to_nats(
                 )
             else:
                 limits = await publisher.stream_limits(stream_name)
+                if limits is None:
+                    # Every publish would fail (and charge its event) until it exists.
+                    raise ConfigurationError(
+                        f"JetStream stream {stream_name} does not exist: create it, or let "
+                        "the relay create it (drop --no-create-stream)"
+                    )
             if limits is not None:
                 # The window that counts is the one the stream really has, whatever
                 # --duplicate-window says (it only shapes a stream the relay creates).

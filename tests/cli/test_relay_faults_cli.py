@@ -303,3 +303,14 @@ async def test_a_lease_too_long_for_the_existing_streams_window_exits_2(
     finally:
         async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
             await pub.connection.jetstream().delete_stream(s.stream)
+
+
+async def test_a_missing_stream_with_no_create_stream_exits_2(
+    tmp_path: Path, qxdb_nats_url: str
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.sqlite3'}"
+    await (await make_outbox(url)).dispose()
+    s = StreamScope(qxdb_nats_url, "nostream", f"NOPE_{uuid.uuid4().hex[:8].upper()}")
+    result = run_qxdb(*relay_command(url, s, "--once")[1:], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"qxdb: error: JetStream stream {s.stream} does not exist" in result.stderr
