@@ -244,6 +244,7 @@ async def database_proxy(url: str) -> AsyncIterator[tuple[int, asyncio.Event]]:
 
 
 @pytest.mark.postgres_only
+@pytest.mark.slow
 async def test_once_exits_3_when_the_database_goes_away(
     postgres_url: str, qxdb_nats_url: str
 ) -> None:
@@ -251,7 +252,7 @@ async def test_once_exits_3_when_the_database_goes_away(
     tag = uuid.uuid4().hex[:8]
     s = StreamScope(qxdb_nats_url, f"d{tag}", f"D_{tag.upper()}")
     try:
-        await seed(engine, keyed_events(20_000, 100))
+        await seed(engine, keyed_events(5_000, 100))
         async with database_proxy(postgres_url) as (port, cut):
             via_proxy = make_url(postgres_url).set(host="127.0.0.1", port=port)
             url = via_proxy.render_as_string(hide_password=False)

@@ -280,6 +280,7 @@ async def test_ordered_relay_runs_on_batch_completion_not_on_the_poll_interval(
 
 
 @pytest.mark.postgres_only
+@pytest.mark.slow
 async def test_batches_in_flight_when_the_broker_dies_are_not_charged(
     postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
