@@ -6,6 +6,7 @@ interval while work is known."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -362,4 +363,40 @@ async def test_once_stops_with_broker_unavailable_when_the_broker_dies(
         assert tuple(left) == (0, 0)
         assert (await status_counts(engine))["pending"] > 0
     finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_an_event_over_the_streams_max_msg_size_dies_at_once(
+    postgres_url: str, qxdb_nats_url: str
+) -> None:
+    from nats.js.api import StreamConfig
+
+    tag = uuid.uuid4().hex[:8]
+    s = StreamScope(qxdb_nats_url, f"m{tag}", f"M_{tag.upper()}")
+    engine = await make_outbox(postgres_url)
+    try:
+        big = blob_row(uuid7(), 4_000)
+        async with engine.begin() as conn:
+            await conn.execute(insert(TABLE), [big, *(outbox_row(e) for e in keyed_events(5, 5))])
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            await pub.connection.jetstream().add_stream(
+                StreamConfig(name=s.stream, subjects=[f"{s.prefix}.>"], max_msg_size=2_048)
+            )
+            # An existing stream is used as it is; its limits are read.
+            limits = await pub.ensure_stream(s.stream, s.prefix, duplicate_window=120)
+            assert limits.max_msg_size == 2_048
+            relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=s.prefix)
+            counters = await relay.run(once=True)
+        assert (counters.published, counters.dead, counters.retried) == (5, 1, 0)
+        async with engine.connect() as conn:
+            error = (
+                await conn.execute(select(TABLE.c.last_error).where(TABLE.c.id == big["id"]))
+            ).scalar_one()
+        assert "exceeds the stream's max_msg_size of 2,048 bytes" in error
+        await stream_messages(s, 5)
+    finally:
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            with contextlib.suppress(Exception):
+                await pub.connection.jetstream().delete_stream(s.stream)
         await engine.dispose()
