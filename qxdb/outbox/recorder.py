@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import Table, func, insert, select
@@ -53,10 +56,13 @@ class DefaultOutboxRecorder:
     The statement is built from a ``Table`` object, so the table name is quoted by
     SQLAlchemy and never pasted into SQL text.
 
-    On PostgreSQL it also sends ``pg_notify(<table name>, '')`` in the same transaction,
-    so a listening relay wakes the moment the rows commit (and never earlier: PostgreSQL
-    delivers a notification only at commit, and drops it on rollback). The channel is a
-    bound parameter, not SQL text.
+    On PostgreSQL, just before the insert, one statement sends ``pg_notify(<table name>,
+    '')`` (delivered at commit, never for a rolled-back transaction, so a listening relay
+    wakes the moment the rows commit) and reads the database's ``clock_timestamp()``: the
+    rows' ids are UUID v7s made from that clock, not the writer's. Row id order is the
+    relay's per-key order; minted from one clock at insert time, it follows commit order
+    for an aggregate guarded by a version check (its second writer waits for the first
+    one's commit before it gets here), however far apart the writers' clocks are.
     """
 
     def __init__(self, table: Table | str | None = None) -> None:
@@ -66,13 +72,40 @@ class DefaultOutboxRecorder:
         # one multi-row INSERT (SQLAlchemy's "insertmanyvalues", which RETURNING enables);
         # `.values(rows)` would recompile a statement of events x columns binds per commit.
         self._insert = insert(self.table).returning(self.table.c.id)
+        # Same payload for every commit: PostgreSQL folds duplicate notifications of one
+        # transaction into one, so a transaction wakes the relay once.
+        self._clock_and_notify = select(
+            func.clock_timestamp(), func.pg_notify(notify_channel(self.table), "")
+        )
 
     async def record(self, session: AsyncSession, events: Sequence[Event]) -> None:
         if not events:
             return
         rows = [outbox_row(ev) for ev in events]
-        await session.execute(self._insert, rows)
         if session.get_bind().dialect.name == "postgresql":
-            # Same payload for every commit: PostgreSQL folds duplicate notifications
-            # of one transaction into one, so a transaction wakes the relay once.
-            await session.execute(select(func.pg_notify(notify_channel(self.table), "")))
+            stamp = (await session.execute(self._clock_and_notify)).one()[0]
+            for row, row_id in zip(rows, uuid7_series(stamp, len(rows)), strict=True):
+                row["id"] = row_id
+        await session.execute(self._insert, rows)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SERIES_BITS = 20  # up to a million rows per commit keep their order
+
+
+def uuid7_series(at: datetime, count: int) -> list[uuid.UUID]:
+    """``count`` increasing UUID v7s for the instant ``at`` (RFC 9562, method 3).
+
+    The 48-bit millisecond timestamp is followed, in the 12 bits of ``rand_a``, by the
+    sub-millisecond fraction (microsecond steps), so two instants a microsecond apart give
+    ordered ids; within the series, the top bits of ``rand_b`` count up; the rest is
+    random.
+    """
+    micros = (at - _EPOCH) // timedelta(microseconds=1)
+    millis, fraction = divmod(micros, 1000)
+    head = (millis << 80) | (0x7 << 76) | (((fraction << 12) // 1000) << 64) | (0b10 << 62)
+    random_bits = 62 - _SERIES_BITS
+    return [
+        uuid.UUID(int=head | (n << random_bits) | secrets.randbits(random_bits))
+        for n in range(count)
+    ]

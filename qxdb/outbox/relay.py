@@ -3,21 +3,28 @@ ordered per key, with any number of relays side by side (PostgreSQL).
 
 One round of work:
 
-1. **Claim** up to ``batch_size`` due rows in one short transaction: ``SELECT … FOR UPDATE
-   SKIP LOCKED`` picks rows no other relay is claiming, and the same statement writes a
-   lease (``locked_until``, ``locked_by``). Rows are chosen by *state* (pending, due, not
-   leased), never by an id high-water mark, so a row whose transaction commits late (with
-   a smaller id than rows already relayed) is still found.
+1. **Claim** up to ``batch_size`` due rows with one statement (on a connection the relay
+   holds in autocommit): ``SELECT … FOR UPDATE SKIP LOCKED`` picks rows no other relay is
+   claiming, and the same statement writes a lease (``locked_until``, ``locked_by``).
+   Rows are chosen by *state* (pending, due, not leased), never by an id high-water mark,
+   so a row whose transaction commits late (with a smaller id than rows already relayed)
+   is still found.
 2. **Publish** outside any transaction, the whole batch pipelined, each message carrying
    the row's ``delivery_id`` as ``Nats-Msg-Id``. A re-publish (after a crash, or after a
    lease ran out) is dropped by JetStream's duplicate window and acked as a duplicate,
-   which counts as delivered.
-3. **Mark** the acked rows published, only where this relay still holds the lease.
-   Failed rows get their error, one more attempt and a next attempt time with exponential
-   backoff and jitter; at ``max_attempts`` they are dead (``dead_at``) and wait for a replay.
+   which counts as delivered. The lease is a fence: a message whose lease ran out by this
+   process's monotonic clock is not written to the socket.
+3. **Mark** the acked rows published, only where this relay still holds the lease (run
+   again on a fresh connection if the first one died). An event's own failure costs it
+   one attempt and a backoff (dead at ``max_attempts``); one that can never be delivered
+   (too large) is dead at once; a broker failure costs nothing: the rows are released.
 
 Up to ``pipeline_depth`` batches are in flight at once: the next claim runs while the
-broker acknowledges the previous batch.
+broker acknowledges the previous batch. A finished batch wakes the loop at once.
+
+**Outages:** while the broker is unreachable nothing is claimed; the publisher is probed,
+the outage is logged once, then at most every ``outage_reminder_seconds``, and once more
+when the broker is back. A database outage is reported the same way.
 
 **Ordered mode** claims only the head of each ordering key: a row is claimable only when
 no earlier row with the same key is still pending. While the head is in flight (leased)
@@ -29,11 +36,11 @@ block its aggregate for ever); replaying it later delivers it after its successo
 **Wake-ups:** on PostgreSQL the recorder sends ``NOTIFY`` in the writer's transaction and
 the relay ``LISTEN``s on a dedicated connection, so new rows are claimed as they commit;
 polling every ``poll_interval_seconds`` is only the fallback (retries coming due, leases
-running out); a lost listening connection is re-opened at once. SQLite has no ``SKIP LOCKED`` and no ``NOTIFY``: run one relay per
-database file; it polls.
+running out); a lost listening connection is re-opened at once. SQLite has no ``SKIP
+LOCKED`` and no ``NOTIFY``: run one relay per database file; it polls.
 
-Leases must stay shorter than the stream's duplicate window (JetStream's default is two
-minutes), so that a re-publish after a crash still lands inside the window.
+Leases must stay well inside the stream's duplicate window (at most half of it; see
+:func:`check_lease`), so that a re-publish after a crash still lands inside the window.
 """
 
 from __future__ import annotations
@@ -291,11 +298,6 @@ class OutboxRelay:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
-
-    @property
-    def broker_available(self) -> bool:
-        """False from a broker failure until the broker answers again."""
-        return not self._broker.active
 
     async def run(self, *, once: bool = False) -> RelayCounters:
         """Relay until stopped; with ``once``, until nothing is claimable or leased.
@@ -1011,6 +1013,12 @@ async def relay_to_nats(
                 )
             else:
                 limits = await publisher.stream_limits(stream_name)
+                if limits is None:
+                    # Every publish would fail (and charge its event) until it exists.
+                    raise ConfigurationError(
+                        f"JetStream stream {stream_name} does not exist: create it, or let "
+                        "the relay create it (drop --no-create-stream)"
+                    )
             if limits is not None:
                 # The window that counts is the one the stream really has, whatever
                 # --duplicate-window says (it only shapes a stream the relay creates).

@@ -77,13 +77,14 @@ async def test_once_on_the_embedded_sqlite_default(tmp_path: Path, scope: Stream
 
 
 @pytest.mark.postgres_only
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
 async def test_a_signal_finishes_the_batch_releases_leases_and_says_so(
     postgres_url: str, scope: StreamScope, sig: signal.Signals, code: int
 ) -> None:
     engine = await make_outbox(postgres_url)
     try:
-        await seed(engine, keyed_events(20_000, 100))
+        await seed(engine, keyed_events(5_000, 100))
         proc = await asyncio.create_subprocess_exec(
             *relay_command(postgres_url, scope, "--batch-size", "200"),
             env=clean_env(),

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from qxdb.ids import uuid7
 from qxdb.outbox import outbox_row
 from qxdb.outbox.publishers import NatsJetStreamPublisher
+from qxdb.testing.servers import free_port
 from tests.cli.conftest import run_qxdb
 from tests.integration.own_nats import own_nats
 from tests.integration.test_relay import (
@@ -243,6 +244,7 @@ async def database_proxy(url: str) -> AsyncIterator[tuple[int, asyncio.Event]]:
 
 
 @pytest.mark.postgres_only
+@pytest.mark.slow
 async def test_once_exits_3_when_the_database_goes_away(
     postgres_url: str, qxdb_nats_url: str
 ) -> None:
@@ -250,7 +252,7 @@ async def test_once_exits_3_when_the_database_goes_away(
     tag = uuid.uuid4().hex[:8]
     s = StreamScope(qxdb_nats_url, f"d{tag}", f"D_{tag.upper()}")
     try:
-        await seed(engine, keyed_events(20_000, 100))
+        await seed(engine, keyed_events(5_000, 100))
         async with database_proxy(postgres_url) as (port, cut):
             via_proxy = make_url(postgres_url).set(host="127.0.0.1", port=port)
             url = via_proxy.render_as_string(hide_password=False)
@@ -293,8 +295,23 @@ async def test_a_lease_too_long_for_the_existing_streams_window_exits_2(
             "qxdb: error: a lease of 30 s is too long for the existing stream's duplicate "
             "window of 10 s" in result.stderr
         )
-        ok = run_qxdb(*relay_command(url, s, "--once", "--lease-seconds", "5")[1:], cwd=tmp_path)
+        # A shorter lease is fine; and a cluster is a list of servers, one of them down.
+        cluster = StreamScope(f"nats://127.0.0.1:{free_port()},{qxdb_nats_url}", s.prefix, s.stream)
+        ok = run_qxdb(
+            *relay_command(url, cluster, "--once", "--lease-seconds", "5")[1:], cwd=tmp_path
+        )
         assert ok.returncode == 0, ok.stderr
     finally:
         async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
             await pub.connection.jetstream().delete_stream(s.stream)
+
+
+async def test_a_missing_stream_with_no_create_stream_exits_2(
+    tmp_path: Path, qxdb_nats_url: str
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.sqlite3'}"
+    await (await make_outbox(url)).dispose()
+    s = StreamScope(qxdb_nats_url, "nostream", f"NOPE_{uuid.uuid4().hex[:8].upper()}")
+    result = run_qxdb(*relay_command(url, s, "--once")[1:], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"qxdb: error: JetStream stream {s.stream} does not exist" in result.stderr

@@ -6,6 +6,7 @@ interval while work is known."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import event, insert, select, text, update
 
 from qxdb.engine import make_session_factory
+from qxdb.errors import BrokerUnavailableError
 from qxdb.ids import uuid7
 from qxdb.outbox import outbox_row
 from qxdb.outbox.publishers import (
@@ -275,4 +277,126 @@ async def test_ordered_relay_runs_on_batch_completion_not_on_the_poll_interval(
         assert_exactly_once(messages, ids)
         assert_per_key_order(messages, ids)
     finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.slow
+async def test_batches_in_flight_when_the_broker_dies_are_not_charged(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = await make_outbox(postgres_url)
+    try:
+        await seed(engine, keyed_events(10_000, 100))
+        with own_nats(tmp_path) as server:
+            tag = uuid.uuid4().hex[:8]
+            s = StreamScope(server.url, f"k{tag}", f"K_{tag.upper()}")
+            async with NatsJetStreamPublisher(server.url) as pub:
+                await pub.ensure_stream(s.stream, s.prefix, duplicate_window=120)
+                relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=s.prefix)
+                runner = asyncio.create_task(relay.run())
+                try:
+                    for _ in range(600):
+                        if (await status_counts(engine))["published"] >= 1_000:
+                            break
+                        await asyncio.sleep(0.05)
+                    server.stop()  # SIGKILL, batches in flight
+                    await asyncio.sleep(1)
+                    server.start()
+                    for _ in range(1200):
+                        if (await status_counts(engine))["published"] == 10_000:
+                            break
+                        await asyncio.sleep(0.05)
+                finally:
+                    relay.stop()
+                    counters = await runner
+            assert (counters.retried, counters.dead) == (0, 0)
+            assert "relay: broker unavailable" in caplog.text
+            assert "relay: broker back after" in caplog.text
+            async with engine.connect() as conn:
+                charged = (
+                    await conn.exec_driver_sql(
+                        "SELECT count(*) FROM qx_outbox_events "
+                        "WHERE attempts <> 1 OR last_error IS NOT NULL"
+                    )
+                ).scalar_one()
+            # Published once each, and no event paid an attempt for the broker's death.
+            assert charged == 0
+            assert await status_counts(engine) == {"published": 10_000, "dead": 0, "pending": 0}
+            messages = await stream_messages(s, 10_000)
+            assert_exactly_once(messages, await delivery_ids(engine))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_once_stops_with_broker_unavailable_when_the_broker_dies(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """What `--once` turns into exit 3: the run ends (it does not wait for the broker),
+    the batches in flight are released uncharged and no lease is left behind."""
+    engine = await make_outbox(postgres_url)
+    try:
+        await seed(engine, keyed_events(10_000, 100))
+        with own_nats(tmp_path) as server:
+            tag = uuid.uuid4().hex[:8]
+            s = StreamScope(server.url, f"b{tag}", f"B_{tag.upper()}")
+            async with NatsJetStreamPublisher(server.url) as pub:
+                await pub.ensure_stream(s.stream, s.prefix, duplicate_window=120)
+                relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=s.prefix)
+                runner = asyncio.create_task(relay.run(once=True))
+                for _ in range(600):
+                    if (await status_counts(engine))["published"] >= 1_000:
+                        break
+                    await asyncio.sleep(0.05)
+                server.stop()
+                with pytest.raises(BrokerUnavailableError, match="the broker is unavailable"):
+                    await asyncio.wait_for(runner, 60)
+        async with engine.connect() as conn:
+            left = (
+                await conn.exec_driver_sql(
+                    "SELECT count(*) FILTER (WHERE locked_by IS NOT NULL), "
+                    "count(*) FILTER (WHERE last_error IS NOT NULL OR attempts > 1) "
+                    "FROM qx_outbox_events"
+                )
+            ).one()
+        assert tuple(left) == (0, 0)
+        assert (await status_counts(engine))["pending"] > 0
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_an_event_over_the_streams_max_msg_size_dies_at_once(
+    postgres_url: str, qxdb_nats_url: str
+) -> None:
+    from nats.js.api import StreamConfig
+
+    tag = uuid.uuid4().hex[:8]
+    s = StreamScope(qxdb_nats_url, f"m{tag}", f"M_{tag.upper()}")
+    engine = await make_outbox(postgres_url)
+    try:
+        big = blob_row(uuid7(), 4_000)
+        async with engine.begin() as conn:
+            await conn.execute(insert(TABLE), [big, *(outbox_row(e) for e in keyed_events(5, 5))])
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            await pub.connection.jetstream().add_stream(
+                StreamConfig(name=s.stream, subjects=[f"{s.prefix}.>"], max_msg_size=2_048)
+            )
+            # An existing stream is used as it is; its limits are read.
+            limits = await pub.ensure_stream(s.stream, s.prefix, duplicate_window=120)
+            assert limits.max_msg_size == 2_048
+            relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=s.prefix)
+            counters = await relay.run(once=True)
+        assert (counters.published, counters.dead, counters.retried) == (5, 1, 0)
+        async with engine.connect() as conn:
+            error = (
+                await conn.execute(select(TABLE.c.last_error).where(TABLE.c.id == big["id"]))
+            ).scalar_one()
+        assert "exceeds the stream's max_msg_size of 2,048 bytes" in error
+        await stream_messages(s, 5)
+    finally:
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            with contextlib.suppress(Exception):
+                await pub.connection.jetstream().delete_stream(s.stream)
         await engine.dispose()

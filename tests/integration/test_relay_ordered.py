@@ -160,3 +160,61 @@ async def test_a_failing_head_holds_back_only_its_own_key(
         assert_per_key_order(messages, ids)
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_per_key_order_follows_commit_order_whatever_the_writers_clocks_say(
+    postgres_url: str, scope: StreamScope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers take turns on the same aggregates, each commit after the previous one
+    (what a version check enforces); one writer's clock is 100 ms behind. Its events were
+    out of version order when row ids came from the writers' clocks."""
+    import uuid as uuid_module
+
+    from qxdb.engine import make_session_factory
+    from qxdb.ids import uuid7
+    from qxdb.outbox import DefaultOutboxRecorder, recorder as recorder_module
+    from qxdb.outbox.publishers import NatsJetStreamPublisher
+    from qxdb.outbox.relay import OutboxRelay, RelayConfig
+    from tests.integration.test_relay import TABLE, OrderPlaced
+
+    def late_uuid7() -> uuid_module.UUID:
+        # The writer's clock, 100 ms behind: the top 48 bits are milliseconds.
+        return uuid_module.UUID(int=uuid7().int - (100 << 80))
+
+    engine = await make_outbox(postgres_url)
+    factory = make_session_factory(engine)
+    recorder = DefaultOutboxRecorder(TABLE)
+    keys = [uuid7() for _ in range(10)]
+    try:
+        for seq in range(100):
+            with monkeypatch.context() as m:
+                if seq % 2:
+                    m.setattr(recorder_module, "uuid7", late_uuid7)
+                async with factory() as session, session.begin():
+                    event = OrderPlaced(aggregate_id=keys[(seq // 2) % 10], seq=seq)
+                    await recorder.record(session, [event])
+        async with NatsJetStreamPublisher(scope.url) as pub:
+            relay = OutboxRelay(
+                factory, pub, subject_prefix=scope.prefix, config=RelayConfig(ordered=True)
+            )
+            assert (await relay.run(once=True)).published == 100
+        async with engine.connect() as conn:
+            seq_of = {
+                str(d): int(s)
+                for d, s in (
+                    await conn.execute(
+                        select(TABLE.c.delivery_id, TABLE.c.payload["payload"]["seq"].as_string())
+                    )
+                ).all()
+            }
+            key_of = dict(
+                (await conn.execute(select(TABLE.c.delivery_id, TABLE.c.ordering_key))).all()
+            )
+        per_key: dict[str, list[int]] = {}
+        for msg_id, _subject, _stream_seq in await stream_messages(scope, 100):
+            per_key.setdefault(key_of[uuid_module.UUID(msg_id)], []).append(seq_of[msg_id])
+        for key, seqs in per_key.items():
+            assert seqs == sorted(seqs), f"key {key} out of commit order: {seqs}"
+    finally:
+        await engine.dispose()
