@@ -64,7 +64,6 @@ from sqlalchemy import (
     Interval,
     Table,
     Text,
-    and_,
     any_,
     cast,
     exists,
@@ -91,7 +90,7 @@ from qxdb.outbox.publishers import (
     subject_for,
 )
 from qxdb.outbox.recorder import notify_channel
-from qxdb.outbox.table import LAST_ERROR_MAX, OUTBOX_TABLE_NAME, outbox_table
+from qxdb.outbox.table import LAST_ERROR_MAX, OUTBOX_TABLE_NAME, outbox_table, pending_clause
 from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
 
@@ -515,8 +514,7 @@ class OutboxRelay:
         c = t.alias("candidate")
         now = self._now()
         candidate = select(c.c.id).where(
-            c.c.published_at.is_(None),
-            c.c.dead_at.is_(None),
+            pending_clause(c),
             or_(c.c.next_attempt_at.is_(None), c.c.next_attempt_at <= now),
             or_(c.c.locked_until.is_(None), c.c.locked_until < now),
         )
@@ -534,8 +532,7 @@ class OutboxRelay:
                 ~exists().where(
                     earlier.c.ordering_key == c.c.ordering_key,
                     earlier.c.id < c.c.id,
-                    earlier.c.published_at.is_(None),
-                    earlier.c.dead_at.is_(None),
+                    pending_clause(earlier),
                 )
             )
         return candidate.order_by(c.c.id), c
@@ -553,7 +550,7 @@ class OutboxRelay:
         t = self.table
         window = (
             select(t.c.id, t.c.ordering_key, t.c.next_attempt_at, t.c.locked_until)
-            .where(t.c.published_at.is_(None), t.c.dead_at.is_(None))
+            .where(pending_clause(t))
             .order_by(t.c.id)
             .limit(self.config.batch_size * 4)
             .subquery("window")
@@ -585,7 +582,7 @@ class OutboxRelay:
         k0, k1, h = t.alias("k0"), t.alias("k1"), t.alias("h")
 
         def pending(a: Any) -> ColumnElement[bool]:
-            return and_(a.c.published_at.is_(None), a.c.dead_at.is_(None))
+            return pending_clause(a)
 
         first = (
             select(k0.c.ordering_key.label("key"))
@@ -734,7 +731,7 @@ class OutboxRelay:
         """Seconds until the earliest live lease on a pending row ends; None if none."""
         t = self.table
         stmt = select(func.min(t.c.locked_until)).where(
-            t.c.published_at.is_(None), t.c.dead_at.is_(None), t.c.locked_until > self._now()
+            pending_clause(t), t.c.locked_until > self._now()
         )
         async with self.session_factory() as session:
             until = (await session.execute(stmt)).scalar()

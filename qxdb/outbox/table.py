@@ -44,6 +44,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     ColumnElement,
+    FromClause,
     Index,
     Integer,
     MetaData,
@@ -75,11 +76,11 @@ __all__ = [
 LAST_ERROR_MAX = 2048
 
 
-def pending_clause(table: Table) -> ColumnElement[bool]:
+def pending_clause(table: FromClause) -> ColumnElement[bool]:
     """Rows a relay still has to deliver: neither published nor dead (failed included).
 
     The one definition of *pending*: the partial indexes, the selections, the store and
-    the relay all use it.
+    the relay all use it (``table`` may be an alias of the outbox table).
     """
     return and_(table.c.published_at.is_(None), table.c.dead_at.is_(None))
 
