@@ -101,10 +101,21 @@ def describe_statement(sql: str) -> str | None:
     return f"the effects of {shorten_sql(text, limit=80)}"
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """SQLAlchemy's wrapper, the driver's error (``orig``), then ``__cause__`` chains."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not c for c in chain) and len(chain) < 8:
+        chain.append(current)
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
+    return chain
+
+
 def error_code_of(exc: BaseException) -> str | None:
     """The SQLSTATE (PostgreSQL) or SQLite error name of a driver error, if it carries one."""
-    from qxdb.engine import _causes
-
     for cause in _causes(exc):
         state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         if isinstance(state, str) and state:

@@ -59,6 +59,7 @@ __all__ = [
     "MigrationError",
     "MigrationRun",
     "NewRevision",
+    "RevisionFailedError",
     "RevisionInfo",
     "check",
     "current",
@@ -86,26 +87,9 @@ StepCallback = Callable[["AppliedStep"], None]
 
 
 class MigrationError(Error):
-    """A migration ran and failed, or the database is not in a state the command needs.
-
-    When a revision failed, ``failure`` says which, with what statement and database error,
-    and the state it left (also in ``details``, for ``--json``).
-    """
+    """A migration ran and failed, or the database is not in a state the command needs."""
 
     default_code = "migration"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-        failure: MigrationFailure | None = None,
-    ) -> None:
-        if failure is not None:
-            details = {**(details or {}), "failure": failure.to_dict()}
-        super().__init__(message, code=code, details=details)
-        self.failure = failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,26 +313,16 @@ def _migration_failures(url: str) -> Iterator[None]:
 def _lost_connection(exc: BaseException) -> bool:
     """The connection broke under us, as opposed to a statement the database refused.
 
-    The connection was open when the work began, so an ``OperationalError`` from SQLite
-    ("duplicate column", "no such table") is a failed statement, not "cannot connect".
+    The connection was open when the work began, so a driver error raised by a statement
+    ("duplicate column", "no such table", SQLite's ``OperationalError`` included) is a
+    failed statement, not "cannot connect" — unless SQLAlchemy found the connection dead
+    (``connection_invalidated``: its dialect's disconnect test, server shutdown included).
     """
     from sqlalchemy.exc import DBAPIError
 
-    from qxdb.engine import _is_connection_failure
-
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, DBAPIError) and exc.statement is not None and not _server_gone(exc):
-        return False
-    return _is_connection_failure(exc)
-
-
-def _server_gone(exc: BaseException) -> bool:
-    from qxdb.migrations.failure import error_code_of
-
-    code = error_code_of(exc) or ""
-    # 08: connection exception; 57P01-57P03: the server is shutting down or restarting.
-    return code.startswith(("08", "57P0"))
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or exc.statement is None
+    return isinstance(exc, OSError | TimeoutError)
 
 
 def _heads_of(connection_heads: tuple[str, ...] | Any) -> list[str]:
@@ -440,6 +414,21 @@ class _MoveOptions:
     retries: int = DEFAULT_LOCK_RETRIES
 
 
+class RevisionFailedError(MigrationError):
+    """A revision failed while it ran.
+
+    ``failure`` names it, with the statement, the database error and the state it left;
+    ``details["failure"]`` carries the same for ``--json``. The message is
+    :meth:`MigrationFailure.sentence`.
+    """
+
+    default_code = "migration.revision_failed"
+
+    def __init__(self, failure: MigrationFailure) -> None:
+        super().__init__(failure.sentence(), details={"failure": failure.to_dict()})
+        self.failure = failure
+
+
 def _retry_delay(attempt: int) -> float:
     """Full-ish jitter: replicas retrying together should not collide again in step."""
     ceiling = min(_RETRY_CAP_SECONDS, _RETRY_BASE_SECONDS * 2**attempt)
@@ -510,7 +499,7 @@ async def _move(
                         or not failure.transactional
                         or attempt >= options.retries
                     ):
-                        raise MigrationError(failure.sentence(), failure=failure) from None
+                        raise RevisionFailedError(failure) from None
                     attempt += 1
                     retried[0] = attempt
                     delay = _retry_delay(attempt - 1)
