@@ -125,3 +125,11 @@ def test_the_demo_history_passes_the_kit_on_both_dialects(
         report = json.loads(ok(run(workspace, "migrate", "test", "--json", url=url)).stdout)
         assert report["ok"] is True, report["problems"]
         assert report["revisions"] >= 1 and "stairway" in report["passed"]
+
+
+def test_migrate_test_against_an_unreachable_server_exits_3(tmp_path: Path) -> None:
+    lay_down(tmp_path, HEALTHY)
+    url = "postgresql+asyncpg://deploy:s3cret-pw@127.0.0.1:9/app"
+    proc = run(tmp_path, "migrate", "test", url=url)
+    assert "cannot connect to postgresql+asyncpg://deploy:***@127.0.0.1:9/app" in one_error(proc, 3)
+    assert "s3cret-pw" not in proc.stdout + proc.stderr
