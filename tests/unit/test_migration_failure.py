@@ -74,3 +74,11 @@ def test_an_atomic_run_that_rolled_back_says_so() -> None:
         "the database is at base (no revision); bbbb not applied "
         "(atomic run: the 1 revision(s) before it were rolled back too)"
     )
+
+
+def test_a_failure_before_any_revision_ran_names_the_run() -> None:
+    failure = _failure(revision=None, revision_message="", applied=[], after=[], statement=None)
+    assert failure.sentence() == (
+        "the upgrade run failed: division by zero [SQLSTATE 22012]; "
+        "the database is at base (no revision); the next revision not applied"
+    )
