@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "DispatchLoopError": "qxdb.errors",
     "MigrationError": "qxdb.errors",
     "MigrationLockTimeoutError": "qxdb.errors",
+    "RevisionFailedError": "qxdb.errors",
     "Result": "qxdb.result",
     # domain, context, ids
     "Entity": "qxdb.domain",
@@ -172,6 +173,7 @@ if TYPE_CHECKING:
         MigrationError as MigrationError,
         MigrationLockTimeoutError as MigrationLockTimeoutError,
         NotFoundError as NotFoundError,
+        RevisionFailedError as RevisionFailedError,
         TenantScopeError as TenantScopeError,
         UnitOfWorkStateError as UnitOfWorkStateError,
         ValidationError as ValidationError,

@@ -19,6 +19,7 @@ failures, so one ``except Error`` catches everything qxdb means to say::
           │                               (also a RuntimeError), with its ``state``
           ├── DispatchLoopError           event handlers kept recording events
           ├── MigrationError              a migration ran and failed                 exit 1
+          │    └── RevisionFailedError    one revision failed: ``failure`` says where
           ├── DatabaseUnavailableError    the database could not be reached          exit 3
           │    └── MigrationLockTimeoutError  another migration held the lock        exit 3
           └── BrokerUnavailableError      the message broker could not be reached    exit 3
@@ -50,6 +51,7 @@ __all__ = [
     "MigrationError",
     "MigrationLockTimeoutError",
     "NotFoundError",
+    "RevisionFailedError",
     "TenantScopeError",
     "UnitOfWorkStateError",
     "ValidationError",
@@ -175,6 +177,20 @@ class MigrationError(Error):
             details = {**(details or {}), "failure": failure.to_dict()}
         super().__init__(message, code=code, details=details)
         self.failure = failure
+
+
+class RevisionFailedError(MigrationError):
+    """A revision failed while it ran.
+
+    ``failure`` names it, with the statement, the database error and the state it left;
+    ``details["failure"]`` carries the same for ``--json``. The message is
+    :meth:`MigrationFailure.sentence`.
+    """
+
+    default_code = "migration.revision_failed"
+
+    def __init__(self, failure: MigrationFailure) -> None:
+        super().__init__(failure.sentence(), failure=failure)
 
 
 class DispatchLoopError(Error):

@@ -8,7 +8,8 @@ not, since an index build on a large table runs for minutes. ``lock_timeout`` al
 ``QX_DB__LOCK_TIMEOUT_MS`` when set, else :data:`DEFAULT_DDL_LOCK_TIMEOUT` (5 s), or what
 the caller passes (``--ddl-lock-timeout``). A migration queued behind a long transaction
 for an ACCESS EXCLUSIVE lock makes every later query on that table queue behind *it*;
-the lock timeout bounds that stall, and the runner retries the revision.
+the lock timeout bounds that stall, and the runner retries the revision. Statements
+``… CONCURRENTLY`` run with no lock timeout (see ``_CONCURRENTLY``).
 
 On SQLite the driver (``sqlite3`` in its legacy mode) opens transactions only before
 INSERT/UPDATE/DELETE, so DDL would commit statement by statement and a failed revision
@@ -19,6 +20,8 @@ PostgreSQL's: a failed revision leaves nothing (outside an ``autocommit_block``)
 
 from __future__ import annotations
 
+import re
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import event
@@ -37,6 +40,15 @@ __all__ = [
 ]
 
 DEFAULT_DDL_LOCK_TIMEOUT = MIGRATION_DDL_LOCK_TIMEOUT_SECONDS
+# Statements that take only SHARE UPDATE EXCLUSIVE: while they wait, no reader or writer
+# queues behind them, but they wait for every older transaction to end, and those waits
+# count against lock_timeout. They run with no lock timeout.
+_CONCURRENTLY = re.compile(
+    r"^\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX"
+    r"|REINDEX(?:\s*\([^)]*\))?\s+(?:INDEX|TABLE|SCHEMA|DATABASE|SYSTEM))\s+CONCURRENTLY\b",
+    re.I,
+)
+_LIFTED = "qxdb.lock_timeout_lifted"
 
 
 def ddl_lock_timeout_ms(settings: DatabaseSettings, override: float | None = None) -> int:
@@ -78,7 +90,44 @@ def migration_engine(
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_no_implicit_transactions)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine.sync_engine, "before_cursor_execute", _lift_for_concurrently)
+        event.listen(engine.sync_engine, "after_cursor_execute", _restore_lock_timeout)
+        event.listen(engine.sync_engine, "handle_error", _restore_after_error)
     return engine
+
+
+def _driver_sql(conn: Connection, sql: str) -> None:
+    # A cursor of its own: the statement being executed owns the other one.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
+
+
+def _lift_for_concurrently(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    # CREATE INDEX CONCURRENTLY runs only outside a transaction (autocommit_block), so the
+    # SET and the RESET below take effect at once and end with the statement.
+    if _CONCURRENTLY.match(statement):
+        _driver_sql(conn, "SET lock_timeout = 0")
+        conn.info[_LIFTED] = True
+
+
+def _restore_lock_timeout(conn: Connection, *_args: Any) -> None:
+    if conn.info.pop(_LIFTED, False):
+        _driver_sql(conn, "RESET lock_timeout")  # back to the connection's configured value
+
+
+def _restore_after_error(context: Any) -> None:
+    conn = context.connection
+    if conn is None or not conn.info.pop(_LIFTED, False):
+        return
+    # Inside a transaction the failed statement aborted it, and its rollback undoes the
+    # SET; outside one (autocommit) the SET stays until reset. Never mask the real error.
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        with suppress(Exception):
+            _driver_sql(conn, "RESET lock_timeout")
 
 
 def _sqlite_no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:

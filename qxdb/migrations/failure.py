@@ -189,10 +189,12 @@ class MigrationFailure:
 
     def sentence(self) -> str:
         """The one line: what failed, where, why, and what state the database is in now."""
-        name = self.revision or "a migration"
-        label = f"revision {name}" + (
-            f" ({self.revision_message})" if self.revision_message else ""
-        )
+        if self.revision is None:  # before any revision ran (e.g. creating alembic_version)
+            label = f"the {self.direction or 'migration'} run"
+        else:
+            label = f"revision {self.revision}" + (
+                f" ({self.revision_message})" if self.revision_message else ""
+            )
         parts = [
             f"{label} failed: {self.error}" + (f" [{_code_label(self.code)}]" if self.code else "")
         ]
@@ -203,7 +205,7 @@ class MigrationFailure:
 
     def state_sentence(self) -> str:
         at = ", ".join(self.after) if self.after else "base (no revision)"
-        name = self.revision or "the failing revision"
+        name = self.revision or "the next revision"
         undone = "not undone" if self.direction == "downgrade" else "not applied"
         text = f"the database is at {at}; {name} {undone}"
         if self.atomic and self.applied and self.after == self.before:

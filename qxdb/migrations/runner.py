@@ -14,7 +14,12 @@ opens its own and the runner controls timeouts and the lock.
 whole run; ``on_wait`` hears about it when another migration holds it. Alembic's errors
 become qxdb errors: an unknown or unreachable revision is a :class:`ValidationError`, a
 database that cannot be reached a :class:`DatabaseUnavailableError`, a failing revision a
-:class:`MigrationError`.
+:class:`RevisionFailedError` (a :class:`MigrationError`) that says where it stopped.
+
+``upgrade`` and ``downgrade`` run each revision in its own transaction (``atomic=True``:
+one for the run) with a DDL lock timeout, and retry a revision that timed out on a lock
+(SQLSTATE 55P03) when it ran nothing non-transactional. Progress hooks for callers:
+``on_wait(message)`` (the migration lock, and each retry) and ``on_step(step)``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from qxdb.core.defaults import MIGRATION_LOCK_RETRIES, MIGRATION_LOCK_TIMEOUT_SECONDS
 from qxdb.engine import connect_checked
-from qxdb.errors import ConfigurationError, MigrationError, ValidationError
+from qxdb.errors import (
+    ConfigurationError,
+    MigrationError,
+    RevisionFailedError,
+    ValidationError,
+)
 from qxdb.migrations.connection import migration_engine
 from qxdb.migrations.drift import Difference, describe, flatten
 from qxdb.migrations.env import (
@@ -60,6 +70,7 @@ __all__ = [
     "MigrationError",
     "MigrationRun",
     "NewRevision",
+    "RevisionFailedError",
     "RevisionInfo",
     "check",
     "current",
@@ -342,7 +353,8 @@ async def upgrade(
     statements wait at most ``ddl_lock_timeout`` seconds for a table lock (default
     ``QX_DB__LOCK_TIMEOUT_MS`` if set, else 5 s); a revision that timed out is retried up
     to ``retries`` times, each retry announced through ``on_wait``. A failing revision
-    raises :class:`MigrationError` whose ``failure`` names it.
+    raises :class:`RevisionFailedError` whose ``failure`` names it, its statement and the
+    state left.
     """
     return await _move(
         "upgrade",
@@ -475,7 +487,7 @@ async def _move(
                         or not failure.transactional
                         or attempt >= options.retries
                     ):
-                        raise MigrationError(failure.sentence(), failure=failure) from None
+                        raise RevisionFailedError(failure) from None
                     attempt += 1
                     retried[0] = attempt
                     delay = _retry_delay(attempt - 1)

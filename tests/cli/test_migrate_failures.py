@@ -124,6 +124,8 @@ def test_json_carries_the_same_report(tmp_path: Path, db_url: str) -> None:
     line = one_error(proc, 1)
     document = json.loads(proc.stdout)  # the whole stdout is one JSON document
     assert document["ok"] is False
+    assert document["error"]["type"] == "RevisionFailedError"
+    assert document["error"]["code"] == "migration.revision_failed"
     failure = document["error"]["details"]["failure"]
     assert document["error"]["message"] in line
     assert failure["revision"] == "bbbb"

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.cli.migrate_support import ok, one_error, run
 from tests.integration.kit_histories import BROKEN, HEALTHY, lay_down
 
 
+@pytest.mark.slow
 def test_merge_joins_two_heads_into_one_that_upgrades(tmp_path: Path, sqlite_url: str) -> None:
     lay_down(tmp_path, BROKEN["two_heads"].history)
     check = run(tmp_path, "migrate", "check", url=sqlite_url)
@@ -116,6 +119,7 @@ def test_migrate_test_on_postgresql_uses_and_drops_a_scratch_database(
     assert "does not exist" in one_error(gone, 3)
 
 
+@pytest.mark.slow
 def test_the_demo_history_passes_the_kit_on_both_dialects(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -125,3 +129,11 @@ def test_the_demo_history_passes_the_kit_on_both_dialects(
         report = json.loads(ok(run(workspace, "migrate", "test", "--json", url=url)).stdout)
         assert report["ok"] is True, report["problems"]
         assert report["revisions"] >= 1 and "stairway" in report["passed"]
+
+
+def test_migrate_test_against_an_unreachable_server_exits_3(tmp_path: Path) -> None:
+    lay_down(tmp_path, HEALTHY)
+    url = "postgresql+asyncpg://deploy:s3cret-pw@127.0.0.1:9/app"
+    proc = run(tmp_path, "migrate", "test", url=url)
+    assert "cannot connect to postgresql+asyncpg://deploy:***@127.0.0.1:9/app" in one_error(proc, 3)
+    assert "s3cret-pw" not in proc.stdout + proc.stderr

@@ -113,10 +113,14 @@ class Readers:
 
 
 async def _hold_lock(url: str, held: threading.Event, release: threading.Event) -> None:
-    """BEGIN; read the table (ACCESS SHARE); stay idle in transaction until told; commit."""
+    """BEGIN; read the table (ACCESS SHARE); stay idle in transaction until told; commit.
+
+    Repeatable read keeps the transaction's snapshot while it idles, so a concurrent
+    index build must wait for it too.
+    """
     conn = await asyncpg.connect(url)
     try:
-        tx = conn.transaction()
+        tx = conn.transaction(isolation="repeatable_read")
         await tx.start()
         await conn.fetchval("SELECT count(*) FROM items")
         held.set()
@@ -197,3 +201,80 @@ def _env(url: str) -> dict[str, str]:
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("QX_DB__")}
     return base | {"NO_COLOR": "1", "QX_DB__URL": url}
+
+
+CONCURRENT = '''
+"""index items.id concurrently, then note the lock timeout"""
+from alembic import op
+
+revision = "r2"
+down_revision = "r1"
+
+
+def upgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.create_index("ix_items_id", "items", ["id"], postgresql_concurrently=True)
+    op.execute("CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock_timeout")
+
+
+def downgrade() -> None:
+    op.drop_table("seen")
+    op.drop_index("ix_items_id", "items")
+'''
+
+
+async def _release_once_waited_on(url: str, release: threading.Event) -> None:
+    """Let the old transaction go 1 s (> the 0.3 s lock timeout) after the index waits on it."""
+    conn = await asyncpg.connect(url)
+    try:
+        while not release.is_set():
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query ILIKE 'CREATE INDEX CONCURRENTLY%'"
+            )
+            if waiting:
+                await asyncio.sleep(1.0)
+                release.set()
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+def test_a_concurrent_index_waits_for_old_transactions_past_the_lock_timeout(
+    project: Path, postgres_url: str
+) -> None:
+    # CREATE INDEX CONCURRENTLY waits for every older transaction to end, and PostgreSQL
+    # counts that wait against lock_timeout; it blocks no reader or writer meanwhile, so
+    # it runs without one (and the timeout is back for what follows).
+    (project / "migrations" / "versions" / "r2_note.py").write_text(textwrap.dedent(CONCURRENT))
+    url = _plain(postgres_url)
+    release = threading.Event()
+    blocker = _blocker(url, release)
+    watcher = threading.Thread(
+        target=lambda: asyncio.run(_release_once_waited_on(url, release)), daemon=True
+    )
+    watcher.start()
+    try:
+        proc = run_qxdb(
+            "migrate", "up", "--ddl-lock-timeout", "0.3", "--retries", "0",
+            cwd=project, url=postgres_url,
+        )  # fmt: skip
+    finally:
+        release.set()
+        watcher.join(timeout=30)
+        blocker.join(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "upgrade   r2" in proc.stdout
+
+    async def seen() -> tuple[str, bool]:
+        conn = await asyncpg.connect(url)
+        try:
+            setting = await conn.fetchval("SELECT lock_timeout FROM seen")
+            valid = await conn.fetchval(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_items_id'::regclass"
+            )
+            return str(setting), bool(valid)
+        finally:
+            await conn.close()
+
+    assert run_coro(seen()) == ("300ms", True)

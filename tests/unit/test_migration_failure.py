@@ -59,3 +59,26 @@ def test_the_sentence_names_revision_error_statement_and_state() -> None:
         "failing: column orders.color and index ix_orders_color exist — check before re-running"
     )
     assert not partial.transactional and _failure().transactional
+
+
+def test_a_failed_downgrade_says_not_undone() -> None:
+    failure = _failure(direction="downgrade", after=["bbbb"], applied=["cccc"])
+    assert failure.state_sentence() == (
+        "the database is at bbbb; bbbb not undone (1 revision(s) before it were undone and kept)"
+    )
+
+
+def test_an_atomic_run_that_rolled_back_says_so() -> None:
+    failure = _failure(atomic=True, before=[], after=[])
+    assert failure.state_sentence() == (
+        "the database is at base (no revision); bbbb not applied "
+        "(atomic run: the 1 revision(s) before it were rolled back too)"
+    )
+
+
+def test_a_failure_before_any_revision_ran_names_the_run() -> None:
+    failure = _failure(revision=None, revision_message="", applied=[], after=[], statement=None)
+    assert failure.sentence() == (
+        "the upgrade run failed: division by zero [SQLSTATE 22012]; "
+        "the database is at base (no revision); the next revision not applied"
+    )

@@ -64,6 +64,7 @@ PUBLIC_NAMES = [
     "Repository",
     "RequestContext",
     "Result",
+    "RevisionFailedError",
     "SchemaConfig",
     "SessionFactory",
     "Sort",
