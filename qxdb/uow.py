@@ -159,7 +159,9 @@ class UnitOfWorkScope:
             # Instance attributes shadow the class's methods: every caller of this session
             # (repositories, handlers, user code) goes through the guard, and the session
             # stays a real AsyncSession.
-            setattr(session, name, self._guarded(name, getattr(session, name)))
+            method = getattr(session, name, None)
+            if method is not None:  # (get_one is newer than some SQLAlchemy 2.0 releases)
+                setattr(session, name, self._guarded(name, method))
 
     @property
     def session(self) -> AsyncSession:
