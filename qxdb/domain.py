@@ -141,13 +141,13 @@ class Entity:
 _EVENTS_ATTR = "_qxdb_pending_events"
 # Set by the unit of work that tracks the aggregate (qxdb.uow): called before an event is
 # recorded, so recording in a unit of work that can no longer write raises at once.
-_GUARD_ATTR = "_qxdb_record_guard"
+GUARD_ATTR = "_qxdb_record_guard"
 RecordGuard = Callable[["AggregateRoot"], None]
 
 
 def set_record_guard(aggregate: AggregateRoot, guard: RecordGuard | None) -> None:
     """Install (or remove, with None) the check ``record_event`` runs first."""
-    object.__setattr__(aggregate, _GUARD_ATTR, guard)
+    object.__setattr__(aggregate, GUARD_ATTR, guard)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -167,7 +167,7 @@ class AggregateRoot(Entity):
         return events
 
     def record_event(self, event: Event) -> None:
-        guard: RecordGuard | None = self.__dict__.get(_GUARD_ATTR)
+        guard: RecordGuard | None = self.__dict__.get(GUARD_ATTR)
         if guard is not None:
             guard(self)
         if event.aggregate_id is None:

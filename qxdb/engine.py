@@ -53,6 +53,12 @@ def create_engine(
     settings: DatabaseSettings | None = None, *, url: str | None = None
 ) -> AsyncEngine:
     """Build the process-wide async engine; ``await engine.dispose()`` at shutdown."""
+    if settings is not None and not isinstance(settings, DatabaseSettings):
+        raise ConfigurationError(
+            f"create_engine takes DatabaseSettings, got {type(settings).__name__}"
+        )
+    if url is not None and not isinstance(url, str):
+        raise ConfigurationError(f"the database URL must be a string, got {type(url).__name__}")
     settings = (settings or DatabaseSettings()).with_url(url)
     target = settings.resolved_url
     check_url(target)
@@ -149,6 +155,11 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     """A session factory for the engine: no expiry on commit, no autoflush."""
+    if not isinstance(engine, AsyncEngine):
+        raise ConfigurationError(
+            f"make_session_factory takes an AsyncEngine (create_engine), "
+            f"got {type(engine).__name__}"
+        )
     return async_sessionmaker(
         bind=engine, expire_on_commit=False, autoflush=False, class_=AsyncSession
     )

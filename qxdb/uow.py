@@ -59,7 +59,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from qxdb.context import RequestContext, current_context
 from qxdb.core.defaults import MAX_EVENT_ROUNDS
-from qxdb.domain import AggregateRoot, DomainEvent, Event, IntegrationEvent, set_record_guard
+from qxdb.domain import (
+    GUARD_ATTR,
+    AggregateRoot,
+    DomainEvent,
+    Event,
+    IntegrationEvent,
+    set_record_guard,
+)
 from qxdb.engine import SessionFactory
 from qxdb.errors import (
     ConfigurationError,
@@ -152,7 +159,9 @@ class UnitOfWorkScope:
             # Instance attributes shadow the class's methods: every caller of this session
             # (repositories, handlers, user code) goes through the guard, and the session
             # stays a real AsyncSession.
-            setattr(session, name, self._guarded(name, getattr(session, name)))
+            method = getattr(session, name, None)
+            if method is not None:  # (get_one is newer than some SQLAlchemy 2.0 releases)
+                setattr(session, name, self._guarded(name, method))
 
     @property
     def session(self) -> AsyncSession:
@@ -202,8 +211,11 @@ class UnitOfWorkScope:
     def _release(self) -> None:
         """Let go of the tracked aggregates: they may record events again, for another
         unit of work to drain."""
+        mine = self._check_recording
         for aggregate in self._tracked.values():
-            set_record_guard(aggregate, None)
+            # Only our own guard: another scope may have tracked the aggregate since.
+            if aggregate.__dict__.get(GUARD_ATTR) == mine:
+                set_record_guard(aggregate, None)
         self._tracked.clear()
 
     # -- repositories --------------------------------------------------------------
@@ -254,7 +266,8 @@ class UnitOfWorkScope:
         except BaseException:
             self._state = "failed"
             self._discard_events()
-            await self._abandon()
+            async with self._lock:  # a child task's statement in flight ends first
+                await self._abandon()
             raise
         self._state = "committed"
         if interrupted:

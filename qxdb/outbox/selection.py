@@ -36,6 +36,14 @@ OUTBOX_STATUSES: tuple[str, ...] = get_args(OutboxStatus)
 _ESCAPE = "\\"
 
 
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return True
+    return False
+
+
 def glob_to_like(pattern: str) -> str:
     """``orders.*`` -> ``orders.%``; ``%``, ``_`` and ``\\`` in the name match only themselves."""
     out = []
@@ -72,14 +80,28 @@ class OutboxSelection:
     ids: tuple[UUID, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.status not in OUTBOX_STATUSES:
+        # Every value is checked here, before any SQL: a wrong type or a text the database
+        # cannot store (NUL, a lone surrogate) is the caller's ValidationError, never a
+        # driver error.
+        if not isinstance(self.status, str) or self.status not in OUTBOX_STATUSES:
             raise ValidationError(
                 f"unknown outbox status {self.status!r}: use one of {', '.join(OUTBOX_STATUSES)}"
             )
-        if self.event is not None and not self.event.strip():
-            raise ValidationError("event name is empty: give a name or a glob such as orders.*")
+        if self.event is not None:
+            if not isinstance(self.event, str):
+                raise ValidationError(f"event must be a string, got {type(self.event).__name__}")
+            if not self.event.strip():
+                raise ValidationError("event name is empty: give a name or a glob such as orders.*")
+            if "\x00" in self.event or not self.event.isprintable() or _unencodable(self.event):
+                raise ValidationError(
+                    f"event name {self.event!r} holds characters no event name has"
+                )
+        if self.tenant_id is not None and not isinstance(self.tenant_id, UUID):
+            raise ValidationError(f"tenant_id must be a UUID, got {type(self.tenant_id).__name__}")
         for name in ("since", "until"):
             value = getattr(self, name)
+            if value is not None and not isinstance(value, datetime):
+                raise ValidationError(f"{name} must be a datetime, got {type(value).__name__}")
             if value is not None and (value.tzinfo is None or value.utcoffset() is None):
                 raise ValidationError(f"{name} must be timezone-aware, got {value.isoformat()}")
         if self.since is not None and self.until is not None and self.since >= self.until:
@@ -87,8 +109,12 @@ class OutboxSelection:
                 f"empty window: since ({self.since.isoformat()}) is not before "
                 f"until ({self.until.isoformat()})"
             )
-        if not isinstance(self.ids, tuple):
-            object.__setattr__(self, "ids", tuple(self.ids))
+        if isinstance(self.ids, str | bytes) or not isinstance(self.ids, Iterable):
+            raise ValidationError(f"ids must be UUIDs, got {type(self.ids).__name__}")
+        ids = tuple(self.ids)
+        if not all(isinstance(i, UUID) for i in ids):
+            raise ValidationError("ids must be UUIDs")
+        object.__setattr__(self, "ids", ids)
 
     @classmethod
     def of_ids(cls, ids: Iterable[UUID]) -> OutboxSelection:

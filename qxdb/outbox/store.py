@@ -73,8 +73,12 @@ class OutboxStore:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
-        if batch_size < 1:
-            raise ValidationError(f"batch size must be at least 1, got {batch_size}")
+        if not isinstance(engine, AsyncEngine):
+            raise ConfigurationError(
+                f"OutboxStore takes an AsyncEngine (create_engine), got {type(engine).__name__}"
+            )
+        if not _whole(batch_size) or batch_size < 1:
+            raise ValidationError(f"batch size must be a whole number >= 1, got {batch_size!r}")
         self.engine = engine
         # None: the configured table (QX_DB__OUTBOX_TABLE), as every outbox entry point.
         self.table = table if isinstance(table, Table) else outbox_table(table)
@@ -146,10 +150,12 @@ class OutboxStore:
         ``occurred_at`` then id, so the window's index serves the page instead of a walk
         of the primary key from the very first row.
         """
-        if not 1 <= limit <= OUTBOX_LIST_LIMIT_MAX:
+        if not _whole(limit) or not 1 <= limit <= OUTBOX_LIST_LIMIT_MAX:
             raise ValidationError(
-                f"limit must be between 1 and {OUTBOX_LIST_LIMIT_MAX}, got {limit}"
+                f"limit must be between 1 and {OUTBOX_LIST_LIMIT_MAX}, got {limit!r}"
             )
+        if after is not None and not isinstance(after, UUID):
+            raise ValidationError(f"after must be a row id (UUID), got {type(after).__name__}")
         t = self.table
         windowed = selection.since is not None or selection.until is not None
         key = t.c.occurred_at if windowed else t.c.id
@@ -170,6 +176,8 @@ class OutboxStore:
 
     async def get(self, row_id: UUID) -> Result[OutboxRow]:
         """One row by id; a failure with :class:`NotFoundError` when there is none."""
+        if not isinstance(row_id, UUID):
+            raise ValidationError(f"a row id is a UUID, got {type(row_id).__name__}")
         t = self.table
         async with self._connect() as conn:
             found = (await conn.execute(select(t).where(t.c.id == row_id))).first()
@@ -431,7 +439,15 @@ class OutboxStore:
         )
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _cutoff(older_than: timedelta, now: datetime | None) -> datetime:
+    if not isinstance(older_than, timedelta):
+        raise ValidationError(f"the age to purge is a timedelta, got {type(older_than).__name__}")
+    if now is not None and not isinstance(now, datetime):
+        raise ValidationError(f"now must be a datetime, got {type(now).__name__}")
     if older_than < timedelta(0):
         raise ValidationError("the age to purge must not be negative")
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):

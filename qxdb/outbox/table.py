@@ -104,6 +104,10 @@ def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
     ``name`` defaults to the configured table (``QX_DB__OUTBOX_TABLE``, else
     ``qx_outbox_events``), the table the recorder, the store and the relay use.
     """
+    if not isinstance(metadata, MetaData):
+        raise ConfigurationError(
+            f"include_outbox_table takes a MetaData, got {type(metadata).__name__}"
+        )
     # "schema.name" is a table in a schema; given whole to Table() it would become one
     # quoted identifier with a dot in it.
     schema, name = split_qualified(resolve_outbox_name(name))
