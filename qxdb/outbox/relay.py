@@ -76,6 +76,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID as PG_UUID
 
+from qxdb.core import defaults
 from qxdb.core.failures import is_unavailable
 from qxdb.engine import unavailable_error
 from qxdb.errors import BrokerUnavailableError, ConfigurationError, DatabaseUnavailableError
@@ -90,7 +91,7 @@ from qxdb.outbox.publishers import (
     subject_for,
 )
 from qxdb.outbox.recorder import notify_channel
-from qxdb.outbox.table import LAST_ERROR_MAX, OUTBOX_TABLE_NAME, outbox_table, pending_clause
+from qxdb.outbox.table import LAST_ERROR_MAX, outbox_table, pending_clause
 from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
 
@@ -107,6 +108,8 @@ if TYPE_CHECKING:
 __all__ = ["OutboxRelay", "RelayConfig", "RelayCounters", "check_lease", "relay_to_nats"]
 
 log = logging.getLogger("qxdb.outbox.relay")
+# What a JetStream server uses when a stream sets no duplicate window.
+_NATS_DEFAULT_DUPLICATE_WINDOW = 120.0
 _T = TypeVar("_T")
 
 
@@ -114,13 +117,13 @@ _T = TypeVar("_T")
 class RelayConfig:
     """How a relay claims, retries and waits."""
 
-    batch_size: int = 500
-    max_attempts: int = 10
+    batch_size: int = defaults.RELAY_BATCH_SIZE
+    max_attempts: int = defaults.RELAY_MAX_ATTEMPTS
     ordered: bool = False
-    lease_seconds: float = 30.0
+    lease_seconds: float = defaults.RELAY_LEASE_SECONDS
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
-    poll_interval_seconds: float = 2.0
+    poll_interval_seconds: float = defaults.RELAY_POLL_INTERVAL_SECONDS
     pipeline_depth: int = 3
     log_interval_seconds: float = 10.0
     worker_id: str | None = None
@@ -249,7 +252,7 @@ class OutboxRelay:
         publisher: Publisher,
         *,
         subject_prefix: str,
-        table: Table | str = OUTBOX_TABLE_NAME,
+        table: Table | str | None = None,
         config: RelayConfig | None = None,
         on_batch: Callable[[RelayCounters], None] | None = None,
     ) -> None:
@@ -966,7 +969,7 @@ async def relay_to_nats(
     config: RelayConfig | None = None,
     stream: str | None = None,
     ensure_stream: bool = True,
-    duplicate_window_seconds: float = 120.0,
+    duplicate_window_seconds: float = defaults.RELAY_DUPLICATE_WINDOW_SECONDS,
     once: bool = False,
     handle_signals: bool = True,
     on_batch: Callable[[RelayCounters], None] | None = None,
@@ -1053,7 +1056,7 @@ def check_lease(lease_seconds: float, duplicate_window: float, *, existing: bool
     only within its duplicate window of the first. Half the window leaves room for the
     claim, the publish and a slow ack. A window of 0 means the server default (2 min).
     """
-    window = duplicate_window if duplicate_window > 0 else 120.0
+    window = duplicate_window if duplicate_window > 0 else _NATS_DEFAULT_DUPLICATE_WINDOW
     if lease_seconds <= window / 2:
         return
     whose = "the existing stream's duplicate window" if existing else "--duplicate-window"
