@@ -76,7 +76,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.type_api import TypeEngine
 
 from qxdb.context import current_context
@@ -242,6 +242,7 @@ class Repository(Generic[TEntity]):
         self._session = session
         self._tracker = uow
         self._name = self.entity_cls.__name__
+        self._held: tuple[Any, AsyncConnection] | None = None
 
     @functools.cached_property
     def _plan(self) -> _Plan:
@@ -263,7 +264,7 @@ class Repository(Generic[TEntity]):
     @functools.cached_property
     def _dialect(self) -> str:
         try:
-            return str(self._session.get_bind().dialect.name)
+            return str(self._session.get_bind(clause=self.table).dialect.name)
         except Exception:  # no single bind: the portable SQL is right everywhere
             return "default"
 
@@ -271,11 +272,40 @@ class Repository(Generic[TEntity]):
     def session(self) -> AsyncSession:
         return self._session
 
+    async def _connection(self) -> AsyncConnection:
+        """The session's connection in its current transaction (begun if none).
+
+        Core statements run on it directly: the session's execute path, which a Core
+        statement does not need (it autoflushes nothing for them), costs a third of a
+        50-row page. The connection is kept while the session's innermost transaction is
+        the same active one, and asked for again after a commit, a rollback, a close or on
+        entering or leaving a savepoint.
+        """
+        # The innermost transaction: a savepoint (begin_nested) is only emitted when the
+        # session hands out its connection inside it, so it must not be skipped.
+        sync = self._session.sync_session
+        transaction = sync.get_nested_transaction() or sync.get_transaction()
+        held = self._held
+        if (
+            held is not None
+            and transaction is not None
+            and held[0] is transaction
+            and transaction.is_active
+        ):
+            return held[1]
+        conn = await self._session.connection(bind_arguments={"clause": self.table})
+        self._held = (sync.get_nested_transaction() or sync.get_transaction(), conn)
+        return conn
+
+    async def _execute(self, stmt: Executable, params: Any = None) -> Any:
+        conn = await self._connection()
+        return await conn.execute(stmt, params)
+
     # ------------------------------------------------------------------ reads
 
     async def get(self, id: UUID, *, include_deleted: bool = False) -> Result[TEntity]:
         stmt, params = self._by_id("get", self._checked_id(id), include_deleted)
-        row = (await self._session.execute(stmt, params)).first()
+        row = (await self._execute(stmt, params)).first()
         if row is None:
             return Result.failure(self._not_found(id))
         entity = self._to_entity(row)
@@ -284,16 +314,16 @@ class Repository(Generic[TEntity]):
 
     async def exists(self, id: UUID, *, include_deleted: bool = False) -> bool:
         stmt, params = self._by_id("exists", self._checked_id(id), include_deleted)
-        return (await self._session.execute(stmt, params)).first() is not None
+        return (await self._execute(stmt, params)).first() is not None
 
     async def count(self, filters: Iterable[Filter] = (), *, include_deleted: bool = False) -> int:
         """The exact number of rows the filters match (in this tenant, live unless asked).
 
         An exact count reads every matching row (or index entry): O(rows) on PostgreSQL.
         """
-        stmt, params, _ = self._listing(filters, include_deleted)
-        count = stmt.with_only_columns(func.count()).order_by(None)
-        return int((await self._session.execute(count, params)).scalar_one())
+        stmt, params, applied = self._listing(filters, include_deleted)
+        count = self._count_statement(stmt, include_deleted, cached=not applied)
+        return int((await self._execute(count, params)).scalar_one())
 
     async def list(
         self,
@@ -311,8 +341,8 @@ class Repository(Generic[TEntity]):
         spec = self._validated_sort(pagination.sort)
         total: int | None = None
         if pagination.include_total:
-            count = stmt.with_only_columns(func.count()).order_by(None)
-            total = int((await self._session.execute(count, params)).scalar_one())
+            count = self._count_statement(stmt, include_deleted, cached=not applied)
+            total = int((await self._execute(count, params)).scalar_one())
         key = ("list", self._shape(include_deleted), spec)
         page_stmt = self._plan.statements.get(key) if not applied else None
         if page_stmt is None:
@@ -326,7 +356,7 @@ class Repository(Generic[TEntity]):
                 self._plan.statements[key] = page_stmt
         params[_LIMIT] = pagination.page_size + 1
         params[_OFFSET] = pagination.offset
-        rows = (await self._session.execute(page_stmt, params)).all()
+        rows = (await self._execute(page_stmt, params)).all()
         has_next = len(rows) > pagination.page_size
         make = self._to_entity
         items = [make(r) for r in rows[: pagination.page_size]]
@@ -362,7 +392,7 @@ class Repository(Generic[TEntity]):
         tenant = self._tenant_id()
         scope = f"{self.table.fullname}|tenant={tenant or '*'}|deleted={include_deleted}"
         page = await keyset_rows(
-            self._session,
+            await self._connection(),
             stmt,
             self.table,
             dataclasses.replace(pagination, sort=sort, filters=applied),
@@ -395,7 +425,7 @@ class Repository(Generic[TEntity]):
         """
         values = self._insert_values(entity)
         try:
-            result = await self._session.execute(self._insert_statement(), values)
+            result = await self._execute(self._insert_statement(), values)
         except IntegrityError as exc:
             raise self._constraint_error(exc) from None
         if self._dialect in ("postgresql", "sqlite") and _rowcount(result) == 0:
@@ -411,7 +441,7 @@ class Repository(Generic[TEntity]):
             rows = [self._insert_values(e) for e in items]
             try:
                 async with self._session.begin_nested():
-                    await self._session.execute(self._plan.insert, rows)
+                    await self._execute(self._plan.insert, rows)
             except IntegrityError as exc:
                 if _is_unique_violation(exc):
                     return Result.failure(self._duplicate(None))
@@ -457,9 +487,9 @@ class Repository(Generic[TEntity]):
                 # A unique value taken by another row: a savepoint keeps the transaction
                 # usable, so the failure is a Result like a version conflict.
                 async with self._session.begin_nested():
-                    result = await self._session.execute(stmt, params)
+                    result = await self._execute(stmt, params)
             else:
-                result = await self._session.execute(stmt, params)
+                result = await self._execute(stmt, params)
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 return Result.failure(self._duplicate(entity_id))
@@ -501,7 +531,7 @@ class Repository(Generic[TEntity]):
         entity_id = self._target_id(target)
         stmt = delete(self.table).where(self.table.c.id == entity_id, *self._scope_clauses(True))
         try:
-            result = await self._session.execute(stmt)
+            result = await self._execute(stmt)
         except IntegrityError as exc:  # a foreign key still points at the row
             raise self._constraint_error(exc) from None
         if _rowcount(result) == 0:
@@ -557,6 +587,18 @@ class Repository(Generic[TEntity]):
             stmt = stmt.where(c.tenant_id == bindparam(_TENANT))
         columns = [k[len(_SET) :] for k in params if k.startswith(_SET)]
         return stmt.values({name: bindparam(_SET + name) for name in columns})
+
+    def _count_statement(
+        self, stmt: Select[Any], include_deleted: bool, *, cached: bool
+    ) -> Select[Any]:
+        """``SELECT count(*)`` of the listing ``stmt`` (built once for an unfiltered one)."""
+        key = ("count", *self._shape(include_deleted))
+        count = self._plan.statements.get(key) if cached else None
+        if count is None:
+            count = stmt.with_only_columns(func.count()).order_by(None)
+            if cached:
+                self._plan.statements[key] = count
+        return count
 
     def _shape(self, include_deleted: bool) -> tuple[bool, bool]:
         return (self._tenant_id() is not None, include_deleted)
@@ -829,9 +871,9 @@ class Repository(Generic[TEntity]):
             if not deleted and self._plan.has_unique:
                 # Restoring a row whose unique value was re-used meanwhile: a conflict.
                 async with self._session.begin_nested():
-                    result = await self._session.execute(stmt.values(changes))
+                    result = await self._execute(stmt.values(changes))
             else:
-                result = await self._session.execute(stmt.values(changes))
+                result = await self._execute(stmt.values(changes))
         except IntegrityError as exc:
             if _is_unique_violation(exc):
                 return Result.failure(self._duplicate(id))

@@ -356,6 +356,11 @@ async def test_duplicates_are_conflicts_that_reveal_nothing(session: AsyncSessio
         live.code = "their-code"
         assert isinstance((await repo.save(live)).error, ConflictError)
         await _still_usable(session)
+        # The same repository too (it keeps its connection between calls: the savepoint
+        # must still be taken).
+        live.code = "live-renamed"
+        assert (await repo.save(live)).is_success
+        assert (await repo.get(live.id)).value.code == "live-renamed"
         # A value that is not a column's: refused before SQL.
         with pytest.raises(ValidationError, match="code cannot be None"):
             await repo.add(Thing(code=None))  # type: ignore[arg-type]
