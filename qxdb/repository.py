@@ -135,19 +135,43 @@ def escape_like(value: str) -> str:
 def _row_constructor(
     entity_cls: type[Any], names: Sequence[str], positions: Sequence[int]
 ) -> Callable[[Sequence[Any]], Any]:
-    """``row -> entity_cls(name=row[i], ...)``, compiled once per repository class.
+    """``row -> entity``, compiled once per repository class.
 
-    Reading a row by position and calling the constructor with literal keywords is what
-    hand-written code does; a per-row dict of the mapping costs about as much again.
+    A plain dataclass entity (every field a column, no ``__post_init__``, instances with a
+    ``__dict__``) is built as imperative mapping builds it, without calling ``__init__``:
+    its ``__dict__`` is set from the row positions in one step, half the cost of the
+    keyword call. Any other class is called with literal keywords (``cls(a=row[1], ...)``).
+    Either way no per-row mapping view or dict of names is built.
     """
-    if all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+    identifiers = all(n.isidentifier() and not keyword.iskeyword(n) for n in names)
+    namespace: dict[str, Any] = {"cls": entity_cls, "new": object.__new__}
+    if identifiers and _plain_dataclass(entity_cls, names):
+        items = ", ".join(f"{n!r}: row[{i}]" for n, i in zip(names, positions, strict=True))
+        source = f"def build(row):\n    o = new(cls)\n    o.__dict__ = {{{items}}}\n    return o\n"
+    elif identifiers:
         args = ", ".join(f"{n}=row[{i}]" for n, i in zip(names, positions, strict=True))
-        namespace: dict[str, Any] = {"cls": entity_cls}
-        exec(f"def build(row):\n    return cls({args})\n", namespace)
-        built: Callable[[Sequence[Any]], Any] = namespace["build"]
-        return built
-    pairs = tuple(zip(names, positions, strict=True))
-    return lambda row: entity_cls(**{n: row[i] for n, i in pairs})
+        source = f"def build(row):\n    return cls({args})\n"
+    else:
+        pairs = tuple(zip(names, positions, strict=True))
+        return lambda row: entity_cls(**{n: row[i] for n, i in pairs})
+    exec(source, namespace)
+    built: Callable[[Sequence[Any]], Any] = namespace["build"]
+    return built
+
+
+def _plain_dataclass(entity_cls: type[Any], names: Sequence[str]) -> bool:
+    """Whether an instance is fully described by its ``__dict__`` of these column fields."""
+    if not dataclasses.is_dataclass(entity_cls) or hasattr(entity_cls, "__post_init__"):
+        return False
+    fields = dataclasses.fields(entity_cls)
+    if {f.name for f in fields} != set(names) or not all(f.init for f in fields):
+        return False
+    try:
+        probe = object.__new__(entity_cls)
+        probe.__dict__  # noqa: B018 - slots classes have none
+    except (AttributeError, TypeError):
+        return False
+    return True
 
 
 class _Plan:

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -471,3 +472,35 @@ async def test_another_tenants_row_is_not_found_by_a_by_row_cursor(session: Asyn
         assert info.value.reason == "stale"
         missing = (await repo.get(theirs.id)).error
         assert isinstance(missing, NotFoundError)
+
+
+@dataclass(kw_only=True, eq=False)
+class CheckedThing(Thing):
+    def __post_init__(self) -> None:
+        self.checked = True
+
+
+class CheckedThingRepository(ThingRepository):
+    entity_cls = CheckedThing
+
+
+async def test_loaded_entities_are_whole_on_either_construction_path(session: AsyncSession) -> None:
+    with request_scope(tenant_id=TENANT):
+        plain, checked = ThingRepository(session), CheckedThingRepository(session)
+        thing = Thing(code="whole", amount=Decimal("1.50"), at=datetime(2024, 1, 1, tzinfo=UTC))
+        await plain.add(thing)
+        # A plain dataclass is built from its row without __init__ (as imperative mapping
+        # does); it is still a complete, equal, usable entity.
+        loaded = (await plain.get(thing.id)).value
+        assert loaded == thing and loaded is not thing
+        assert (loaded.code, loaded.amount, loaded.at, loaded.version) == (
+            "whole", Decimal("1.50"), datetime(2024, 1, 1, tzinfo=UTC), 1,
+        )  # fmt: skip
+        assert loaded.tenant_id == TENANT and not loaded.is_deleted
+        # A class with __post_init__ goes through __init__, so its invariants hold.
+        for entity in [
+            (await checked.get(thing.id)).value,
+            *(await checked.list(OffsetPagination())).items,
+            *(await checked.list_cursor(CursorPagination())).items,
+        ]:
+            assert isinstance(entity, CheckedThing) and entity.checked
