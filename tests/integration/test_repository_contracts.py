@@ -299,6 +299,21 @@ async def test_in_lists_of_any_length(session: AsyncSession) -> None:
         by_at = await repo.count([Filter("at", "in", moments)])
         assert by_at == 1
         assert await repo.count([Filter("code", "in", (c for c in ["k0", "k1", "zz"]))]) == 2
+        # Every member is stored as its column stores it (SQLite: UUID hex, datetime text,
+        # booleans as integers, decimals as numbers) before it is compared.
+        await repo.add(
+            Thing(code="typed", flag=True, day=date(2024, 5, 1), amount=Decimal("2.50"), ratio=0.5)
+        )
+        for flt in (
+            Filter("flag", "in", [True]),
+            Filter("day", "in", [date(2024, 5, 1), date(2020, 1, 1)]),
+            Filter("amount", "in", [Decimal("2.5"), Decimal("7")]),
+            Filter("ratio", "in", [0.5]),
+        ):
+            assert [t.code for t in (await repo.list(OffsetPagination(filters=[flt]))).items] == [
+                "typed"
+            ], flt
+        assert await repo.count([Filter("flag", "not_in", [True])]) == 0
 
 
 async def test_forged_tenant_is_refused_on_every_write(session: AsyncSession) -> None:
