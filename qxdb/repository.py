@@ -102,7 +102,7 @@ from qxdb.query import (
     order_spec,
 )
 from qxdb.result import Result
-from qxdb.values import Checker, check_text, checker_for, comparable
+from qxdb.values import Checker, check_text, checker_for, comparable, write_checker_for
 
 __all__ = ["AggregateTracker", "Repository", "escape_like"]
 
@@ -189,6 +189,7 @@ class _Plan:
         "required",
         "select_all",
         "statements",
+        "write_checkers",
     )
 
     def __init__(self, repo: type[Repository[Any]], table: Table) -> None:
@@ -224,6 +225,10 @@ class _Plan:
         self.has_deletion = "deleted_at" in columns
         self.columns = frozenset(columns)
         self.checkers: dict[str, Checker] = {c.key: checker_for(c.type) for c in table.c}
+        # What add and save write: the same checks, but a JSON column takes a document.
+        self.write_checkers: dict[str, Checker] = {
+            c.key: write_checker_for(c.type) for c in table.c
+        }
         self.required = frozenset(c.key for c in table.c if not c.nullable)
         # A save can only break a uniqueness rule when the table has one besides its key.
         self.has_unique = any(
@@ -720,7 +725,7 @@ class Repository(Generic[TEntity]):
                 )
             return None
         try:
-            return self._plan.checkers[field](value)
+            return self._plan.write_checkers[field](value)
         except ValidationError as exc:
             raise ValidationError(
                 f"{self._name}.{field}: {exc.message}", details={"field": field}
@@ -767,7 +772,10 @@ class Repository(Generic[TEntity]):
                     details={"field": f.field},
                 )
             value = checked(value)
-            return _SCALAR_OPS[op](col, value), Filter(f.field, op, value)
+            # An explicit parameter: SQLAlchemy reads a bare True/False/None as an SQL
+            # keyword, which only = and != accept (flag > False would not build).
+            bound = bindparam(None, value, type_=col.type)
+            return _SCALAR_OPS[op](col, bound), Filter(f.field, op, value)
         if op in ("in", "not_in"):
             if any(v is None for v in value):
                 raise InvalidQueryError(

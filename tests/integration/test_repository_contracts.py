@@ -314,6 +314,8 @@ async def test_in_lists_of_any_length(session: AsyncSession) -> None:
                 "typed"
             ], flt
         assert await repo.count([Filter("flag", "not_in", [True])]) == 0
+        assert await repo.count([Filter("flag", "gt", False)]) == 1
+        assert await repo.count([Filter("flag", "lte", False)]) == 0
 
 
 async def test_forged_tenant_is_refused_on_every_write(session: AsyncSession) -> None:
@@ -519,3 +521,20 @@ async def test_loaded_entities_are_whole_on_either_construction_path(session: As
             *(await checked.list_cursor(CursorPagination())).items,
         ]:
             assert isinstance(entity, CheckedThing) and entity.checked
+
+
+async def test_json_documents_are_written_and_bad_ones_refused(session: AsyncSession) -> None:
+    with request_scope(tenant_id=TENANT):
+        repo = ThingRepository(session)
+        document = {"tags": ["a", "ü"], "n": 1, "x": 1.5, "ok": True, "none": None}
+        thing = Thing(code="json", data=document)
+        assert (await repo.add(thing)).is_success
+        assert (await repo.get(thing.id)).value.data == document
+        for bad in ({"a": float("nan")}, {"a": "\x00"}, {1: "int key"}, {"a": {1, 2}}, "\ud800"):
+            with pytest.raises(ValidationError, match=r"Thing\.data"):
+                await repo.add(Thing(code=f"j{uuid7().hex[-8:]}", data=bad))
+            await _still_usable(session)
+        # Filters cannot compare JSON; is_null can.
+        with pytest.raises(InvalidQueryError, match="JSON"):
+            await repo.count([Filter("data", "eq", "x")])
+        assert await repo.count([Filter("data", "is_not_null")]) == 1
