@@ -71,6 +71,9 @@ from qxdb import (
     uuid_column,
 )
 
+# (wall seconds, CPU seconds of this process) of one round of one side
+Timing = tuple[float, float]
+
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/qxdb_bench_repository"
 ROWS = 10_000
 PAGE = 50
@@ -357,26 +360,26 @@ class Bench:
 
     # ------------------------------------------------------------------------- runners
 
-    async def run_core(self, body: Callable[[AsyncConnection], Awaitable[None]]) -> float:
+    async def run_core(self, body: Callable[[AsyncConnection], Awaitable[None]]) -> Timing:
         async with self.engine.connect() as conn:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             async with conn.begin():
                 await body(conn)
-            return time.perf_counter() - started
+            return time.perf_counter() - started, time.process_time() - cpu
 
-    async def run_repo(self, body: Callable[[AsyncSession], Awaitable[None]]) -> float:
+    async def run_repo(self, body: Callable[[AsyncSession], Awaitable[None]]) -> Timing:
         with request_scope(tenant_id=self.tenant):
             async with self.factory() as session:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 async with session.begin():
                     await body(session)
-                return time.perf_counter() - started
+                return time.perf_counter() - started, time.process_time() - cpu
 
-    async def run_pg(self, body: Callable[[], Awaitable[None]]) -> float:
-        started = time.perf_counter()
+    async def run_pg(self, body: Callable[[], Awaitable[None]]) -> Timing:
+        started, cpu = time.perf_counter(), time.process_time()
         async with self.pg.transaction():
             await body()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
 def _spread(values: list[float]) -> str:
@@ -420,7 +423,7 @@ async def main() -> int:
             ),
             ("page50", bench.page_batch, bench.core_page, bench.repo_page, bench.pg_page),
         ]
-        times: dict[str, dict[str, list[float]]] = {
+        times: dict[str, dict[str, list[Timing]]] = {
             name: {"core": [], "repo": [], "pg": []} for name, *_ in cases
         }
         for _name, _n, core, repo, raw in cases:  # warm-up: compile caches, plans
@@ -442,22 +445,28 @@ async def main() -> int:
             f"PostgreSQL {make_url(url).render_as_string()}; {ROWS:,} rows; {rounds} rounds; "
             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
         )
-        print("operations/s per round: min median max; ratio = Repository / Core per round")
+        print(
+            "operations/s per round (wall clock): min median max; ratio = Repository / Core "
+            "per round;\nclient CPU = median client-process CPU ms per operation, Core vs "
+            "Repository (the library's own cost, less sensitive to the machine's load)"
+        )
         print(
             f"{'op':13} {'Core (prepared once)':>26} {'Repository':>26} {'ratio':>16}   "
-            f"{'asyncpg (context)':>26}"
+            f"{'asyncpg (context)':>26}   {'client CPU ms/op':>18}"
         )
         verdicts: list[str] = []
         for name, n, *_ in cases:
             t = times[name]
-            core_ops = [n / s for s in t["core"]]
-            repo_ops = [n / s for s in t["repo"]]
-            pg_ops = [n / s for s in t["pg"]]
-            ratios = [c / r for c, r in zip(t["core"], t["repo"], strict=True)]
+            core_ops = [n / w for w, _ in t["core"]]
+            repo_ops = [n / w for w, _ in t["repo"]]
+            pg_ops = [n / w for w, _ in t["pg"]]
+            ratios = [c[0] / r[0] for c, r in zip(t["core"], t["repo"], strict=True)]
+            core_cpu = statistics.median(c for _, c in t["core"]) / n * 1000
+            repo_cpu = statistics.median(c for _, c in t["repo"]) / n * 1000
             print(
                 f"{name:13} {_spread(core_ops):>26} {_spread(repo_ops):>26} "
                 f"{min(ratios):5.2f} {statistics.median(ratios):4.2f} {max(ratios):4.2f}   "
-                f"{_spread(pg_ops):>26}"
+                f"{_spread(pg_ops):>26}   {core_cpu:8.3f} {repo_cpu:8.3f}"
             )
             if name in ("list50", "list50+count", "page50"):
                 verdicts.append(f"{name} {statistics.median(ratios):.2f}")

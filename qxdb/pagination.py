@@ -65,6 +65,19 @@ def reverse_spec(spec: Sequence[Sort]) -> tuple[Sort, ...]:
 
 def sort_fingerprint(resource: str, spec: Sequence[Sort], filters: Iterable[Filter] = ()) -> str:
     """The fingerprint a cursor carries: resource, full sort spec and filters."""
+    filters = tuple(filters)
+    if not filters and isinstance(spec, tuple):
+        return _unfiltered_fingerprint(resource, spec)
+    return _fingerprint(resource, spec, filters)
+
+
+@lru_cache(maxsize=256)
+def _unfiltered_fingerprint(resource: str, spec: tuple[Sort, ...]) -> str:
+    # The common listing (no filters) hashes the same document on every page: once is enough.
+    return _fingerprint(resource, spec, ())
+
+
+def _fingerprint(resource: str, spec: Sequence[Sort], filters: Sequence[Filter]) -> str:
     return cursor_fingerprint(
         resource,
         [(key.field, key.direction, key.effective_nulls) for key in spec],

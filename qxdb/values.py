@@ -26,7 +26,8 @@ column type                 accepted
 ``DateTime``                ``datetime``; timezone-aware (and convertible to UTC) when the
                             column has a timezone, as ``UTCDateTime`` has; naive otherwise
 ``Uuid``                    ``UUID``, or its canonical text (returned as a ``UUID``)
-``JSON``                    not comparable: refused (filter JSON with ``is_null`` only)
+``JSON``                    not comparable: refused (filter JSON with ``is_null`` only);
+                            written: any JSON document (:func:`check_json`)
 ``LargeBinary``             ``bytes``
 other                       an instance of the type's ``python_type`` when it has one
 ==========================  =================================================================
@@ -64,7 +65,15 @@ from sqlalchemy.sql.type_api import TypeEngine
 
 from qxdb.errors import ValidationError
 
-__all__ = ["Checker", "check_value", "checker_for", "comparable"]
+__all__ = [
+    "Checker",
+    "check_json",
+    "check_text",
+    "check_value",
+    "checker_for",
+    "comparable",
+    "write_checker_for",
+]
 
 Checker = Callable[[Any], Any]
 
@@ -263,6 +272,36 @@ def _json(value: Any) -> Any:
     raise _refuse("a JSON column cannot be compared with a value (use is_null / is_not_null)")
 
 
+_JSON_DEPTH = 64
+
+
+def check_json(value: Any, _depth: int = 0) -> Any:
+    """``value`` if a JSON column can store it on both dialects: JSON types only, finite
+    numbers, text without NUL or lone surrogates (PostgreSQL's ``jsonb`` refuses both)."""
+    if _depth > _JSON_DEPTH:
+        raise _refuse(f"the JSON value is nested deeper than {_JSON_DEPTH} levels")
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _refuse(f"{value!r} cannot be stored as JSON")
+        return value
+    if isinstance(value, str):
+        return check_text(value)
+    if isinstance(value, list | tuple):
+        for item in value:
+            check_json(item, _depth + 1)
+        return value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _refuse(f"a JSON object key is a string, not {_kind(key)}")
+            check_text(key)
+            check_json(item, _depth + 1)
+        return value
+    raise _refuse(f"a {_kind(value)} cannot be stored as JSON")
+
+
 def _bytes(value: Any) -> Any:
     if not isinstance(value, bytes):
         raise _refuse(f"expected bytes, got {_kind(value)} {_short(value)}")
@@ -330,6 +369,14 @@ def checker_for(type_: TypeEngine[Any]) -> Checker:
     check = _build(type_)
     _checkers[key] = (type_, check)  # holding the type keeps its id from being reused
     return check
+
+
+def write_checker_for(type_: TypeEngine[Any]) -> Checker:
+    """The check of a value *written* to a column of ``type_``: as :func:`checker_for`,
+    except that a JSON column takes any JSON document (:func:`check_json`)."""
+    if isinstance(_base_type(type_), JSON):
+        return check_json
+    return checker_for(type_)
 
 
 def check_value(type_: TypeEngine[Any], value: Any) -> Any:

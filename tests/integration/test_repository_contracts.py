@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -298,6 +299,23 @@ async def test_in_lists_of_any_length(session: AsyncSession) -> None:
         by_at = await repo.count([Filter("at", "in", moments)])
         assert by_at == 1
         assert await repo.count([Filter("code", "in", (c for c in ["k0", "k1", "zz"]))]) == 2
+        # Every member is stored as its column stores it (SQLite: UUID hex, datetime text,
+        # booleans as integers, decimals as numbers) before it is compared.
+        await repo.add(
+            Thing(code="typed", flag=True, day=date(2024, 5, 1), amount=Decimal("2.50"), ratio=0.5)
+        )
+        for flt in (
+            Filter("flag", "in", [True]),
+            Filter("day", "in", [date(2024, 5, 1), date(2020, 1, 1)]),
+            Filter("amount", "in", [Decimal("2.5"), Decimal("7")]),
+            Filter("ratio", "in", [0.5]),
+        ):
+            assert [t.code for t in (await repo.list(OffsetPagination(filters=[flt]))).items] == [
+                "typed"
+            ], flt
+        assert await repo.count([Filter("flag", "not_in", [True])]) == 0
+        assert await repo.count([Filter("flag", "gt", False)]) == 1
+        assert await repo.count([Filter("flag", "lte", False)]) == 0
 
 
 async def test_forged_tenant_is_refused_on_every_write(session: AsyncSession) -> None:
@@ -356,6 +374,11 @@ async def test_duplicates_are_conflicts_that_reveal_nothing(session: AsyncSessio
         live.code = "their-code"
         assert isinstance((await repo.save(live)).error, ConflictError)
         await _still_usable(session)
+        # The same repository too (it keeps its connection between calls: the savepoint
+        # must still be taken).
+        live.code = "live-renamed"
+        assert (await repo.save(live)).is_success
+        assert (await repo.get(live.id)).value.code == "live-renamed"
         # A value that is not a column's: refused before SQL.
         with pytest.raises(ValidationError, match="code cannot be None"):
             await repo.add(Thing(code=None))  # type: ignore[arg-type]
@@ -466,3 +489,52 @@ async def test_another_tenants_row_is_not_found_by_a_by_row_cursor(session: Asyn
         assert info.value.reason == "stale"
         missing = (await repo.get(theirs.id)).error
         assert isinstance(missing, NotFoundError)
+
+
+@dataclass(kw_only=True, eq=False)
+class CheckedThing(Thing):
+    def __post_init__(self) -> None:
+        self.checked = True
+
+
+class CheckedThingRepository(ThingRepository):
+    entity_cls = CheckedThing
+
+
+async def test_loaded_entities_are_whole_on_either_construction_path(session: AsyncSession) -> None:
+    with request_scope(tenant_id=TENANT):
+        plain, checked = ThingRepository(session), CheckedThingRepository(session)
+        thing = Thing(code="whole", amount=Decimal("1.50"), at=datetime(2024, 1, 1, tzinfo=UTC))
+        await plain.add(thing)
+        # A plain dataclass is built from its row without __init__ (as imperative mapping
+        # does); it is still a complete, equal, usable entity.
+        loaded = (await plain.get(thing.id)).value
+        assert loaded == thing and loaded is not thing
+        assert (loaded.code, loaded.amount, loaded.at, loaded.version) == (
+            "whole", Decimal("1.50"), datetime(2024, 1, 1, tzinfo=UTC), 1,
+        )  # fmt: skip
+        assert loaded.tenant_id == TENANT and not loaded.is_deleted
+        # A class with __post_init__ goes through __init__, so its invariants hold.
+        for entity in [
+            (await checked.get(thing.id)).value,
+            *(await checked.list(OffsetPagination())).items,
+            *(await checked.list_cursor(CursorPagination())).items,
+        ]:
+            assert isinstance(entity, CheckedThing) and entity.checked
+
+
+async def test_json_documents_are_written_and_bad_ones_refused(session: AsyncSession) -> None:
+    with request_scope(tenant_id=TENANT):
+        repo = ThingRepository(session)
+        document = {"tags": ["a", "ü"], "n": 1, "x": 1.5, "ok": True, "none": None}
+        thing = Thing(code="json", data=document)
+        assert (await repo.add(thing)).is_success
+        assert (await repo.get(thing.id)).value.data == document
+        for bad in ({"a": float("nan")}, {"a": "\x00"}, {1: "int key"}, {"a": {1, 2}}, "\ud800"):
+            with pytest.raises(ValidationError, match=r"Thing\.data"):
+                await repo.add(Thing(code=f"j{uuid7().hex[-8:]}", data=bad))
+            await _still_usable(session)
+        # Filters cannot compare JSON; is_null can.
+        with pytest.raises(InvalidQueryError, match="JSON"):
+            await repo.count([Filter("data", "eq", "x")])
+        assert await repo.count([Filter("data", "is_not_null")]) == 1
