@@ -7,6 +7,7 @@ replaced by one with a bug in it, as a broken release would have.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,8 @@ sys.exit(main(sys.argv[1:]))
 def _run(tmp_path: Path, exc: str, *args: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "broken.py"
     script.write_text(_BROKEN_LIBRARY.format(exc=exc))
+    # doctor reads and never creates the embedded database file: give it one to read.
+    sqlite3.connect(tmp_path / "qxdb.sqlite3").close()
     return subprocess.run(
         [sys.executable, str(script), *args],
         cwd=tmp_path,

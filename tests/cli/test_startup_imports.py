@@ -99,6 +99,9 @@ def test_help_imports_only_the_module_of_the_command_shown() -> None:
         "qxdb_cli.state",
         "qxdb_cli.lazy",
         "qxdb_cli._click_compat",
+        # shared options, Ctrl-C accounting and output helpers: standard library + Typer
+        "qxdb_cli.common",
+        "qxdb_cli.render",
     }
     _, modules = _modules_after(["outbox", "--help"])
     assert "qxdb_cli.outbox" in modules
