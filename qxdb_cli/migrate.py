@@ -593,7 +593,9 @@ def run_tests(
     from qxdb.migrations.testkit import KitReport, run_testkit, scratch_database
     from qxdb.urls import display_url
 
-    settings = _settings(config, creates=in_place)
+    # The kit makes its own scratch database beside the configured one; only --in-place
+    # uses (and needs) the configured database itself.
+    settings = _settings(config, creates=True)
 
     async def kit() -> KitReport:
         if in_place:

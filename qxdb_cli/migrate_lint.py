@@ -132,10 +132,12 @@ def lint(
             lint_config=lint_config,
         )
     else:
-        from qxdb_cli.state import load_settings
+        from qxdb_cli.state import chosen_dialect, load_settings
 
-        settings = load_settings()
-        if not settings.url_is_default:
+        # With no database chosen, every revision is linted and nothing is opened: neither
+        # the embedded default's absence nor the project's recorded dialect is in the way.
+        settings = load_settings(config=config) if chosen_dialect() is not None else None
+        if settings is not None:
             render.announce_database(settings)
         try:
             report = asyncio.run(

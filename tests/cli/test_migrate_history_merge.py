@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from qxdb.urls import sqlite_file
 from tests.cli.migrate_support import ok, one_error, run
 from tests.integration.kit_histories import BROKEN, HEALTHY, lay_down
 
@@ -15,6 +16,9 @@ from tests.integration.kit_histories import BROKEN, HEALTHY, lay_down
 @pytest.mark.slow
 def test_merge_joins_two_heads_into_one_that_upgrades(tmp_path: Path, sqlite_url: str) -> None:
     lay_down(tmp_path, BROKEN["two_heads"].history)
+    database = sqlite_file(sqlite_url)
+    assert database is not None
+    database.touch()  # check only reads: it never creates the database file
     check = run(tmp_path, "migrate", "check", url=sqlite_url)
     assert "merge them (qxdb migrate merge)" in check.stdout
 
