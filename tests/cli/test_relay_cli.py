@@ -127,6 +127,7 @@ def test_unreachable_database_exits_3(tmp_path: Path) -> None:
 
 
 def test_missing_outbox_table_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "qxdb.sqlite3").touch()  # an empty database: no command creates one to read
     result = run_qxdb("outbox", "relay", "--once", cwd=tmp_path)
     assert result.returncode == 2
     assert "qxdb: error: outbox table 'qx_outbox_events' does not exist" in result.stderr
