@@ -20,7 +20,7 @@ _qxdb_commands() {
 _qxdb_options() {
   reply=()
   case "$1" in
-    ('qxdb') reply=('--database-url:SQLAlchemy async URL; overrides QX_DB__URL. Unset: the embedded SQLite file ./qxdb.sqlite3.' '--debug:Show tracebacks on errors.' '--version:Print the version and exit.' '--install-completion:Install completion for the current shell.' '--show-completion:Show completion for the current shell, to copy it or customize the installation.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
+    ('qxdb') reply=('--database-url:SQLAlchemy async URL (postgres:// is read as asyncpg); overrides QX_DB__URL. Unset: the embedded SQLite file ./qxdb.sqlite3. May also follow the command.' '--debug:Show tracebacks on errors. May also follow the command.' '--version:Print the version and exit.' '--install-completion:Install completion for the current shell.' '--show-completion:Show completion for the current shell, to copy it or customize the installation.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb doctor') reply=('--json:Print one JSON document.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb demo') reply=('--dir:Workspace folder for the example service (created if missing).' '--orders:How many orders to place.' '-h:Show this message and exit.' '--help:Show this message and exit.') ;;
     ('qxdb migrate') reply=('-h:Show this message and exit.' '--help:Show this message and exit.') ;;

@@ -36,11 +36,14 @@ def demo(
     Example: qxdb demo --dir /tmp/shop-demo
     """
     from qxdb.demo import run_demo
-    from qxdb.urls import display_url
+    from qxdb.urls import async_driver_url, display_url
     from qxdb_cli.state import state
 
     url = state.database_url
     if url:
+        url, read_as = async_driver_url(url)
+        if read_as is not None:
+            render.note(f"note: {read_as}")
         render.note(f"database: {display_url(url)}")
     else:
         render.note(

@@ -74,7 +74,10 @@ def message_for(exc: BaseException) -> str:
         else:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     text = " ".join(text.strip().split("\n")[0].split()) or type(exc).__name__
-    return redact_secrets(text, state.database_url)
+    # The URL's password as free text too (a driver may echo it), from wherever it came.
+    import os
+
+    return redact_secrets(text, state.database_url or os.environ.get("QX_DB__URL"))
 
 
 def report(exc: BaseException, *, debug: bool) -> int:

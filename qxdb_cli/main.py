@@ -113,11 +113,15 @@ def _global(
             "--database-url",
             envvar="QX_DB__URL",
             show_envvar=True,
-            help="SQLAlchemy async URL; overrides QX_DB__URL. Unset: the embedded SQLite file ./qxdb.sqlite3.",
+            help="SQLAlchemy async URL (postgres:// is read as asyncpg); overrides QX_DB__URL. "
+            "Unset: the embedded SQLite file ./qxdb.sqlite3. May also follow the command.",
             show_default=False,
         ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show tracebacks on errors. May also follow the command."),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(

@@ -368,7 +368,7 @@ def purge(
         rows = "row" if plan.count == 1 else "rows"
         render.out().print(
             f"{render.number(plan.published)} published{dead} {rows} older than {older_than} "
-            f"(before {plan.cutoff.isoformat()})",
+            f"(before {render.when(plan.cutoff)})",
             markup=False,
         )
     if dry_run or plan.count == 0:

@@ -135,12 +135,46 @@ def one_line(text: str | None) -> str:
 # -- tables -------------------------------------------------------------------------------
 
 
+def fitted_table(
+    columns: list[tuple[str, list[str]]],
+    *,
+    squeeze: tuple[str, ...],
+    right: tuple[str, ...] = (),
+    wide: bool = False,
+) -> Table:
+    """A table whose lines never wrap: the columns not in ``squeeze`` keep their width,
+    the ``squeeze`` ones share the rest of the terminal in that order (each at least 8)
+    and end in ``…``. Rich would squeeze every column alike, headers and numbers too."""
+    from rich.table import Table
+
+    natural = {name: max([len(name), *(len(c) for c in cells)]) for name, cells in columns}
+    limits: dict[str, int] = {}
+    if not wide:
+        room = out().width - 2 * (len(columns) - 1)
+        room -= sum(w for name, w in natural.items() if name not in squeeze)
+        for i, name in enumerate(squeeze):
+            later = 10 * (len(squeeze) - i - 1)  # keep some room for the next ones
+            limits[name] = max(8, min(natural[name], room - later))
+            room -= limits[name]
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, _ in columns:
+        table.add_column(
+            name,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if name in right else "left",
+            max_width=limits.get(name),
+            min_width=None if name in squeeze else natural[name],
+        )
+    for i in range(len(columns[0][1]) if columns else 0):
+        table.add_row(*(cells[i] for _, cells in columns))
+    return table
+
+
 def outbox_rows_table(rows: list[OutboxRow], *, wide: bool = False) -> Table:
     """Outbox rows, one line each, fitting the terminal (80 columns): short ids, the time
     without the year, the version and tenant columns only when they say something, and
     long names ending in ``…`` instead of wrapping. ``wide`` (``--wide``) shows all whole."""
-    from rich.table import Table
-
     ident = (lambda v: "" if v is None else str(v)) if wide else short_id
     stamp = when if wide else (lambda v: "" if v is None else v.strftime("%m-%d %H:%M:%S"))
     columns: list[tuple[str, list[str]]] = [
@@ -157,27 +191,7 @@ def outbox_rows_table(rows: list[OutboxRow], *, wide: bool = False) -> Table:
         ("tries", [number(r.attempts) for r in rows]),
         ("last error", [one_line(r.last_error) for r in rows]),
     ]
-    natural = {name: max([len(name), *(len(c) for c in cells)]) for name, cells in columns}
-    limits: dict[str, int] = {}
-    if not wide:
-        # Rich squeezes no-wrap columns by hiding some; share the room out ourselves:
-        # the fixed columns whole, the rest to the event name first, then the error.
-        room = out().width - 2 * (len(columns) - 1)
-        room -= sum(w for name, w in natural.items() if name not in ("event", "last error"))
-        event = max(8, min(natural["event"], room - 10))
-        limits = {"event": event, "last error": max(10, room - event)}
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, _ in columns:
-        table.add_column(
-            name,
-            no_wrap=True,
-            overflow="ellipsis",
-            justify="right" if name in ("v", "tries") else "left",
-            max_width=limits.get(name),
-        )
-    for i in range(len(rows)):
-        table.add_row(*(cells[i] for _, cells in columns))
-    return table
+    return fitted_table(columns, squeeze=("event", "last error"), right=("v", "tries"), wide=wide)
 
 
 def print_table(table: Table, *, wide: bool = False) -> None:
@@ -211,19 +225,10 @@ def print_stats(report: OutboxStats, *, exact: bool) -> None:
     summary.add_row("lag", age(report.lag_seconds) if report.pending else "none")
     out().print(summary)
     if report.by_event:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("event", no_wrap=True, overflow="ellipsis")
-        for name in ("pending", "failed", "dead", *(["published"] if exact else [])):
-            table.add_column(name, justify="right", no_wrap=True)
-        for counts in report.by_event:
-            cells = [
-                counts.event_name,
-                number(counts.pending),
-                number(counts.failed),
-                number(counts.dead),
-            ]
-            if exact:
-                cells.append(number(counts.published or 0))
-            table.add_row(*cells)
+        names = ["pending", "failed", "dead", *(["published"] if exact else [])]
+        columns = [("event", [c.event_name for c in report.by_event])]
+        columns += [
+            (name, [number(getattr(c, name) or 0) for c in report.by_event]) for name in names
+        ]
         out().print()
-        print_table(table)
+        print_table(fitted_table(columns, squeeze=("event",), right=tuple(names)))

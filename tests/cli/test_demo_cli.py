@@ -38,6 +38,7 @@ def _suggested_commands_work(workspace: Path, expected_events: int) -> None:
     assert decoded_from.returncode == 0, decoded_from.stderr
 
 
+@pytest.mark.slow
 def test_demo_on_the_embedded_database_twice(tmp_path: Path) -> None:
     first = _demo(tmp_path)
     for heading in (
@@ -60,6 +61,7 @@ def test_demo_on_the_embedded_database_twice(tmp_path: Path) -> None:
     _suggested_commands_work(workspace, expected_events=96)
 
 
+@pytest.mark.slow
 def test_demo_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     output = _demo(tmp_path, "--database-url", postgres_url)
     assert "36 orders placed" in output

@@ -84,9 +84,18 @@ def _seed_outbox(url: str, *, failed: bool) -> None:
     )
 
 
-@contextmanager
-def _last_row_locked(url: str) -> Iterator[None]:
+def _last_row_locked(url: str) -> Any:
     """Hold a lock on the row every ascending walk reaches last, in another session."""
+    return _holding(
+        url,
+        "SELECT 1 FROM qx_outbox_events WHERE id = "
+        f"('00000000-0000-7000-8000-' || lpad(to_hex({ROWS}), 12, '0'))::uuid FOR UPDATE",
+    )
+
+
+@contextmanager
+def _holding(url: str, sql: str) -> Iterator[None]:
+    """Run ``sql`` in a transaction of another session and keep it open meanwhile."""
     import asyncio
     import threading
 
@@ -100,11 +109,7 @@ def _last_row_locked(url: str) -> Iterator[None]:
         conn = await asyncpg.connect(_plain(url))
         try:
             async with conn.transaction():
-                await conn.execute(
-                    "SELECT 1 FROM qx_outbox_events WHERE id = "
-                    f"('00000000-0000-7000-8000-' || lpad(to_hex({ROWS}), 12, '0'))::uuid "
-                    "FOR UPDATE"
-                )
+                await conn.execute(sql)
                 ready.set()
                 await asyncio.to_thread(release.wait, 120)
         finally:
@@ -285,3 +290,12 @@ def test_sigint_mid_migrate_up_names_applied_and_not_applied(
     first = run_coro(_fetchval(postgres_url, "SELECT to_regclass('first_t') IS NOT NULL"))
     assert first is ("a1" in applied)
     assert run_coro(_fetchval(postgres_url, "SELECT to_regclass('third_t')")) is None
+
+
+def test_sigint_in_a_reading_command_says_nothing_changed(postgres_url: str) -> None:
+    _seed_outbox(postgres_url, failed=True)
+    # The reading command waits behind an exclusive lock, then is interrupted.
+    with _holding(postgres_url, "LOCK TABLE qx_outbox_events IN ACCESS EXCLUSIVE MODE"):
+        proc = _start(["outbox", "stats"], postgres_url)
+        _, err = _interrupt_when(proc, postgres_url, "wait_event_type = 'Lock'")
+    assert _the_line(err) == "qxdb: interrupted: nothing was changed"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.cli.migrate_support import ALEMBIC, make_project, ok, run
 
 
+@pytest.mark.slow
 def test_new_user_journey(db_url: str, tmp_path: Path) -> None:
     package = make_project(tmp_path)
     dialect = "sqlite" if db_url.startswith("sqlite") else "postgresql"

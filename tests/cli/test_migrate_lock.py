@@ -74,6 +74,7 @@ async def _facts(url: str) -> dict[str, object]:
         await conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 def test_three_deploys_at_once_apply_each_revision_once(postgres_url: str, tmp_path: Path) -> None:
     package = make_project(

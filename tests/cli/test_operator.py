@@ -61,6 +61,7 @@ async def _fetchval(url: str, sql: str) -> Any:
 # -- a forgotten QX_DB__URL ----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 def test_a_forgotten_url_in_a_postgresql_project_touches_nothing(
     postgres_url: str, tmp_path: Path
@@ -114,6 +115,7 @@ def test_a_forgotten_url_in_a_postgresql_project_touches_nothing(
     assert (tmp_path / "try.sqlite3").exists()
 
 
+@pytest.mark.slow
 def test_reading_commands_never_create_a_sqlite_file(tmp_path: Path) -> None:
     (tmp_path / "models.py").write_text("from sqlalchemy import MetaData\nmetadata = MetaData()\n")
     init = run_qxdb("migrate", "init", "--metadata", "models:metadata", cwd=tmp_path)

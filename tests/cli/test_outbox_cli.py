@@ -137,6 +137,7 @@ def seeded(db_url: str) -> Seeded:
     return Seeded(url=db_url, now=now, ids=run_coro(_seed(db_url, now)))
 
 
+@pytest.mark.slow
 def test_inspect_filters_show_and_stats(seeded: Seeded) -> None:
     url = seeded.url
     since = (seeded.now - timedelta(hours=4)).isoformat()
@@ -260,6 +261,7 @@ def test_inspect_filters_show_and_stats(seeded: Seeded) -> None:
     assert row["payload"] == envelope
 
 
+@pytest.mark.slow
 def test_replay_and_purge(seeded: Seeded) -> None:
     url = seeded.url
     before = snapshot(url)

@@ -169,6 +169,7 @@ def assert_exactly_once(messages: list[tuple[str, str, int]], ids: dict[str, Any
 # ---------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 async def test_twenty_thousand_events_are_in_the_stream_exactly_once(
     postgres_url: str, scope: StreamScope

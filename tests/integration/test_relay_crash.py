@@ -30,6 +30,7 @@ __all__ = ["scope"]
 EVENTS = 20_000
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 async def test_sigkill_ten_times_loses_nothing_and_duplicates_nothing(
     postgres_url: str, scope: StreamScope

@@ -54,6 +54,7 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 async def test_three_ordered_relays_keep_per_key_order(
     postgres_url: str, scope: StreamScope

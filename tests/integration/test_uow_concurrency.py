@@ -26,6 +26,7 @@ def _no_fsync(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres_only
 async def test_concurrent_read_modify_save_loses_no_update(db_url: str) -> None:
     # A small pool: the 50 tasks queue for 2 connections, as a service's requests would.
