@@ -24,7 +24,7 @@ from qxdb.core.identifiers import (
     validate_outbox_name,
 )
 from qxdb.errors import ConfigurationError
-from qxdb.urls import DEFAULT_SQLITE_URL, backend_of, display_url
+from qxdb.urls import DEFAULT_SQLITE_URL, async_driver_url, backend_of, display_url
 
 __all__ = ["DatabaseSettings", "PoolKind", "configured_outbox_table", "validate_identifier"]
 
@@ -118,12 +118,14 @@ class DatabaseSettings(BaseSettings):
 
     @property
     def resolved_url(self) -> str:
-        """The URL to connect with (contains the password: never print it)."""
-        return (
-            DEFAULT_SQLITE_URL
-            if self.url_is_default or self.url is None
-            else self.url.get_secret_value()
-        )
+        """The URL to connect with (contains the password: never print it).
+
+        A URL typed without an async driver (``postgres://``, ``postgresql://``,
+        ``sqlite://``, as hosting providers hand them out) gets qxdb's: asyncpg or aiosqlite.
+        """
+        if self.url_is_default or self.url is None:
+            return DEFAULT_SQLITE_URL
+        return async_driver_url(self.url.get_secret_value())[0]
 
     @property
     def display_url(self) -> str:

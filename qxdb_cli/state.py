@@ -41,12 +41,12 @@ def load_settings(*, creates: bool = False, config: Path | None = None) -> Datab
 
     settings = DatabaseSettings().with_url(state.database_url)
     if not settings.url_is_default:
-        url, note = async_driver_url(settings.resolved_url)
+        typed = settings.url.get_secret_value() if settings.url is not None else ""
+        note = async_driver_url(typed)[1]
         if note is not None:
             from qxdb_cli import render
 
             render.note(f"note: {note}")
-            settings = settings.with_url(url)
         check_url(settings.resolved_url)
     else:
         _refuse_unchosen_default(config)
@@ -59,7 +59,6 @@ def chosen_dialect() -> str | None:
     """The dialect of the URL the user gave (``--database-url``, ``QX_DB__URL``, ``.env``),
     or ``None`` when none is set."""
     from qxdb.settings import DatabaseSettings
-    from qxdb.urls import async_driver_url
 
     try:
         settings = DatabaseSettings().with_url(state.database_url)
@@ -67,7 +66,7 @@ def chosen_dialect() -> str | None:
         return None  # a bad setting is reported by the commands that use the database
     if settings.url_is_default:
         return None
-    return settings.with_url(async_driver_url(settings.resolved_url)[0]).dialect_name
+    return settings.dialect_name
 
 
 def _refuse_unchosen_default(config: Path | None) -> None:

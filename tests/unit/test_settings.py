@@ -123,3 +123,20 @@ def test_redact_secrets_catches_every_spelling(url: str) -> None:
     text = redact_secrets(f"auth failed for {url}: password 'pa/ss' ({spelled})", url)
     assert "pa/ss" not in text
     assert spelled not in text
+
+
+@pytest.mark.parametrize(
+    ("typed", "used"),
+    [
+        ("postgres://app:pw@db:5432/app", "postgresql+asyncpg://app:pw@db:5432/app"),
+        ("postgresql://app@db/app", "postgresql+asyncpg://app@db/app"),
+        ("sqlite:///./x.sqlite3", "sqlite+aiosqlite:///./x.sqlite3"),
+        ("postgresql+asyncpg://app@db/app", "postgresql+asyncpg://app@db/app"),
+    ],
+)
+def test_urls_without_an_async_driver_get_qxdbs(typed: str, used: str) -> None:
+    # Library users get the same reading as the command: hosting providers hand out
+    # postgres:// URLs, and create_engine must not fail on them.
+    settings = DatabaseSettings(url=typed)
+    assert settings.resolved_url == used
+    assert settings.dialect_name == used.split("+")[0]
