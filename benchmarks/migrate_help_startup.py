@@ -16,14 +16,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import Comparison, load, print_header, print_table, rounds, time_commands
+from _common import Comparison, load, print_header, print_table, time_commands
 from startup import MINIMAL_APP
 
 BIN = Path(sys.executable).parent
 
 
 def main() -> int:
-    runs = rounds(15, 10)
+    runs = 10  # whole processes; alembic --help alone takes 0.5-2 s
     print_header(
         "migrate help startup: whole-process wall time",
         "the minimal Typer app of startup.py (same help formatting) and alembic --help",

@@ -15,9 +15,10 @@ the same result, interleaved, >= 3 rounds (benchmarks/_common.py):
 * inspect: the first 50 pending rows, ``ORDER BY id LIMIT 51`` on an open connection.
   Target: every run under 5 ms.
 * replay of 100,000 published rows (a window) as the command does it (count, then
-  batches): against (a) the ids fetched once then ``UPDATE … WHERE id = ANY($1)`` in
-  batches of 10,000, and (b) a keyset loop of ``UPDATE … WHERE id IN (SELECT … LIMIT
-  10000)``; both commit each batch, and their time includes finding the rows. Targets:
+  batches): against the ids fetched once then ``UPDATE … WHERE id = ANY($1)`` in batches
+  of 10,000, each batch one autocommitted statement, the time including the id fetch.
+  (A keyset loop of ``UPDATE … WHERE id IN (SELECT … LIMIT 10000)``, the other obvious
+  hand-written form, is slower: ``--with-in-baseline`` adds it.) Targets:
   >= 50,000 rows/s (median, on a quiet machine), longest statement < 0.5 s.
 * purge of the oldest published rows: against the ids fetched then ``DELETE … = ANY``
   batches of 10,000. Target: longest statement < 0.5 s.
@@ -59,7 +60,7 @@ STEP_MS = 1_000  # occurred_at advances one second per row: 1M rows span ~11.6 d
 TABLE = "bench_outbox_events"
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/qxdb_bench_outbox"
 REPLAY_FROM, REPLAY_TO = 600_000, 700_000  # rows g in (from, to]: published, replayed
-PURGE_TO = 50_000 if quick() else 200_000  # published rows g <= this are purged
+PURGE_TO = 50_000 if quick() else 100_000  # published rows g <= this are purged
 RUNS = rounds(3)
 READ_RUNS = rounds(30, 10)
 BATCH = 10_000
@@ -268,14 +269,12 @@ async def raw_replay_by_ids(raw: asyncpg.Connection, a: datetime, b: datetime) -
             raw.fetch(f"SELECT id FROM {TABLE} WHERE {WINDOW} ORDER BY occurred_at, id", a, b)
         )
     ]
-    for i in range(0, len(ids), BATCH):
-        async with raw.transaction():
-            await timer(
-                raw.execute(
-                    f"UPDATE {TABLE} SET {SET_PENDING} WHERE id = ANY($1::uuid[])",
-                    ids[i : i + BATCH],
-                )
+    for i in range(0, len(ids), BATCH):  # one statement, its own transaction (autocommit)
+        await timer(
+            raw.execute(
+                f"UPDATE {TABLE} SET {SET_PENDING} WHERE id = ANY($1::uuid[])", ids[i : i + BATCH]
             )
+        )
     return len(ids), timer.longest
 
 
@@ -284,17 +283,16 @@ async def raw_replay_keyset(raw: asyncpg.Connection, a: datetime, b: datetime) -
     done, last = 0, None
     while True:
         after = "AND (occurred_at, id) > ($3, $4)" if last else ""
-        async with raw.transaction():
-            rows = await timer(
-                raw.fetch(
-                    f"UPDATE {TABLE} SET {SET_PENDING} WHERE id IN (SELECT id FROM {TABLE} "
-                    f"WHERE {WINDOW} {after} ORDER BY occurred_at, id LIMIT {BATCH}) "
-                    "RETURNING occurred_at, id",
-                    a,
-                    b,
-                    *(last or ()),
-                )
+        rows = await timer(
+            raw.fetch(
+                f"UPDATE {TABLE} SET {SET_PENDING} WHERE id IN (SELECT id FROM {TABLE} "
+                f"WHERE {WINDOW} {after} ORDER BY occurred_at, id LIMIT {BATCH}) "
+                "RETURNING occurred_at, id",
+                a,
+                b,
+                *(last or ()),
             )
+        )
         done += len(rows)
         if len(rows) < BATCH:
             return done, timer.longest
@@ -323,20 +321,24 @@ async def bench_replay(
         counts["keyset"], took = await raw_replay_keyset(raw, a, b)
         longest["keyset"].append(took)
 
-    sides = {"ours": ours, "ids": by_ids, "keyset": keyset}
+    sides = {"ours": ours, "ids": by_ids}
+    if "--with-in-baseline" in sys.argv:
+        sides["keyset"] = keyset
     times: dict[str, list[float]] = {name: [] for name in sides}
     for r in range(RUNS):
         names = list(sides)
-        names = names[r % 3 :] + names[: r % 3]
+        names = names[r % len(names) :] + names[: r % len(names)]
         for name in names:
             started = time.perf_counter()
             await sides[name]()
             times[name].append(time.perf_counter() - started)
             await restore_published(engine, store.table, base_ms)  # untimed
-    assert counts["ours"] == counts["ids"] == counts["keyset"], counts
+    assert len(set(counts.values())) == 1, counts
     n = counts["ours"]
     out = []
     for name, label in (("ids", "ids + UPDATE = ANY"), ("keyset", "UPDATE IN (SELECT … LIMIT)")):
+        if name not in sides:
+            continue
         c = Comparison(f"replay {n:,} rows vs {label}", unit="s", count=n)
         for o, base in zip(times["ours"], times[name], strict=True):
             c.add(o, base)
@@ -365,11 +367,10 @@ async def raw_purge(raw: asyncpg.Connection, cutoff: datetime) -> tuple[int, flo
             )
         )
     ]
-    for i in range(0, len(ids), BATCH):
-        async with raw.transaction():
-            await timer(
-                raw.execute(f"DELETE FROM {TABLE} WHERE id = ANY($1::uuid[])", ids[i : i + BATCH])
-            )
+    for i in range(0, len(ids), BATCH):  # one statement, its own transaction (autocommit)
+        await timer(
+            raw.execute(f"DELETE FROM {TABLE} WHERE id = ANY($1::uuid[])", ids[i : i + BATCH])
+        )
     return len(ids), timer.longest
 
 

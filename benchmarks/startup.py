@@ -96,7 +96,7 @@ def compare(name: str, ours: Sample, base: Sample, limit: float, what: str) -> C
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=rounds(15, 10))
+    parser.add_argument("--runs", type=int, default=rounds(12, 10))
     parser.add_argument("--quick", action="store_true", help="fewer rounds (10)")
     runs = max(10, parser.parse_args().runs)
     print_header(

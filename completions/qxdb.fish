@@ -186,7 +186,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, o
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a stats -d 'Counts by status and by event name, and the lag (age of the oldest pending row)'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a replay -d 'Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids'
-complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a purge -d 'Delete rows published longer ago than --older-than, in batches of 10,000'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a purge -d 'Delete rows published longer ago than --older-than, in batches of at most 10,000'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l nats-url -x -d 'NATS server URL (a cluster: several, comma-separated).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l subject-prefix -x -d 'Subjects are <prefix>.<event name>, e.g. acme.orders.placed.'

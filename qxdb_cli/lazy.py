@@ -8,8 +8,8 @@ docs/benchmarks.md):
   command. :class:`LazyTyperGroup` keeps a placeholder per command and builds the real one
   on first use, through Typer's public ``add_typer`` / ``command`` (so it comes out exactly
   as an eagerly registered one would). Listing the commands in ``--help`` needs only each
-  one's summary, which the placeholder carries; ``tests/cli/test_startup_imports.py`` keeps those
-  summaries equal to the real ones.
+  one's summary, which the placeholder carries; ``tests/cli/test_startup_imports.py``
+  keeps those summaries equal to the real ones.
 * Recent Typers coerce every parameter through a pydantic ``TypeAdapter`` (~100-140 ms of
   imports), even a ``str`` option that was never given and the ``--install-completion``
   flag. :func:`plain_coercion` gives ``str`` and ``bool`` parameters a coercion that passes
@@ -117,7 +117,7 @@ def _pass_through_class() -> Callable[..., Any] | None:
         return None
 
     class PassThrough(RuntimeParam):
-        """``str`` values of ``str`` parameters and ``bool`` values of flags come back as they are.
+        """A ``str`` value of a ``str`` parameter, a ``bool`` of a flag, comes back as it is.
 
         Typer's adapter returns exactly these unchanged too (``str(value)``, a bool); any
         other value goes to the adapter Typer would have built, built on first need.

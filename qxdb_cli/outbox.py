@@ -258,7 +258,8 @@ def replay(
     The envelope, and the event id in it, stay the same. Shows how many rows and a sample,
     then asks (--yes to skip; required without a terminal). --dry-run changes nothing.
     Say which rows: at least one selection option (--status all means every row). Works
-    in batches of 10,000, each committed: Ctrl-C stops after the last committed batch.
+    in batches of at most 10,000 (sized to keep each statement short), each committed:
+    Ctrl-C stops after the last committed batch.
 
     Example: qxdb outbox replay --status failed --event 'orders.*' --dry-run
     """
@@ -338,7 +339,7 @@ def purge(
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete rows published longer ago than --older-than, in batches of 10,000.
+    """Delete rows published longer ago than --older-than, in batches of at most 10,000.
 
     Pending rows are never deleted; dead rows only with --include-dead. Shows how many
     rows, then asks (--yes to skip; required without a terminal). --dry-run changes

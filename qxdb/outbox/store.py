@@ -328,7 +328,9 @@ class OutboxStore:
         started = time.perf_counter()
         longest = 0.0
         done = batches = 0
-        async with self._connect() as conn:
+        # On PostgreSQL a batch is one statement: in autocommit it is its own transaction
+        # without the BEGIN and COMMIT round trips.
+        async with self._connect(autocommit=self._is_postgres) as conn:
             if expected is None:
                 expected = await self._count(conn, where)
                 await conn.commit()
@@ -408,7 +410,7 @@ class OutboxStore:
         started = time.perf_counter()
         longest = 0.0
         done = batches = 0
-        async with self._connect() as conn:
+        async with self._connect(autocommit=self._is_postgres) as conn:  # as in replay
             if expected is None:
                 expected = 0
                 for _, _, where in self._purge_conditions(cutoff, include_dead):
