@@ -27,7 +27,9 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Table, and_, true
 
 from qxdb.errors import ValidationError
+from qxdb.outbox.fingerprint import validate_fingerprint
 from qxdb.outbox.table import pending_clause
+from qxdb.outbox.triage import error_fingerprint_sql
 
 __all__ = ["OUTBOX_STATUSES", "OutboxSelection", "OutboxStatus", "glob_to_like", "row_status"]
 
@@ -70,6 +72,8 @@ class OutboxSelection:
     since: datetime | None = None
     until: datetime | None = None
     ids: tuple[UUID, ...] = ()
+    # A failure group (fingerprint of last_error, see qxdb.outbox.fingerprint).
+    error_group: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in OUTBOX_STATUSES:
@@ -89,6 +93,8 @@ class OutboxSelection:
             )
         if not isinstance(self.ids, tuple):
             object.__setattr__(self, "ids", tuple(self.ids))
+        if self.error_group is not None:
+            object.__setattr__(self, "error_group", validate_fingerprint(self.error_group))
 
     @classmethod
     def of_ids(cls, ids: Iterable[UUID]) -> OutboxSelection:
@@ -120,6 +126,8 @@ class OutboxSelection:
             parts.append(c.occurred_at < self.until)
         if self.ids:
             parts.append(c.id.in_(self.ids))
+        if self.error_group is not None:
+            parts.append(error_fingerprint_sql(c.last_error) == self.error_group)
         return and_(*parts) if parts else true()
 
     def describe(self) -> dict[str, Any]:
@@ -135,4 +143,6 @@ class OutboxSelection:
             out["until"] = self.until.isoformat()
         if self.ids:
             out["ids"] = [str(i) for i in self.ids]
+        if self.error_group is not None:
+            out["group"] = self.error_group
         return out

@@ -28,6 +28,9 @@ next_attempt_at   not to be tried before this (backoff); NULL means now
 locked_until      lease: a relay owns the row until then
 locked_by         which relay holds the lease
 dead_at           set when the row ran out of attempts; replay clears it
+replay_count      how many times an operator replayed the row (server default 0)
+first_failed_at   when its first delivery failed; a replay keeps it, so a row that
+                  was replayed and failed again is visible as such
 ================  ===========================================================
 
 Status, derived: *pending* (``published_at`` and ``dead_at`` NULL), *failed* (pending with
@@ -40,6 +43,8 @@ nullable or have server defaults, so existing rows stay valid.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -66,9 +71,11 @@ from qxdb.types import JSONType, UTCDateTime, UUIDType
 
 __all__ = [
     "OUTBOX_TABLE_NAME",
+    "failure_marks",
     "include_outbox_table",
     "outbox_table",
     "pending_clause",
+    "replay_marks",
     "resolve_outbox_name",
 ]
 
@@ -82,6 +89,23 @@ def pending_clause(table: Table) -> ColumnElement[bool]:
     the relay all use it.
     """
     return and_(table.c.published_at.is_(None), table.c.dead_at.is_(None))
+
+
+def replay_marks(table: Table) -> dict[str, ColumnElement[Any]]:
+    """What a replay records besides resetting the delivery state: one more replay, and
+    the first failure kept (where nothing wrote it yet, the death is the best known)."""
+    c = table.c
+    return {
+        "replay_count": c.replay_count + 1,
+        "first_failed_at": func.coalesce(c.first_failed_at, c.dead_at),
+    }
+
+
+def failure_marks(table: Table, now: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
+    """What a delivery failure records besides the error: the first failure's time, once.
+
+    For the relay's failure UPDATE (``.values(**failure_marks(t, now), …)``)."""
+    return {"first_failed_at": func.coalesce(table.c.first_failed_at, now)}
 
 
 def resolve_outbox_name(name: str | None) -> str:
@@ -132,6 +156,10 @@ def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
         Column("locked_until", UTCDateTime(), nullable=True),
         Column("locked_by", String(64), nullable=True),
         Column("dead_at", UTCDateTime(), nullable=True),
+        # Server default only, no Python default: the recorder's INSERT leaves both out,
+        # so it keeps working on a table not yet migrated to have them.
+        Column("replay_count", Integer, nullable=False, server_default="0"),
+        Column("first_failed_at", UTCDateTime(), nullable=True),
         info={"qxdb_outbox": True},
         schema=schema,
     )
