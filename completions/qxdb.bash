@@ -35,10 +35,10 @@ __qxdb_options() {
         'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --pyproject -c --config -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
-        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --wide --json -h --help ;;
+        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --group-by --wide --json -h --help ;;
         'qxdb outbox show') printf '%s\n' --row --json -h --help ;;
         'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
-        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id -y --yes --dry-run --wide --json -h --help ;;
+        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id --group -y --yes --dry-run --wide --json -h --help ;;
         'qxdb outbox purge') printf '%s\n' --older-than --include-dead -y --yes --dry-run --json -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
@@ -118,6 +118,7 @@ __qxdb_value() {
         'qxdb outbox inspect -n') echo 'text' ;;
         'qxdb outbox inspect --limit') echo 'text' ;;
         'qxdb outbox inspect --after') echo 'text' ;;
+        'qxdb outbox inspect --group-by') echo 'text' ;;
         'qxdb outbox replay -s') echo 'text' ;;
         'qxdb outbox replay --status') echo 'text' ;;
         'qxdb outbox replay -e') echo 'text' ;;
@@ -126,6 +127,7 @@ __qxdb_value() {
         'qxdb outbox replay --since') echo 'text' ;;
         'qxdb outbox replay --until') echo 'text' ;;
         'qxdb outbox replay --id') echo 'text' ;;
+        'qxdb outbox replay --group') echo 'text' ;;
         'qxdb outbox purge --older-than') echo 'text' ;;
         'qxdb cursor decode --secret') echo 'text' ;;
         'qxdb cursor encode --secret') echo 'text' ;;

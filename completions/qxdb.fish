@@ -51,9 +51,9 @@ function __qxdb_value_options
         case 'qxdb outbox relay'
             printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
         case 'qxdb outbox inspect'
-            printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after
+            printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --group-by
         case 'qxdb outbox replay'
-            printf '%s\n' -s --status -e --event --tenant --since --until --id
+            printf '%s\n' -s --status -e --event --tenant --since --until --id --group
         case 'qxdb outbox purge'
             printf '%s\n' --older-than
         case 'qxdb cursor decode'
@@ -206,6 +206,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l until -x -d 'Occurred b
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l id -x -d 'A row id; repeat for several.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s n -l limit -x
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l after -x -d 'Continue after this id (from the previous page).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l group-by -x -d 'List failure groups instead of rows: by error, or by event or tenant and error. Status dead unless --status failed.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l wide -d 'Full ids and names, however wide the terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s h -l help -d 'Show this message and exit.'
@@ -221,6 +222,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l tenant -x -d 'Tenant id 
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l since -x -d 'Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l until -x -d 'Occurred before (same forms as --since).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l id -x -d 'A row id; repeat for several.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l group -x -d 'A failure group: the fingerprint that \'inspect --group-by\' prints.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s y -l yes -d 'Do not ask; needed without a terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l dry-run -d 'Show what would change, change nothing.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l wide -d 'Full ids and names, however wide the terminal.'
