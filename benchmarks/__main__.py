@@ -32,6 +32,7 @@ ORDER = (
     "keyset",
     "outbox_record",
     "outbox_ops",
+    "outbox_triage",
     "repository",
     "relay",
 )

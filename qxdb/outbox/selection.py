@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, Table, and_, true
 from qxdb.errors import ValidationError
 from qxdb.outbox.fingerprint import validate_fingerprint
 from qxdb.outbox.table import pending_clause
-from qxdb.outbox.triage import error_fingerprint_sql
+from qxdb.outbox.triage import group_of
 
 __all__ = ["OUTBOX_STATUSES", "OutboxSelection", "OutboxStatus", "glob_to_like", "row_status"]
 
@@ -127,7 +127,7 @@ class OutboxSelection:
         if self.ids:
             parts.append(c.id.in_(self.ids))
         if self.error_group is not None:
-            parts.append(error_fingerprint_sql(c.last_error) == self.error_group)
+            parts.append(group_of(table) == self.error_group)
         return and_(*parts) if parts else true()
 
     def describe(self) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from qxdb.outbox.batches import BatchSizer, delete_batch, replay_batch, rows_aft
 from qxdb.outbox.fingerprint import (
     FailureGrouping,
     error_class,
-    fingerprint_of_normalised,
+    normalise_error,
     validate_grouping,
 )
 from qxdb.outbox.reports import (
@@ -62,7 +62,7 @@ from qxdb.outbox.reports import (
 )
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.table import outbox_table
-from qxdb.outbox.triage import normalised_error, register_sqlite_functions
+from qxdb.outbox.triage import group_of, register_sqlite_functions
 from qxdb.result import Result
 from qxdb.settings import DatabaseSettings
 from qxdb.types import UTCDateTime
@@ -76,7 +76,7 @@ Progress = Callable[[int, int], None]
 """Called after each batch with (rows done, rows expected)."""
 
 _DELIVERY_STATE = ("delivery_id", "dead_at", "next_attempt_at", "locked_until", "locked_by")
-_TRIAGE = ("replay_count", "first_failed_at")
+_TRIAGE = ("replay_count", "first_failed_at", "error_group")
 
 
 class OutboxStore:
@@ -320,8 +320,8 @@ class OutboxStore:
 
         ``selection`` (default: every dead row) must be of status ``dead`` or ``failed``;
         its other criteria narrow it. ``by="event"`` / ``"tenant"`` splits each group by
-        event name / tenant. The grouping runs in the database (PostgreSQL: regular
-        expressions in SQL; SQLite: the Python rules as a registered function), one pass,
+        event name / tenant. The grouping runs in the database (PostgreSQL: the stored
+        ``error_group``; SQLite: the Python rules as a registered function), one pass,
         no rows sent back but one sample per group. Replay a group with
         ``OutboxSelection(status=…, error_group=fingerprint)`` (plus ``event``/``tenant_id``
         for a split group).
@@ -340,25 +340,24 @@ class OutboxStore:
         c = t.c
         split = {"error": None, "event": c.event_name, "tenant": c.tenant_id}[by]
         inner_cols: list[Any] = [
-            normalised_error(c.last_error).label("norm"),
+            group_of(t).label("fp"),
             cast(c.id, Text).label("rid"),
             func.coalesce(c.first_failed_at, c.dead_at).label("first"),
             c.dead_at.label("dead"),
         ]
         if split is not None:
             inner_cols.append(split.label("split"))
-        # A subquery, so GROUP BY names the normalised text once (its bound patterns
-        # would otherwise be two sets of parameters, which PostgreSQL cannot match).
+        # A subquery, so GROUP BY names the fingerprint once (on SQLite a function call).
         rows = select(*inner_cols).where(selection.where(t)).subquery("failed_rows")
-        keys: list[Any] = [rows.c.norm] + ([rows.c.split] if split is not None else [])
+        keys: list[Any] = [rows.c.fp] + ([rows.c.split] if split is not None else [])
         count = func.count()
         query = (
             select(
                 *keys,
                 count.label("n"),
-                func.min(rows.c.first),
-                func.max(rows.c.dead),
-                func.max(rows.c.rid),
+                func.min(rows.c.first).label("first"),
+                func.max(rows.c.dead).label("last"),
+                func.max(rows.c.rid).label("rid"),
                 func.count().over().label("groups"),
                 func.sum(count).over().label("rows"),
             )
@@ -368,7 +367,7 @@ class OutboxStore:
         )
         async with self._connect() as conn:
             found = (await conn.execute(query)).all()
-            sample_ids = [UUID(str(r[-3])) for r in found]
+            sample_ids = [UUID(str(r.rid)) for r in found]
             samples = {
                 r.id: r
                 for r in (
@@ -377,19 +376,21 @@ class OutboxStore:
             }
         groups = []
         for r in found:
-            norm = r[0]
             value = r[1] if split is not None else None
+            sample = samples.get(UUID(str(r.rid)))
+            # Every row of a group normalises to the same text: the sample's is the group's.
+            text_ = normalise_error(sample.last_error if sample is not None else None)
             groups.append(
                 FailureGroup(
-                    fingerprint=fingerprint_of_normalised(norm),
-                    error_class=error_class(norm),
-                    error=norm,
+                    fingerprint=r.fp,
+                    error_class=error_class(text_),
+                    error=text_,
                     event_name=value if by == "event" else None,
                     tenant_id=value if by == "tenant" else None,
                     count=int(r.n),
-                    first_failed_at=r[-5],
-                    last_failed_at=r[-4],
-                    sample=samples.get(UUID(str(r[-3]))),
+                    first_failed_at=r.first,
+                    last_failed_at=r.last,
+                    sample=sample,
                 )
             )
         return FailureGroups(

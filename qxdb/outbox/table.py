@@ -31,6 +31,8 @@ dead_at           set when the row ran out of attempts; replay clears it
 replay_count      how many times an operator replayed the row (server default 0)
 first_failed_at   when its first delivery failed; a replay keeps it, so a row that
                   was replayed and failed again is visible as such
+error_group       fingerprint of ``last_error`` (see :mod:`qxdb.outbox.fingerprint`),
+                  a generated column PostgreSQL keeps; NULL on SQLite
 ================  ===========================================================
 
 Status, derived: *pending* (``published_at`` and ``dead_at`` NULL), *failed* (pending with
@@ -67,6 +69,7 @@ from qxdb.core.identifiers import (
 )
 from qxdb.errors import ConfigurationError
 from qxdb.ids import uuid7
+from qxdb.outbox.triage import error_group_column
 from qxdb.types import JSONType, UTCDateTime, UUIDType
 
 __all__ = [
@@ -160,6 +163,7 @@ def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
         # so it keeps working on a table not yet migrated to have them.
         Column("replay_count", Integer, nullable=False, server_default="0"),
         Column("first_failed_at", UTCDateTime(), nullable=True),
+        error_group_column(),
         info={"qxdb_outbox": True},
         schema=schema,
     )

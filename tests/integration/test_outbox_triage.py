@@ -7,15 +7,20 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import MetaData, Table, insert, select
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Column, Integer, MetaData, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.errors import ConfigurationError, ValidationError
 from qxdb.ids import uuid7
 from qxdb.outbox.fingerprint import error_class, error_fingerprint, normalise_error
+from qxdb.outbox.recorder import DefaultOutboxRecorder
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.store import OutboxStore
 from qxdb.outbox.table import outbox_table
+from qxdb.outbox.triage import error_group_column
+from qxdb.types import UTCDateTime
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TENANTS = (
@@ -210,25 +215,52 @@ async def test_bad_triage_requests_are_refused(engine: AsyncEngine) -> None:
     assert (await store.plan_replay(upper)).count == 0
 
 
-async def test_a_table_without_the_triage_columns_is_reported(engine: AsyncEngine) -> None:
-    """Recording keeps working on a table not migrated yet; the store says what is missing."""
+async def test_a_table_without_the_triage_columns_is_reported_then_migrated(
+    engine: AsyncEngine,
+) -> None:
+    """Recording keeps working on a table not migrated yet; the store says what is missing;
+    the documented upgrade (three add_column calls) brings it up to date, rows included."""
     current = outbox_table()
     old = Table(
         current.name,
         MetaData(),
-        *(c._copy() for c in current.columns if c.name not in ("replay_count", "first_failed_at")),
+        *(
+            c._copy()
+            for c in current.columns
+            if c.name not in ("replay_count", "first_failed_at", "error_group")
+        ),
     )
+    recorder = DefaultOutboxRecorder()
     async with engine.begin() as conn:
         await conn.run_sync(old.metadata.create_all)
         # What DefaultOutboxRecorder sends: the new columns are left to the server.
-        from qxdb.outbox.recorder import DefaultOutboxRecorder
-
-        recorder = DefaultOutboxRecorder()
-        await conn.execute(recorder._insert, [_dead(1, "x", dead_at=None, attempts=0)])
+        await conn.execute(
+            recorder._insert,
+            [_dead(1, CLASSES[3](5)), _dead(2, CLASSES[3](6)), _dead(3, "x", dead_at=None)],
+        )
     with pytest.raises(
-        ConfigurationError, match="lacks columns first_failed_at, replay_count: bring"
+        ConfigurationError, match="lacks columns error_group, first_failed_at, replay_count: bring"
     ):
         await OutboxStore(engine).failure_groups()
+
+    def upgrade(sync_conn: Any) -> None:
+        op = Operations(MigrationContext.configure(sync_conn))
+        op.add_column(
+            current.name, Column("replay_count", Integer(), server_default="0", nullable=False)
+        )
+        op.add_column(current.name, Column("first_failed_at", UTCDateTime(), nullable=True))
+        op.add_column(current.name, error_group_column())
+
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade)
+    groups = await OutboxStore(engine).failure_groups()
+    assert [(g.fingerprint, g.count) for g in groups.groups] == [
+        (error_fingerprint(CLASSES[3](1)), 2)
+    ]
+    replayed = await OutboxStore(engine).replay(
+        OutboxSelection(status="dead", error_group=groups.groups[0].fingerprint)
+    )
+    assert replayed.rows == 2
 
 
 def test_error_class_reads_only_a_python_name() -> None:
