@@ -124,11 +124,15 @@ def resolve_outbox_name(name: str | None) -> str:
         raise ConfigurationError(str(exc)) from None
 
 
-def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
+def include_outbox_table(
+    metadata: MetaData, name: str | None = None, *, partitioned: bool = False
+) -> Table:
     """Register the outbox table in ``metadata`` (so Alembic autogenerate sees it).
 
     ``name`` defaults to the configured table (``QX_DB__OUTBOX_TABLE``, else
     ``qx_outbox_events``), the table the recorder, the store and the relay use.
+    ``partitioned`` (PostgreSQL): range-partitioned on ``recorded_at``, so the primary key
+    is ``(id, recorded_at)``; see :mod:`qxdb.outbox.partitions` for the partitions.
     """
     # "schema.name" is a table in a schema; given whole to Table() it would become one
     # quoted identifier with a dot in it.
@@ -152,7 +156,14 @@ def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
         Column("published_at", UTCDateTime(), nullable=True),
         Column("attempts", Integer, nullable=False, default=0, server_default="0"),
         Column("last_error", String(LAST_ERROR_MAX), nullable=True),
-        Column("recorded_at", UTCDateTime(), nullable=False, server_default=func.now()),
+        # A partitioned table's primary key must hold its partition key.
+        Column(
+            "recorded_at",
+            UTCDateTime(),
+            nullable=False,
+            server_default=func.now(),
+            primary_key=partitioned,
+        ),
         Column("delivery_id", UUIDType(), nullable=True),
         Column("ordering_key", String(255), nullable=True),
         Column("next_attempt_at", UTCDateTime(), nullable=True),
@@ -164,8 +175,9 @@ def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
         Column("replay_count", Integer, nullable=False, server_default="0"),
         Column("first_failed_at", UTCDateTime(), nullable=True),
         error_group_column(),
-        info={"qxdb_outbox": True},
+        info={"qxdb_outbox": True, "qxdb_partitioned": partitioned},
         schema=schema,
+        postgresql_partition_by="RANGE (recorded_at)" if partitioned else None,
     )
     c = table.c
     pending = pending_clause(table)
