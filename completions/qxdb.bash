@@ -9,7 +9,8 @@ __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
         'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test lint ;;
-        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
+        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge partitions ;;
+        'qxdb outbox partitions') printf '%s\n' list create-ahead drop ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
     esac
@@ -40,6 +41,10 @@ __qxdb_options() {
         'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
         'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id --group -y --yes --dry-run --wide --json -h --help ;;
         'qxdb outbox purge') printf '%s\n' --older-than --include-dead -y --yes --dry-run --json -h --help ;;
+        'qxdb outbox partitions') printf '%s\n' -h --help ;;
+        'qxdb outbox partitions list') printf '%s\n' --json -h --help ;;
+        'qxdb outbox partitions create-ahead') printf '%s\n' --days --interval --json -h --help ;;
+        'qxdb outbox partitions drop') printf '%s\n' --older-than -y --yes --dry-run --json -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
         'qxdb cursor encode') printf '%s\n' --secret --fingerprint --direction --json -h --help ;;
@@ -129,6 +134,9 @@ __qxdb_value() {
         'qxdb outbox replay --id') echo 'text' ;;
         'qxdb outbox replay --group') echo 'text' ;;
         'qxdb outbox purge --older-than') echo 'text' ;;
+        'qxdb outbox partitions create-ahead --days') echo 'text' ;;
+        'qxdb outbox partitions create-ahead --interval') echo 'text' ;;
+        'qxdb outbox partitions drop --older-than') echo 'text' ;;
         'qxdb cursor decode --secret') echo 'text' ;;
         'qxdb cursor encode --secret') echo 'text' ;;
         'qxdb cursor encode --fingerprint') echo 'text' ;;
