@@ -32,12 +32,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Column, MetaData, Table, func, literal_column, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qxdb.core.failures import sqlstate_of
 from qxdb.engine import connect_checked
 from qxdb.errors import ConfigurationError, ValidationError
-from qxdb.outbox.table import outbox_table, pending_clause
+from qxdb.outbox.table import include_outbox_table, outbox_table, pending_clause
 
 __all__ = [
     "LOCK_TIMEOUT_MS",
@@ -45,6 +46,7 @@ __all__ = [
     "PartitionDropReport",
     "PartitionInfo",
     "PartitionInterval",
+    "convert_to_partitioned",
 ]
 
 PartitionInterval = Literal["day", "hour"]
@@ -153,11 +155,12 @@ class OutboxPartitions:
                     "(SELECT 'x' FROM pg_partitioned_table pt "
                     "  WHERE pt.partdefid = c.oid) IS NOT NULL AS is_default, "
                     "greatest(c.reltuples, 0)::bigint, "
-                    # The bounds as timestamps, read from the catalog by PostgreSQL itself.
+                    # The bounds as timestamps, read from the catalog by PostgreSQL itself
+                    # (MINVALUE, the legacy partition's lower bound, reads as NULL).
                     "(regexp_match(pg_get_expr(c.relpartbound, c.oid), "
-                    "  'FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)'))[1]::timestamptz, "
+                    "  'FROM \\(''([^'']+)''\\)'))[1]::timestamptz, "
                     "(regexp_match(pg_get_expr(c.relpartbound, c.oid), "
-                    "  'FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)'))[2]::timestamptz "
+                    "  'TO \\(''([^'']+)''\\)'))[1]::timestamptz "
                     "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                     "JOIN pg_class p ON p.oid = i.inhparent "
                     "JOIN pg_namespace n ON n.oid = p.relnamespace "
@@ -216,7 +219,8 @@ class OutboxPartitions:
             await self._check(conn)
             existing = await self._list(conn)
             await conn.commit()
-            covered = [(p.lower, p.upper) for p in existing if p.lower and p.upper]
+            floor = datetime.min.replace(tzinfo=UTC)
+            covered = [(p.lower or floor, p.upper) for p in existing if p.upper is not None]
             if not any(p.is_default for p in existing):
                 name = f"{self.table.name}_pdefault"
                 await self._ddl(
@@ -339,3 +343,70 @@ class OutboxPartitions:
         except _Kept as kept:
             return kept.n
         return 0
+
+
+def convert_to_partitioned(
+    bind: Connection, name: str | None = None, *, now: datetime | None = None
+) -> str:
+    """Turn a plain outbox table into the partitioned layout, inside a migration
+    (``convert_to_partitioned(op.get_bind())``); returns the legacy partition's name.
+
+    No row is copied: the plain table is renamed ``<table>_legacy`` (its indexes get a
+    ``_lgcy`` suffix and its ``(id)`` primary key goes), a partitioned table takes its name,
+    and the old table becomes its first partition, for everything recorded before the
+    next midnight UTC (``FROM (MINVALUE) TO (…)``), plus a default partition. PostgreSQL
+    builds the ``(id, recorded_at)`` key on the old rows and checks their range while the
+    migration holds the table: minutes on tens of millions of rows, during which writers
+    wait. Afterwards run ``qxdb outbox partitions create-ahead``; the legacy partition is
+    dropped like any other once nothing in it is pending.
+    """
+    table = outbox_table(name)
+    legacy = f"{table.name}_legacy"
+    schema = table.schema or str(bind.execute(text("SELECT current_schema()")).scalar_one())
+    day = (now or datetime.now(UTC)).astimezone(UTC)
+    cutover = day.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+
+    def run(template: str, *args: Any) -> None:
+        casts = ", ".join(
+            f"CAST(:a{i} AS {'timestamptz' if isinstance(a, datetime) else 'text'})"
+            for i, a in enumerate(args)
+        )
+        params = {"t": template, **{f"a{i}": a for i, a in enumerate(args)}}
+        statement = bind.execute(text(f"SELECT format(CAST(:t AS text), {casts})"), params)
+        bind.execute(text(statement.scalar_one()))
+
+    run("ALTER TABLE %I.%I RENAME TO %I", schema, table.name, legacy)
+    indexes = bind.execute(
+        text(
+            "SELECT i.relname, x.indisprimary, con.conname FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid AND con.contype = 'p' "
+            "WHERE n.nspname = :schema AND t.relname = :legacy"
+        ),
+        {"schema": schema, "legacy": legacy},
+    ).all()
+    for index, primary, constraint in indexes:
+        if primary:
+            # A partition cannot keep a primary key of its own: the parent's
+            # (id, recorded_at) is built on it when it is attached.
+            run("ALTER TABLE %I.%I DROP CONSTRAINT %I", schema, legacy, constraint)
+        else:
+            run("ALTER INDEX %I.%I RENAME TO %I", schema, index, f"{index[:58]}_lgcy")
+    include_outbox_table(MetaData(), table.fullname, partitioned=True).create(bind)
+    run(
+        "ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (MINVALUE) TO (%L)",
+        schema,
+        table.name,
+        schema,
+        legacy,
+        cutover,
+    )
+    run(
+        "CREATE TABLE %I.%I PARTITION OF %I.%I DEFAULT",
+        schema,
+        f"{table.name}_pdefault",
+        schema,
+        table.name,
+    )
+    return legacy

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from qxdb.engine import create_engine
 from qxdb.errors import ConfigurationError, ValidationError
 from qxdb.ids import uuid7
-from qxdb.outbox.partitions import OutboxPartitions
+from qxdb.outbox.partitions import OutboxPartitions, convert_to_partitioned
 from qxdb.outbox.recorder import DefaultOutboxRecorder
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.store import OutboxStore
@@ -153,3 +153,53 @@ async def test_sqlite_has_no_partitions(sqlite_url: str) -> None:
             OutboxPartitions(engine)
     finally:
         await engine.dispose()
+
+
+async def test_plain_table_converted_in_a_migration(pg: AsyncEngine) -> None:
+    """The documented path: convert_to_partitioned(op.get_bind()) in an Alembic revision."""
+    plain = outbox_table()
+    old = datetime.now(UTC) - timedelta(days=30)
+    rows = [_row(old + timedelta(hours=h), published_at=old) for h in range(4)]
+    rows.append(_row(old, last_error="TimeoutError: 3"))  # failed: pending
+    async with pg.begin() as conn:
+        await conn.run_sync(plain.metadata.create_all)
+        await conn.execute(insert(plain), rows)
+    store = OutboxStore(pg)
+    before = await store.stats(exact=True)
+
+    def upgrade(sync_conn: Any) -> None:
+        from alembic.migration import MigrationContext
+        from alembic.operations import Operations
+
+        op = Operations(MigrationContext.configure(sync_conn))
+        assert convert_to_partitioned(op.get_bind()) == "qx_outbox_events_legacy"
+
+    async with pg.begin() as conn:
+        await conn.run_sync(upgrade)
+
+    parts = OutboxPartitions(pg)
+    listed = await parts.list_partitions()
+    assert [(p.name, p.lower is None, p.pending) for p in listed] == [
+        ("qx_outbox_events_legacy", True, 1),
+        ("qx_outbox_events_pdefault", True, 0),
+    ]
+    assert await parts.create_ahead(2) == [parts.partition_name(listed[0].upper)]  # type: ignore[arg-type]
+    after = await store.stats(exact=True)
+    assert (after.pending, after.failed, after.published) == (
+        before.pending,
+        before.failed,
+        before.published,
+    )
+    async with pg.begin() as conn:  # the recorder writes on: today is the legacy's range
+        recorded = {k: v for k, v in _row(datetime.now(UTC)).items() if k != "recorded_at"}
+        await conn.execute(DefaultOutboxRecorder()._insert, [recorded])
+    assert (await store.count(OutboxSelection(status="pending"))) == 2
+    later = datetime.now(UTC) + timedelta(days=10)
+    kept = await parts.drop_older_than(timedelta(days=7), now=later)
+    tomorrow = parts.partition_name(listed[0].upper)  # type: ignore[arg-type]
+    assert kept.refused == {"qx_outbox_events_legacy": 2} and kept.dropped == [tomorrow]
+    async with pg.begin() as conn:
+        await conn.execute(plain.update().values(published_at=datetime.now(UTC)))
+    gone = await parts.drop_older_than(timedelta(days=7), now=later)
+    assert gone.dropped == ["qx_outbox_events_legacy"]
+    assert (await store.stats(exact=True)).total == 0
