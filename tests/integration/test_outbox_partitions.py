@@ -11,15 +11,27 @@ import pytest
 from sqlalchemy import MetaData, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from qxdb.engine import create_engine
+from qxdb.engine import create_engine, make_session_factory
 from qxdb.errors import ConfigurationError, ValidationError
 from qxdb.ids import uuid7
 from qxdb.outbox.partitions import OutboxPartitions, convert_to_partitioned
+from qxdb.outbox.publishers import NatsJetStreamPublisher
 from qxdb.outbox.recorder import DefaultOutboxRecorder
+from qxdb.outbox.relay import OutboxRelay
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.store import OutboxStore
 from qxdb.outbox.table import include_outbox_table, outbox_table
 from qxdb.settings import DatabaseSettings
+from tests.integration.test_relay import (
+    StreamScope,
+    assert_exactly_once,
+    delivery_ids,
+    keyed_events,
+    record,
+    scope,  # noqa: F401 - the fixture, used by name
+    status_counts,
+    stream_messages,
+)
 
 
 @pytest.fixture
@@ -203,3 +215,27 @@ async def test_plain_table_converted_in_a_migration(pg: AsyncEngine) -> None:
     gone = await parts.drop_older_than(timedelta(days=7), now=later)
     assert gone.dropped == ["qx_outbox_events_legacy"]
     assert (await store.stats(exact=True)).total == 0
+
+
+async def test_relay_delivers_from_the_partitioned_table(
+    postgres_url: str,
+    scope: StreamScope,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The relay, unchanged, on the partitioned table: every row once."""
+    engine = create_engine(DatabaseSettings(statement_timeout_ms=None), url=postgres_url)
+    table = include_outbox_table(MetaData(), partitioned=True)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+        await OutboxPartitions(engine).create_ahead(2)
+        await record(engine, keyed_events(300, 7), chunk=100)
+        async with NatsJetStreamPublisher(scope.url) as pub:
+            relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=scope.prefix)
+            counters = await relay.run(once=True)
+        assert counters.published == 300
+        assert await status_counts(engine) == {"published": 300, "dead": 0, "pending": 0}
+        assert_exactly_once(await stream_messages(scope, 300), await delivery_ids(engine))
+        listed = await OutboxPartitions(engine).list_partitions()
+        assert sum(p.pending for p in listed) == 0
+    finally:
+        await engine.dispose()
