@@ -302,7 +302,14 @@ class OutboxStore:
         if not self._is_postgres:
             return None
         qualified = conn.dialect.identifier_preparer.format_table(self.table)
-        query = text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)")
+        # A partitioned table's own reltuples stays -1 (autovacuum never analyses the
+        # parent): its estimate is the sum over its partitions.
+        query = text(
+            "SELECT CASE WHEN c.relkind = 'p' THEN (SELECT sum(greatest(p.reltuples, 0)) "
+            "FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid "
+            "WHERE i.inhparent = c.oid) ELSE c.reltuples END::bigint "
+            "FROM pg_class c WHERE c.oid = to_regclass(:name)"
+        )
         value = (await conn.execute(query, {"name": qualified})).scalar()
         # -1: never vacuumed or analysed; then the number is unknown, so count.
         return None if value is None or int(value) < 0 else int(value)
