@@ -239,3 +239,16 @@ async def test_relay_delivers_from_the_partitioned_table(
         assert sum(p.pending for p in listed) == 0
     finally:
         await engine.dispose()
+
+
+async def test_hourly_partitions(pg: AsyncEngine) -> None:
+    table = include_outbox_table(MetaData(), partitioned=True)
+    async with pg.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    at = datetime(2026, 11, 27, 10, 42, tzinfo=UTC)
+    parts = OutboxPartitions(pg, interval="hour")
+    made = await parts.create_ahead(1, now=at)
+    assert made[0] == "qx_outbox_events_pdefault" and len(made) == 25
+    assert made[1] == "qx_outbox_events_p2026112710" and made[-1] == "qx_outbox_events_p2026112809"
+    # A day that hourly partitions already cover in part is left alone (no overlap).
+    assert await OutboxPartitions(pg).create_ahead(1, now=at + timedelta(hours=14)) == []
