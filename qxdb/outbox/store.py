@@ -34,11 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from qxdb.core.defaults import (
-    BULK_BATCH_SIZE,
-    OUTBOX_LIST_LIMIT,
-    OUTBOX_LIST_LIMIT_MAX,
-)
+from qxdb.core.defaults import BULK_BATCH_SIZE, OUTBOX_LIST_LIMIT, OUTBOX_LIST_LIMIT_MAX
 from qxdb.durations import ago
 from qxdb.engine import connect_checked, create_engine
 from qxdb.errors import ConfigurationError, NotFoundError, ValidationError
