@@ -334,6 +334,7 @@ _DELIVERY_STATE = {
     "locked_by",
     "delivery_id",
     "replay_count",
+    "error_group",
 }
 
 
