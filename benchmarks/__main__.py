@@ -33,6 +33,7 @@ ORDER = (
     "outbox_record",
     "outbox_ops",
     "outbox_triage",
+    "outbox_partitions",
     "repository",
     "relay",
 )

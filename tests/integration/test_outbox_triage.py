@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Column, Integer, MetaData, Table, insert, select
+from sqlalchemy import Column, Integer, MetaData, Table, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.errors import ConfigurationError, ValidationError
@@ -18,7 +18,7 @@ from qxdb.outbox.fingerprint import error_class, error_fingerprint, normalise_er
 from qxdb.outbox.recorder import DefaultOutboxRecorder
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.store import OutboxStore
-from qxdb.outbox.table import outbox_table
+from qxdb.outbox.table import failure_marks, outbox_table
 from qxdb.outbox.triage import error_group_column
 from qxdb.types import UTCDateTime
 
@@ -269,3 +269,20 @@ def test_error_class_reads_only_a_python_name() -> None:
     assert error_class("lease ran out before publishing") is None
     assert error_class("bad thing: happened") is None
     assert error_class(None) is None
+
+
+async def test_failure_marks_keep_the_first_failure(engine: AsyncEngine) -> None:
+    """failure_marks is what a relay's failure UPDATE adds: the first failure is written once."""
+    table = await _seed(engine, [_dead(1, "x", dead_at=None)])
+    first, second = NOW - timedelta(minutes=5), NOW
+    for at in (first, second):
+        async with engine.begin() as conn:
+            await conn.execute(
+                table.update().values(
+                    last_error=f"TimeoutError: try at {at}",
+                    **failure_marks(table, literal(at, UTCDateTime())),
+                )
+            )
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(table))).one()
+    assert row.first_failed_at == first
