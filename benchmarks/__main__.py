@@ -32,6 +32,8 @@ ORDER = (
     "keyset",
     "outbox_record",
     "outbox_ops",
+    "outbox_triage",
+    "outbox_partitions",
     "repository",
     "relay",
 )

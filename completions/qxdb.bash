@@ -9,7 +9,8 @@ __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
         'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test lint lint-rules ;;
-        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
+        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge partitions ;;
+        'qxdb outbox partitions') printf '%s\n' list create-ahead drop ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
     esac
@@ -36,11 +37,15 @@ __qxdb_options() {
         'qxdb migrate lint-rules') printf '%s\n' --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
-        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --wide --json -h --help ;;
+        'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --group-by --wide --json -h --help ;;
         'qxdb outbox show') printf '%s\n' --row --json -h --help ;;
         'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
-        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id -y --yes --dry-run --wide --json -h --help ;;
+        'qxdb outbox replay') printf '%s\n' -s --status -e --event --tenant --since --until --id --group -y --yes --dry-run --wide --json -h --help ;;
         'qxdb outbox purge') printf '%s\n' --older-than --include-dead -y --yes --dry-run --json -h --help ;;
+        'qxdb outbox partitions') printf '%s\n' -h --help ;;
+        'qxdb outbox partitions list') printf '%s\n' --json -h --help ;;
+        'qxdb outbox partitions create-ahead') printf '%s\n' --days --interval --json -h --help ;;
+        'qxdb outbox partitions drop') printf '%s\n' --older-than -y --yes --dry-run --json -h --help ;;
         'qxdb cursor') printf '%s\n' -h --help ;;
         'qxdb cursor decode') printf '%s\n' --secret --allow-unsigned --json -h --help ;;
         'qxdb cursor encode') printf '%s\n' --secret --fingerprint --direction --json -h --help ;;
@@ -120,6 +125,7 @@ __qxdb_value() {
         'qxdb outbox inspect -n') echo 'text' ;;
         'qxdb outbox inspect --limit') echo 'text' ;;
         'qxdb outbox inspect --after') echo 'text' ;;
+        'qxdb outbox inspect --group-by') echo 'text' ;;
         'qxdb outbox replay -s') echo 'text' ;;
         'qxdb outbox replay --status') echo 'text' ;;
         'qxdb outbox replay -e') echo 'text' ;;
@@ -128,7 +134,11 @@ __qxdb_value() {
         'qxdb outbox replay --since') echo 'text' ;;
         'qxdb outbox replay --until') echo 'text' ;;
         'qxdb outbox replay --id') echo 'text' ;;
+        'qxdb outbox replay --group') echo 'text' ;;
         'qxdb outbox purge --older-than') echo 'text' ;;
+        'qxdb outbox partitions create-ahead --days') echo 'text' ;;
+        'qxdb outbox partitions create-ahead --interval') echo 'text' ;;
+        'qxdb outbox partitions drop --older-than') echo 'text' ;;
         'qxdb cursor decode --secret') echo 'text' ;;
         'qxdb cursor encode --secret') echo 'text' ;;
         'qxdb cursor encode --fingerprint') echo 'text' ;;

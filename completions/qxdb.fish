@@ -10,7 +10,9 @@ function __qxdb_commands
         case 'qxdb migrate'
             printf '%s\n' init revision up down stamp current history merge heads check test lint lint-rules
         case 'qxdb outbox'
-            printf '%s\n' relay inspect show stats replay purge
+            printf '%s\n' relay inspect show stats replay purge partitions
+        case 'qxdb outbox partitions'
+            printf '%s\n' list create-ahead drop
         case 'qxdb cursor'
             printf '%s\n' decode encode
         case 'qxdb schema'
@@ -51,10 +53,14 @@ function __qxdb_value_options
         case 'qxdb outbox relay'
             printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
         case 'qxdb outbox inspect'
-            printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after
+            printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --group-by
         case 'qxdb outbox replay'
-            printf '%s\n' -s --status -e --event --tenant --since --until --id
+            printf '%s\n' -s --status -e --event --tenant --since --until --id --group
         case 'qxdb outbox purge'
+            printf '%s\n' --older-than
+        case 'qxdb outbox partitions create-ahead'
+            printf '%s\n' --days --interval
+        case 'qxdb outbox partitions drop'
             printf '%s\n' --older-than
         case 'qxdb cursor decode'
             printf '%s\n' --secret
@@ -187,6 +193,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelo
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a stats -d 'Counts by status and by event name, and the lag (age of the oldest pending row)'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a replay -d 'Send the selected rows again: back to pending, attempts 0, errors cleared, fresh delivery ids'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a purge -d 'Delete rows published longer ago than --older-than, in batches of at most 10,000'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a partitions -d 'List, create ahead and drop the partitions of a partitioned outbox (PostgreSQL)'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l nats-url -x -d 'NATS server URL (a cluster: several, comma-separated).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l subject-prefix -x -d 'Subjects are <prefix>.<event name>, e.g. acme.orders.placed.'
@@ -210,6 +217,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l until -x -d 'Occurred b
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l id -x -d 'A row id; repeat for several.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s n -l limit -x
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l after -x -d 'Continue after this id (from the previous page).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l group-by -x -d 'List failure groups instead of rows: by error, or by event or tenant and error. Status dead unless --status failed.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l wide -d 'Full ids and names, however wide the terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s h -l help -d 'Show this message and exit.'
@@ -225,6 +233,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l tenant -x -d 'Tenant id 
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l since -x -d 'Occurred at or after: ISO 8601 with offset (2026-11-27T10:00:00Z), a date, or a duration ago (2h).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l until -x -d 'Occurred before (same forms as --since).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l id -x -d 'A row id; repeat for several.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l group -x -d 'A failure group: the fingerprint that \'inspect --group-by\' prints.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -s y -l yes -d 'Do not ask; needed without a terminal.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l dry-run -d 'Show what would change, change nothing.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox replay'" -l wide -d 'Full ids and names, however wide the terminal.'
@@ -236,6 +245,21 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -s y -l yes -d 'Do not ask; 
 complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -l dry-run -d 'Show what would change, change nothing.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox purge'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions'" -a list -d 'Every partition, oldest first: range, estimated rows, and the pending, failed and leased rows that keep it from being dropped'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions'" -a create-ahead -d 'Make the missing partitions from today (this hour) for --days days, and a default partition if there is none'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions'" -a drop -d 'Drop old partitions that hold no pending, failed or leased row; refuse the others, naming the rows that keep each (exit 1)'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions list'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions list'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions create-ahead'" -l days -x -d 'Days ahead to cover, from today.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions create-ahead'" -l interval -x -d 'Partition size: day or hour.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions create-ahead'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions create-ahead'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions drop'" -l older-than -x -d 'Drop partitions whose whole range is older than this (7d, 12h).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions drop'" -s y -l yes -d 'Do not ask; needed without a terminal.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions drop'" -l dry-run -d 'Show what would change, change nothing.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions drop'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox partitions drop'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -a decode -d 'Show the values in a cursor, with their types, and whether its signature verified'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -a encode -d 'Build a cursor token from JSON values; signed when a secret is given or configured'
 complete -c qxdb -n "__qxdb_at 'qxdb cursor'" -s h -l help -d 'Show this message and exit.'

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from qxdb.core import defaults
-from qxdb_cli import common, relay as _relay, render
+from qxdb_cli import common, outbox_partitions as _partitions, relay as _relay, render
 from qxdb_cli.common import DryRunOption, JsonOption, WideOption, YesOption
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Inspect and operate the transactional outbox.", no_args_is_help=True)
 
 app.command("relay")(_relay.relay)
+app.add_typer(_partitions.app, name="partitions")
 
 _STATUS = Annotated[
     str | None,
@@ -60,6 +61,16 @@ _IDS = Annotated[
 ]
 
 
+_GROUP = Annotated[
+    str | None,
+    typer.Option(
+        "--group",
+        help="A failure group: the fingerprint that 'inspect --group-by' prints.",
+        show_default=False,
+    ),
+]
+
+
 def _uuid(value: str, what: str) -> Any:
     from uuid import UUID
 
@@ -78,6 +89,7 @@ def _selection(
     since: str | None,
     until: str | None,
     ids: list[str] | None,
+    group: str | None = None,
 ) -> OutboxSelection:
     from datetime import UTC, datetime
 
@@ -93,6 +105,7 @@ def _selection(
         since=None if since is None else parse_instant(since, now=now, what="--since"),
         until=None if until is None else parse_instant(until, now=now, what="--until"),
         ids=tuple(_uuid(i, "row id") for i in ids or ()),
+        error_group=group,
     )
 
 
@@ -113,6 +126,15 @@ def inspect(
             "--after", help="Continue after this id (from the previous page).", show_default=False
         ),
     ] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            help="List failure groups instead of rows: by error, or by event or tenant "
+            "and error. Status dead unless --status failed.",
+            show_default=False,
+        ),
+    ] = None,
     wide: WideOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -122,11 +144,21 @@ def inspect(
     --json) shows them whole. Pages by id: the last line names the --after value of the
     next page.
 
+    --group-by error|event|tenant lists dead (or failed) rows grouped by the fingerprint
+    of their error (ids, numbers and quoted values normalised), largest group first:
+    count, first and last failure, the error; --json adds a sample row per group. Replay
+    one group with 'qxdb outbox replay --group FINGERPRINT'.
+
     Example: qxdb outbox inspect --status failed --event 'orders.*' --since 2h --limit 20
     """
     from qxdb.outbox.store import open_outbox_store
     from qxdb_cli.state import load_settings
 
+    if group_by is not None:
+        _inspect_groups(
+            group_by, status, event, tenant, since, until, ids, limit, after, wide, as_json
+        )
+        return
     selection = _selection(status, event, tenant, since, until, ids)
     start = None if after is None else _uuid(after, "--after id")
     settings = load_settings()
@@ -146,6 +178,96 @@ def inspect(
     render.print_table(render.outbox_rows_table(page.rows, wide=wide), wide=wide)
     if page.next_after is not None:
         render.note(f"more rows: add --after {page.next_after}")
+
+
+def _inspect_groups(
+    group_by: str,
+    status: str | None,
+    event: str | None,
+    tenant: str | None,
+    since: str | None,
+    until: str | None,
+    ids: list[str] | None,
+    limit: int,
+    after: str | None,
+    wide: bool,
+    as_json: bool,
+) -> None:
+    from qxdb.errors import ValidationError
+    from qxdb.outbox.fingerprint import validate_grouping
+    from qxdb.outbox.store import open_outbox_store
+    from qxdb_cli.state import load_settings
+
+    by = validate_grouping(group_by)
+    if after is not None:
+        raise ValidationError("--after pages rows, not failure groups: use --limit")
+    selection = _selection(status or "dead", event, tenant, since, until, ids)
+    settings = load_settings()
+    render.announce_database(settings)
+
+    async def work() -> Any:
+        async with open_outbox_store(settings) as store:
+            return await store.failure_groups(selection, by=by, limit=limit)
+
+    report = common.run(work())
+    if as_json:
+        render.print_json(report.to_dict())
+        return
+    if not report.groups:
+        render.out().print(f"no {selection.status} outbox rows match", markup=False)
+        return
+    render.print_table(_groups_table(report, wide=wide), wide=wide)
+    shown = len(report.groups)
+    more = report.group_count - shown
+    render.note(
+        f"{render.plural(report.rows, f'{selection.status} row')} in "
+        f"{render.plural(report.group_count, 'group')}"
+        + (f"; {render.number(more)} smaller not shown (--limit)" if more > 0 else "")
+        + "; replay one with: qxdb outbox replay --group <group>"
+        + (f" --{'event' if by == 'event' else 'tenant'} <{by}>" if by != "error" else "")
+    )
+
+
+def _groups_table(report: Any, *, wide: bool) -> Any:
+    """One line per failure group, fitted to the terminal like the row listing."""
+    from rich.table import Table
+
+    stamp = render.when if wide else (lambda v: "" if v is None else v.strftime("%m-%d %H:%M"))
+    split = {"event": "event", "tenant": "tenant"}.get(report.group_by)
+    columns: list[tuple[str, list[str]]] = [
+        ("group", [g.fingerprint for g in report.groups]),
+        ("rows", [render.number(g.count) for g in report.groups]),
+        (
+            "first failed" if wide else "first UTC",
+            [stamp(g.first_failed_at) for g in report.groups],
+        ),
+        ("last failed" if wide else "last UTC", [stamp(g.last_failed_at) for g in report.groups]),
+    ]
+    if split == "event":
+        columns.append(("event", [g.event_name for g in report.groups]))
+    elif split == "tenant":
+        ident = (lambda v: "" if v is None else str(v)) if wide else render.short_id
+        columns.append(("tenant", [ident(g.tenant_id) for g in report.groups]))
+    columns.append(("error", [render.one_line(g.error) for g in report.groups]))
+    natural = {name: max([len(name), *(len(c) for c in cells)]) for name, cells in columns}
+    room = render.out().width - 2 * (len(columns) - 1)
+    room -= sum(w for name, w in natural.items() if name not in ("event", "error"))
+    limits: dict[str, int] = {}
+    if not wide:
+        event = max(8, min(natural.get("event", 0), room - 20)) if split == "event" else 0
+        limits = {"event": event, "error": max(10, room - event)}
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, _ in columns:
+        table.add_column(
+            name,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if name == "rows" else "left",
+            max_width=limits.get(name),
+        )
+    for i in range(len(report.groups)):
+        table.add_row(*(cells[i] for _, cells in columns))
+    return table
 
 
 @app.command("show")
@@ -248,6 +370,7 @@ def replay(
     since: _SINCE = None,
     until: _UNTIL = None,
     ids: _IDS = None,
+    group: _GROUP = None,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
     wide: WideOption = False,
@@ -260,6 +383,9 @@ def replay(
     Say which rows: at least one selection option (--status all means every row). Works
     in batches of at most 10,000 (sized to keep each statement short), each committed:
     Ctrl-C stops after the last committed batch.
+    --group FINGERPRINT replays one failure group of 'inspect --group-by' (dead rows
+    unless --status failed; add --event/--tenant for a group split by them). Each
+    replayed row counts the replay (replay_count) and keeps its first failure time.
 
     Example: qxdb outbox replay --status failed --event 'orders.*' --dry-run
     """
@@ -267,12 +393,14 @@ def replay(
     from qxdb.outbox.store import open_outbox_store
     from qxdb_cli.state import load_settings
 
-    if not any((status, event, tenant, since, until, ids)):
+    if not any((status, event, tenant, since, until, ids, group)):
         raise ValidationError(
-            "say which rows to replay: --status, --event, --tenant, --since, --until or --id "
-            "(--status all replays every row)"
+            "say which rows to replay: --status, --event, --tenant, --since, --until, --id "
+            "or --group (--status all replays every row)"
         )
-    selection = _selection(status, event, tenant, since, until, ids)
+    if group is not None and status is None:
+        status = "dead"  # a failure group is of dead rows unless said otherwise
+    selection = _selection(status, event, tenant, since, until, ids, group)
     settings = load_settings()
     render.announce_database(settings)
 

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qxdb.ids import uuid7
 from qxdb.outbox.selection import OutboxSelection
+from qxdb.outbox.table import replay_marks
 
 __all__ = [
     "BATCH_SECONDS",
@@ -130,7 +131,7 @@ async def replay_batch(
     size: int,
 ) -> tuple[int, int, tuple[Any, UUID] | None, float]:
     """Reset the next batch after ``last``: (rows changed, rows picked, new last, seconds)."""
-    cleared = dict(CLEARED)
+    cleared = {**CLEARED, **replay_marks(t)}
     batch = (
         select(t.c.id.label("rid"), key.label("k")).where(where).order_by(key, t.c.id).limit(size)
     )

@@ -15,6 +15,8 @@ from qxdb.outbox.selection import row_status
 __all__ = [
     "BulkChangeReport",
     "EventCounts",
+    "FailureGroup",
+    "FailureGroups",
     "OutboxPage",
     "OutboxRow",
     "OutboxStats",
@@ -45,6 +47,8 @@ class OutboxRow:
     locked_until: datetime | None
     locked_by: str | None
     dead_at: datetime | None
+    replay_count: int = 0
+    first_failed_at: datetime | None = None
 
     @property
     def status(self) -> str:
@@ -162,3 +166,54 @@ class BulkChangeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailureGroup:
+    """Failed or dead rows whose errors share a fingerprint (and, when grouped so, an event
+    name or a tenant).
+
+    ``first_failed_at`` is the earliest first failure of the group's rows (their
+    ``first_failed_at``, else their ``dead_at``); ``last_failed_at`` the latest ``dead_at``
+    (None for failed rows, which have not died yet). ``sample`` is the group's most
+    recently recorded row.
+    """
+
+    fingerprint: str
+    error_class: str | None
+    error: str
+    event_name: str | None
+    tenant_id: UUID | None
+    count: int
+    first_failed_at: datetime | None
+    last_failed_at: datetime | None
+    sample: OutboxRow | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "sample"}
+        out["sample"] = None if self.sample is None else self.sample.to_dict()
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailureGroups:
+    """The largest failure groups of a selection, largest first.
+
+    ``rows`` counts every selected row, ``group_count`` every group, including those past
+    the ``limit`` that ``groups`` was cut to.
+    """
+
+    selection: dict[str, Any]
+    group_by: str
+    rows: int
+    group_count: int
+    groups: list[FailureGroup]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "selection": self.selection,
+            "group_by": self.group_by,
+            "rows": self.rows,
+            "group_count": self.group_count,
+            "groups": [g.to_dict() for g in self.groups],
+        }

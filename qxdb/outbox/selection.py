@@ -27,7 +27,9 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Table, and_, true
 
 from qxdb.errors import ValidationError
+from qxdb.outbox.fingerprint import validate_fingerprint
 from qxdb.outbox.table import pending_clause
+from qxdb.outbox.triage import group_of
 
 __all__ = ["OUTBOX_STATUSES", "OutboxSelection", "OutboxStatus", "glob_to_like", "row_status"]
 
@@ -78,6 +80,8 @@ class OutboxSelection:
     since: datetime | None = None
     until: datetime | None = None
     ids: tuple[UUID, ...] = ()
+    # A failure group (fingerprint of last_error, see qxdb.outbox.fingerprint).
+    error_group: str | None = None
 
     def __post_init__(self) -> None:
         # Every value is checked here, before any SQL: a wrong type or a text the database
@@ -115,6 +119,8 @@ class OutboxSelection:
         if not all(isinstance(i, UUID) for i in ids):
             raise ValidationError("ids must be UUIDs")
         object.__setattr__(self, "ids", ids)
+        if self.error_group is not None:
+            object.__setattr__(self, "error_group", validate_fingerprint(self.error_group))
 
     @classmethod
     def of_ids(cls, ids: Iterable[UUID]) -> OutboxSelection:
@@ -146,6 +152,8 @@ class OutboxSelection:
             parts.append(c.occurred_at < self.until)
         if self.ids:
             parts.append(c.id.in_(self.ids))
+        if self.error_group is not None:
+            parts.append(group_of(table) == self.error_group)
         return and_(*parts) if parts else true()
 
     def describe(self) -> dict[str, Any]:
@@ -161,4 +169,6 @@ class OutboxSelection:
             out["until"] = self.until.isoformat()
         if self.ids:
             out["ids"] = [str(i) for i in self.ids]
+        if self.error_group is not None:
+            out["group"] = self.error_group
         return out

@@ -24,6 +24,8 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     Table,
+    Text,
+    cast,
     func,
     inspect,
     select,
@@ -37,9 +39,17 @@ from qxdb.durations import ago
 from qxdb.engine import connect_checked, create_engine
 from qxdb.errors import ConfigurationError, NotFoundError, ValidationError
 from qxdb.outbox.batches import BatchSizer, delete_batch, replay_batch, rows_after, walk_column
+from qxdb.outbox.fingerprint import (
+    FailureGrouping,
+    error_class,
+    normalise_error,
+    validate_grouping,
+)
 from qxdb.outbox.reports import (
     BulkChangeReport,
     EventCounts,
+    FailureGroup,
+    FailureGroups,
     OutboxPage,
     OutboxRow,
     OutboxStats,
@@ -48,6 +58,7 @@ from qxdb.outbox.reports import (
 )
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.table import outbox_table
+from qxdb.outbox.triage import group_of, register_sqlite_functions
 from qxdb.result import Result
 from qxdb.settings import DatabaseSettings
 from qxdb.types import UTCDateTime
@@ -61,6 +72,7 @@ Progress = Callable[[int, int], None]
 """Called after each batch with (rows done, rows expected)."""
 
 _DELIVERY_STATE = ("delivery_id", "dead_at", "next_attempt_at", "locked_until", "locked_by")
+_TRIAGE = ("replay_count", "first_failed_at", "error_group")
 
 
 class OutboxStore:
@@ -99,6 +111,11 @@ class OutboxStore:
             if not self._checked:
                 await self._check_table(conn)
                 self._checked = True
+            if conn.dialect.name == "sqlite":
+                # The failure fingerprint's SQL functions, on whichever pooled
+                # connection this is (registering again replaces them).
+                raw = await conn.get_raw_connection()
+                await register_sqlite_functions(raw.driver_connection)
             if autocommit:
                 # A read of one statement is one snapshot anyway: without BEGIN and
                 # ROLLBACK it costs one round trip instead of three (most of a 50-row page).
@@ -127,7 +144,7 @@ class OutboxStore:
         if missing:
             hint = (
                 "bring it up to date with an Alembic revision (see docs/outbox.md)"
-                if set(missing) <= {*_DELIVERY_STATE, "recorded_at", "ordering_key"}
+                if set(missing) <= {*_DELIVERY_STATE, *_TRIAGE, "recorded_at", "ordering_key"}
                 else "is QX_DB__OUTBOX_TABLE naming the right table?"
             )
             raise ConfigurationError(
@@ -289,10 +306,112 @@ class OutboxStore:
         if not self._is_postgres:
             return None
         qualified = conn.dialect.identifier_preparer.format_table(self.table)
-        query = text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)")
+        # A partitioned table's own reltuples stays -1 (autovacuum never analyses the
+        # parent): its estimate is the sum over its partitions.
+        query = text(
+            "SELECT CASE WHEN c.relkind = 'p' THEN (SELECT sum(greatest(p.reltuples, 0)) "
+            "FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid "
+            "WHERE i.inhparent = c.oid) ELSE c.reltuples END::bigint "
+            "FROM pg_class c WHERE c.oid = to_regclass(:name)"
+        )
         value = (await conn.execute(query, {"name": qualified})).scalar()
         # -1: never vacuumed or analysed; then the number is unknown, so count.
         return None if value is None or int(value) < 0 else int(value)
+
+    # -- failure triage ----------------------------------------------------------------
+
+    async def failure_groups(
+        self,
+        selection: OutboxSelection | None = None,
+        *,
+        by: FailureGrouping = "error",
+        limit: int = OUTBOX_LIST_LIMIT,
+    ) -> FailureGroups:
+        """Failed or dead rows grouped by the fingerprint of their error, largest first.
+
+        ``selection`` (default: every dead row) must be of status ``dead`` or ``failed``;
+        its other criteria narrow it. ``by="event"`` / ``"tenant"`` splits each group by
+        event name / tenant. The grouping runs in the database (PostgreSQL: the stored
+        ``error_group``; SQLite: the Python rules as a registered function), one pass,
+        no rows sent back but one sample per group. Replay a group with
+        ``OutboxSelection(status=…, error_group=fingerprint)`` (plus ``event``/``tenant_id``
+        for a split group).
+        """
+        selection = selection or OutboxSelection(status="dead")
+        if selection.status not in ("dead", "failed"):
+            raise ValidationError(
+                f"failure groups are of dead or failed rows, not {selection.status!r}"
+            )
+        if not 1 <= limit <= OUTBOX_LIST_LIMIT_MAX:
+            raise ValidationError(
+                f"limit must be between 1 and {OUTBOX_LIST_LIMIT_MAX}, got {limit}"
+            )
+        by = validate_grouping(by)
+        t = self.table
+        c = t.c
+        split = {"error": None, "event": c.event_name, "tenant": c.tenant_id}[by]
+        inner_cols: list[Any] = [
+            group_of(t).label("fp"),
+            cast(c.id, Text).label("rid"),
+            func.coalesce(c.first_failed_at, c.dead_at).label("first"),
+            c.dead_at.label("dead"),
+        ]
+        if split is not None:
+            inner_cols.append(split.label("split"))
+        # A subquery, so GROUP BY names the fingerprint once (on SQLite a function call).
+        rows = select(*inner_cols).where(selection.where(t)).subquery("failed_rows")
+        keys: list[Any] = [rows.c.fp] + ([rows.c.split] if split is not None else [])
+        count = func.count()
+        query = (
+            select(
+                *keys,
+                count.label("n"),
+                func.min(rows.c.first).label("first"),
+                func.max(rows.c.dead).label("last"),
+                func.max(rows.c.rid).label("rid"),
+                func.count().over().label("groups"),
+                func.sum(count).over().label("rows"),
+            )
+            .group_by(*keys)
+            .order_by(count.desc(), *keys)
+            .limit(limit)
+        )
+        async with self._connect() as conn:
+            found = (await conn.execute(query)).all()
+            sample_ids = [UUID(str(r.rid)) for r in found]
+            samples = {
+                r.id: r
+                for r in (
+                    _to_row(x) for x in await conn.execute(select(t).where(c.id.in_(sample_ids)))
+                )
+            }
+        groups = []
+        for r in found:
+            value = r[1] if split is not None else None
+            sample = samples.get(UUID(str(r.rid)))
+            # Every row of a group normalises to the same text: the sample's is the group's.
+            text_ = normalise_error(sample.last_error if sample is not None else None)
+            groups.append(
+                FailureGroup(
+                    fingerprint=r.fp,
+                    error_class=error_class(text_),
+                    error=text_,
+                    event_name=value if by == "event" else None,
+                    tenant_id=value if by == "tenant" else None,
+                    count=int(r.n),
+                    first_failed_at=r.first,
+                    last_failed_at=r.last,
+                    sample=sample,
+                )
+            )
+        return FailureGroups(
+            selection=selection.describe(),
+            group_by=by,
+            # No group at all means no row (the limit is at least 1).
+            rows=int(found[0].rows) if found else 0,
+            group_count=int(found[0].groups) if found else 0,
+            groups=groups,
+        )
 
     # -- replay ------------------------------------------------------------------------
 
@@ -479,6 +598,8 @@ def _to_row(row: Row[Any]) -> OutboxRow:
         locked_until=m["locked_until"],
         locked_by=m["locked_by"],
         dead_at=m["dead_at"],
+        replay_count=int(m["replay_count"]),
+        first_failed_at=m["first_failed_at"],
     )
 
 

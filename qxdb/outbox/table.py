@@ -28,6 +28,11 @@ next_attempt_at   not to be tried before this (backoff); NULL means now
 locked_until      lease: a relay owns the row until then
 locked_by         which relay holds the lease
 dead_at           set when the row ran out of attempts; replay clears it
+replay_count      how many times an operator replayed the row (server default 0)
+first_failed_at   when its first delivery failed; a replay keeps it, so a row that
+                  was replayed and failed again is visible as such
+error_group       fingerprint of ``last_error`` (see :mod:`qxdb.outbox.fingerprint`),
+                  a generated column PostgreSQL keeps; NULL on SQLite
 ================  ===========================================================
 
 Status, derived: *pending* (``published_at`` and ``dead_at`` NULL), *failed* (pending with
@@ -40,6 +45,8 @@ nullable or have server defaults, so existing rows stay valid.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -63,13 +70,16 @@ from qxdb.core.identifiers import (
 )
 from qxdb.errors import ConfigurationError
 from qxdb.ids import uuid7
+from qxdb.outbox.triage import error_group_column
 from qxdb.types import JSONType, UTCDateTime, UUIDType
 
 __all__ = [
     "OUTBOX_TABLE_NAME",
+    "failure_marks",
     "include_outbox_table",
     "outbox_table",
     "pending_clause",
+    "replay_marks",
     "resolve_outbox_name",
 ]
 
@@ -85,6 +95,23 @@ def pending_clause(table: FromClause) -> ColumnElement[bool]:
     return and_(table.c.published_at.is_(None), table.c.dead_at.is_(None))
 
 
+def replay_marks(table: Table) -> dict[str, ColumnElement[Any]]:
+    """What a replay records besides resetting the delivery state: one more replay, and
+    the first failure kept (where nothing wrote it yet, the death is the best known)."""
+    c = table.c
+    return {
+        "replay_count": c.replay_count + 1,
+        "first_failed_at": func.coalesce(c.first_failed_at, c.dead_at),
+    }
+
+
+def failure_marks(table: Table, now: ColumnElement[Any]) -> dict[str, ColumnElement[Any]]:
+    """What a delivery failure records besides the error: the first failure's time, once.
+
+    For the relay's failure UPDATE (``.values(**failure_marks(t, now), …)``)."""
+    return {"first_failed_at": func.coalesce(table.c.first_failed_at, now)}
+
+
 def resolve_outbox_name(name: str | None) -> str:
     """``name``, or the configured table (``QX_DB__OUTBOX_TABLE``) when None, validated:
     a plain identifier (optionally ``schema.name``) short enough for every derived name."""
@@ -98,11 +125,15 @@ def resolve_outbox_name(name: str | None) -> str:
         raise ConfigurationError(str(exc)) from None
 
 
-def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
+def include_outbox_table(
+    metadata: MetaData, name: str | None = None, *, partitioned: bool = False
+) -> Table:
     """Register the outbox table in ``metadata`` (so Alembic autogenerate sees it).
 
     ``name`` defaults to the configured table (``QX_DB__OUTBOX_TABLE``, else
     ``qx_outbox_events``), the table the recorder, the store and the relay use.
+    ``partitioned`` (PostgreSQL): range-partitioned on ``recorded_at``, so the primary key
+    is ``(id, recorded_at)``; see :mod:`qxdb.outbox.partitions` for the partitions.
     """
     if not isinstance(metadata, MetaData):
         raise ConfigurationError(
@@ -130,15 +161,28 @@ def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
         Column("published_at", UTCDateTime(), nullable=True),
         Column("attempts", Integer, nullable=False, default=0, server_default="0"),
         Column("last_error", String(LAST_ERROR_MAX), nullable=True),
-        Column("recorded_at", UTCDateTime(), nullable=False, server_default=func.now()),
+        # A partitioned table's primary key must hold its partition key.
+        Column(
+            "recorded_at",
+            UTCDateTime(),
+            nullable=False,
+            server_default=func.now(),
+            primary_key=partitioned,
+        ),
         Column("delivery_id", UUIDType(), nullable=True),
         Column("ordering_key", String(255), nullable=True),
         Column("next_attempt_at", UTCDateTime(), nullable=True),
         Column("locked_until", UTCDateTime(), nullable=True),
         Column("locked_by", String(64), nullable=True),
         Column("dead_at", UTCDateTime(), nullable=True),
-        info={"qxdb_outbox": True},
+        # Server default only, no Python default: the recorder's INSERT leaves both out,
+        # so it keeps working on a table not yet migrated to have them.
+        Column("replay_count", Integer, nullable=False, server_default="0"),
+        Column("first_failed_at", UTCDateTime(), nullable=True),
+        error_group_column(),
+        info={"qxdb_outbox": True, "qxdb_partitioned": partitioned},
         schema=schema,
+        postgresql_partition_by="RANGE (recorded_at)" if partitioned else None,
     )
     c = table.c
     pending = pending_clause(table)

@@ -291,6 +291,7 @@ def test_replay_and_purge(seeded: Seeded) -> None:
         assert new["delivery_id"] != old["delivery_id"]
         assert new["delivery_id"] is not None
         assert new["payload"] == old["payload"]  # event id included
+        assert new["replay_count"] == old["replay_count"] + 1
         unchanged = {k for k in old if k not in _DELIVERY_STATE}
         assert {k: new[k] for k in unchanged} == {k: old[k] for k in unchanged}
     assert {k: v for k, v in after.items() if k not in failed} == {
@@ -334,6 +335,8 @@ _DELIVERY_STATE = {
     "locked_until",
     "locked_by",
     "delivery_id",
+    "replay_count",
+    "error_group",
 }
 
 

@@ -1,0 +1,412 @@
+"""The partitioned outbox (PostgreSQL): retention by dropping whole partitions.
+
+At tens of millions of events a day a ``DELETE``-based purge leaves bloat and runs for
+minutes; dropping a partition is a catalog change. The layout, opt-in:
+
+- the table of ``include_outbox_table(metadata, partitioned=True)``: the same columns and
+  indexes, ``PARTITION BY RANGE (recorded_at)`` (the creation time, set by the server), so
+  its primary key is ``(id, recorded_at)``; PostgreSQL creates the partial pending indexes
+  on every partition from the parent's;
+- one partition per day (or hour), named ``<table>_p20261127`` (``_p2026112710``), made
+  ahead of time by :meth:`OutboxPartitions.create_ahead`, and a default partition
+  ``<table>_pdefault`` that catches rows when nobody made theirs (a write never fails
+  for want of a partition).
+
+The recorder, the store and the relay need no change: they never name a partition. An
+``id`` lookup cannot be pruned to one partition (the id is not the partition key): it
+probes the primary-key index of every partition, one index descent each, which is why the
+number of partitions should stay in the tens (keep ``--older-than`` short, prefer daily).
+
+Safe to run from cron while relays run: every DDL statement runs with a short
+``lock_timeout`` (:data:`LOCK_TIMEOUT_MS`) and is retried, so a relay statement never waits
+on it for longer than that; a drop detaches, re-checks and drops in one short transaction.
+Identifiers and bounds go through PostgreSQL's own ``format('%I', '%L')``, never pasted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Column, MetaData, Table, func, literal_column, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from qxdb.core.failures import sqlstate_of
+from qxdb.engine import connect_checked
+from qxdb.errors import ConfigurationError, ValidationError
+from qxdb.outbox.table import include_outbox_table, outbox_table, pending_clause
+
+__all__ = [
+    "LOCK_TIMEOUT_MS",
+    "OutboxPartitions",
+    "PartitionDropReport",
+    "PartitionInfo",
+    "PartitionInterval",
+    "convert_to_partitioned",
+]
+
+PartitionInterval = Literal["day", "hour"]
+LOCK_TIMEOUT_MS = 100
+_LOCK_RETRIES = 50
+_LOCK_NOT_AVAILABLE = "55P03"
+_STEP = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+_SUFFIX = {"day": "%Y%m%d", "hour": "%Y%m%d%H"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartitionInfo:
+    """One partition: its range (``lower <= recorded_at < upper``; None for the default),
+    the planner's row estimate and the rows that keep it: pending (failed included),
+    failed, and leased to a relay right now."""
+
+    name: str
+    lower: datetime | None
+    upper: datetime | None
+    is_default: bool
+    rows_estimate: int
+    pending: int
+    failed: int
+    leased: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartitionDropReport:
+    """Which partitions older than ``cutoff`` were dropped (or would be, on a dry run), and
+    which were refused, with the number of pending rows that keep each."""
+
+    cutoff: datetime
+    dry_run: bool
+    dropped: list[str] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class OutboxPartitions:
+    """List, create and drop the partitions of a partitioned outbox table."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: Table | str | None = None,
+        *,
+        interval: PartitionInterval = "day",
+    ) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ConfigurationError("a partitioned outbox needs PostgreSQL")
+        if interval not in _STEP:
+            raise ValidationError(f"unknown partition interval {interval!r}: use day or hour")
+        self.engine = engine
+        self.table = table if isinstance(table, Table) else outbox_table(table)
+        self.interval: PartitionInterval = interval
+
+    @property
+    def _schema(self) -> str:
+        return self.table.schema or "public"
+
+    def partition_name(self, lower: datetime) -> str:
+        return f"{self.table.name}_p{lower.astimezone(UTC).strftime(_SUFFIX[self.interval])}"
+
+    def _floor(self, at: datetime) -> datetime:
+        at = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        return at if self.interval == "hour" else at.replace(hour=0)
+
+    async def _check(self, conn: AsyncConnection) -> None:
+        kind = (
+            await conn.execute(
+                text(
+                    "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :schema AND c.relname = :name"
+                ),
+                {"schema": self._schema, "name": self.table.name},
+            )
+        ).scalar()
+        if kind is None:
+            raise ConfigurationError(
+                f"outbox table {self.table.fullname!r} does not exist in this database",
+                details={"table": self.table.fullname},
+            )
+        if kind != "p":
+            raise ConfigurationError(
+                f"outbox table {self.table.fullname!r} is not partitioned: create it with "
+                "include_outbox_table(metadata, partitioned=True) (see docs/outbox.md)",
+                details={"table": self.table.fullname},
+            )
+
+    async def list_partitions(self) -> list[PartitionInfo]:
+        """Every partition, oldest first (the default partition last)."""
+        async with connect_checked(self.engine) as conn:
+            await self._check(conn)
+            return await self._list(conn)
+
+    async def _list(self, conn: AsyncConnection) -> list[PartitionInfo]:
+        parts = (
+            await conn.execute(
+                text(
+                    "SELECT c.oid, c.relname, "
+                    "(SELECT 'x' FROM pg_partitioned_table pt "
+                    "  WHERE pt.partdefid = c.oid) IS NOT NULL AS is_default, "
+                    "greatest(c.reltuples, 0)::bigint, "
+                    # The bounds as timestamps, read from the catalog by PostgreSQL itself
+                    # (MINVALUE, the legacy partition's lower bound, reads as NULL).
+                    "(regexp_match(pg_get_expr(c.relpartbound, c.oid), "
+                    "  'FROM \\(''([^'']+)''\\)'))[1]::timestamptz, "
+                    "(regexp_match(pg_get_expr(c.relpartbound, c.oid), "
+                    "  'TO \\(''([^'']+)''\\)'))[1]::timestamptz "
+                    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "JOIN pg_class p ON p.oid = i.inhparent "
+                    "JOIN pg_namespace n ON n.oid = p.relnamespace "
+                    "WHERE n.nspname = :schema AND p.relname = :name"
+                ),
+                {"schema": self._schema, "name": self.table.name},
+            )
+        ).all()
+        t = self.table
+        c = t.c
+        tableoid: Any = literal_column("tableoid")
+        counts_query = (
+            select(
+                tableoid,
+                func.count(),
+                func.count(c.last_error),
+                func.count().filter(c.locked_until > func.now()),
+            )
+            .select_from(t)
+            .where(pending_clause(t))
+            .group_by(tableoid)
+        )
+        counts = {
+            int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in await conn.execute(counts_query)
+        }
+        out = [
+            PartitionInfo(
+                name=r[1],
+                lower=r[4],
+                upper=r[5],
+                is_default=bool(r[2]),
+                rows_estimate=int(r[3]),
+                pending=counts.get(int(r[0]), (0, 0, 0))[0],
+                failed=counts.get(int(r[0]), (0, 0, 0))[1],
+                leased=counts.get(int(r[0]), (0, 0, 0))[2],
+            )
+            for r in parts
+        ]
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(out, key=lambda p: (p.is_default, p.lower or far, p.name))
+
+    async def create_ahead(self, days: int, *, now: datetime | None = None) -> list[str]:
+        """Make the missing partitions from the current day (hour) for ``days`` days, and the
+        default partition if there is none; the names created, oldest first."""
+        if not 1 <= days <= 366:
+            raise ValidationError(f"days must be between 1 and 366, got {days}")
+        start = self._floor(now or datetime.now(UTC))
+        step = _STEP[self.interval]
+        wanted = []
+        at = start
+        while at < start + timedelta(days=days):
+            wanted.append(at)
+            at += step
+        created: list[str] = []
+        async with connect_checked(self.engine) as conn:
+            await self._check(conn)
+            existing = await self._list(conn)
+            await conn.commit()
+            floor = datetime.min.replace(tzinfo=UTC)
+            covered = [(p.lower or floor, p.upper) for p in existing if p.upper is not None]
+            if not any(p.is_default for p in existing):
+                name = f"{self.table.name}_pdefault"
+                await self._ddl(
+                    conn,
+                    "CREATE TABLE %I.%I PARTITION OF %I.%I DEFAULT",
+                    self._schema,
+                    name,
+                    self._schema,
+                    self.table.name,
+                )
+                created.append(name)
+            for lower in wanted:
+                upper = lower + step
+                if any(lo < upper and lower < up for lo, up in covered):
+                    continue
+                name = self.partition_name(lower)
+                await self._ddl(
+                    conn,
+                    "CREATE TABLE %I.%I PARTITION OF %I.%I FOR VALUES FROM (%L) TO (%L)",
+                    self._schema,
+                    name,
+                    self._schema,
+                    self.table.name,
+                    lower,
+                    upper,
+                )
+                created.append(name)
+        return created
+
+    async def _format(self, conn: AsyncConnection, template: str, *args: Any) -> str:
+        """``template`` filled by PostgreSQL's ``format()``: ``%I`` quotes an identifier,
+        ``%L`` a literal (timestamps as timestamptz), so nothing is pasted by us."""
+        casts = ", ".join(
+            f"CAST(:a{i} AS {'timestamptz' if isinstance(a, datetime) else 'text'})"
+            for i, a in enumerate(args)
+        )
+        params = {"t": template, **{f"a{i}": a for i, a in enumerate(args)}}
+        query = text(f"SELECT format(CAST(:t AS text), {casts})")
+        return str((await conn.execute(query, params)).scalar_one())
+
+    async def _ddl(self, conn: AsyncConnection, template: str, *args: Any) -> None:
+        """Build one statement with :meth:`_format` and run it under the short lock
+        timeout, retried while a lock is not granted in time."""
+        statement = await self._format(conn, template, *args)
+        await conn.commit()
+        await self._retrying(conn, lambda: conn.execute(text(statement)))
+
+    async def _retrying(self, conn: AsyncConnection, work: Callable[[], Awaitable[Any]]) -> Any:
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                async with conn.begin():
+                    await conn.execute(text(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}"))
+                    return await work()
+            except Exception as exc:
+                if sqlstate_of(exc) != _LOCK_NOT_AVAILABLE or attempt == _LOCK_RETRIES - 1:
+                    raise
+            await asyncio.sleep(min(1.0, 0.05 * (attempt + 1)))
+        return None  # pragma: no cover - the loop returns or raises
+
+    async def drop_older_than(
+        self, older_than: timedelta, *, dry_run: bool = False, now: datetime | None = None
+    ) -> PartitionDropReport:
+        """Drop every partition whose whole range is older than ``older_than``, unless it
+        holds a pending (failed, leased) row: those are refused with their count.
+
+        Each drop is one short transaction: detach (under the lock timeout), count the
+        pending rows of the detached partition again (a replay may have just made one
+        pending), drop it, or roll back and refuse.
+        """
+        if older_than <= timedelta(0):
+            raise ValidationError("the age of partitions to drop must be positive")
+        cutoff = (now or datetime.now(UTC)) - older_than
+        report = PartitionDropReport(cutoff=cutoff, dry_run=dry_run)
+        async with connect_checked(self.engine) as conn:
+            await self._check(conn)
+            parts = await self._list(conn)
+            await conn.commit()
+            for part in parts:
+                if part.is_default or part.upper is None or part.upper > cutoff:
+                    continue
+                if part.pending:
+                    report.refused[part.name] = part.pending
+                    continue
+                if dry_run:
+                    report.dropped.append(part.name)
+                    continue
+                kept = await self._detach_and_drop(conn, part.name)
+                if kept:
+                    report.refused[part.name] = kept
+                else:
+                    report.dropped.append(part.name)
+        return report
+
+    async def _detach_and_drop(self, conn: AsyncConnection, name: str) -> int:
+        schema = self._schema
+        detach = await self._format(
+            conn, "ALTER TABLE %I.%I DETACH PARTITION %I.%I", schema, self.table.name, schema, name
+        )
+        # The detached partition as a table of its own, for the one definition of pending.
+        alone = Table(
+            name, MetaData(), Column("published_at"), Column("dead_at"), schema=self.table.schema
+        )
+        count = select(func.count()).select_from(alone).where(pending_clause(alone))
+        drop = await self._format(conn, "DROP TABLE %I.%I", schema, name)
+        await conn.commit()
+
+        class _Kept(Exception):
+            def __init__(self, n: int) -> None:
+                self.n = n
+
+        async def work() -> None:
+            await conn.execute(text(detach))
+            pending = int((await conn.execute(count)).scalar_one())
+            if pending:
+                raise _Kept(pending)  # rolls the detach back
+            await conn.execute(text(drop))
+
+        try:
+            await self._retrying(conn, work)
+        except _Kept as kept:
+            return kept.n
+        return 0
+
+
+def convert_to_partitioned(
+    bind: Connection, name: str | None = None, *, now: datetime | None = None
+) -> str:
+    """Turn a plain outbox table into the partitioned layout, inside a migration
+    (``convert_to_partitioned(op.get_bind())``); returns the legacy partition's name.
+
+    No row is copied: the plain table is renamed ``<table>_legacy`` (its indexes get a
+    ``_lgcy`` suffix and its ``(id)`` primary key goes), a partitioned table takes its name,
+    and the old table becomes its first partition, for everything recorded before the
+    next midnight UTC (``FROM (MINVALUE) TO (…)``), plus a default partition. PostgreSQL
+    builds the ``(id, recorded_at)`` key on the old rows and checks their range while the
+    migration holds the table: minutes on tens of millions of rows, during which writers
+    wait. Afterwards run ``qxdb outbox partitions create-ahead``; the legacy partition is
+    dropped like any other once nothing in it is pending.
+    """
+    table = outbox_table(name)
+    legacy = f"{table.name}_legacy"
+    schema = table.schema or str(bind.execute(text("SELECT current_schema()")).scalar_one())
+    day = (now or datetime.now(UTC)).astimezone(UTC)
+    cutover = day.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+
+    def run(template: str, *args: Any) -> None:
+        casts = ", ".join(
+            f"CAST(:a{i} AS {'timestamptz' if isinstance(a, datetime) else 'text'})"
+            for i, a in enumerate(args)
+        )
+        params = {"t": template, **{f"a{i}": a for i, a in enumerate(args)}}
+        statement = bind.execute(text(f"SELECT format(CAST(:t AS text), {casts})"), params)
+        bind.execute(text(statement.scalar_one()))
+
+    run("ALTER TABLE %I.%I RENAME TO %I", schema, table.name, legacy)
+    indexes = bind.execute(
+        text(
+            "SELECT i.relname, x.indisprimary, con.conname FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid AND con.contype = 'p' "
+            "WHERE n.nspname = :schema AND t.relname = :legacy"
+        ),
+        {"schema": schema, "legacy": legacy},
+    ).all()
+    for index, primary, constraint in indexes:
+        if primary:
+            # A partition cannot keep a primary key of its own: the parent's
+            # (id, recorded_at) is built on it when it is attached.
+            run("ALTER TABLE %I.%I DROP CONSTRAINT %I", schema, legacy, constraint)
+        else:
+            run("ALTER INDEX %I.%I RENAME TO %I", schema, index, f"{index[:58]}_lgcy")
+    include_outbox_table(MetaData(), table.fullname, partitioned=True).create(bind)
+    run(
+        "ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (MINVALUE) TO (%L)",
+        schema,
+        table.name,
+        schema,
+        legacy,
+        cutover,
+    )
+    run(
+        "CREATE TABLE %I.%I PARTITION OF %I.%I DEFAULT",
+        schema,
+        f"{table.name}_pdefault",
+        schema,
+        table.name,
+    )
+    return legacy

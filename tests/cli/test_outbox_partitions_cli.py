@@ -1,0 +1,79 @@
+"""``qxdb outbox partitions list | create-ahead | drop`` as a user (or cron) runs them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import MetaData, insert
+
+from qxdb.engine import create_engine
+from qxdb.ids import uuid7
+from qxdb.outbox.partitions import OutboxPartitions
+from qxdb.outbox.table import include_outbox_table
+from qxdb.settings import DatabaseSettings
+from qxdb.testing.plugin import run_coro
+from tests.cli.conftest import run_qxdb
+from tests.cli.test_outbox_cli import ok_json, one_error_line, qxdb
+
+OLD = (datetime.now(UTC) - timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def _seed(url: str) -> list[str]:
+    table = include_outbox_table(MetaData(), partitioned=True)
+    engine = create_engine(DatabaseSettings(), url=url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+        parts = OutboxPartitions(engine)
+        await parts.create_ahead(2, now=OLD)
+        rows = [
+            {
+                "id": uuid7(),
+                "event_name": "orders.placed",
+                "payload": {},
+                "occurred_at": OLD + timedelta(days=d, hours=1),
+                "recorded_at": OLD + timedelta(days=d, hours=1),
+                "published_at": OLD if d == 0 else None,
+            }
+            for d in (0, 0, 1)
+        ]
+        async with engine.begin() as conn:
+            await conn.execute(insert(table), rows)
+        return [parts.partition_name(OLD + timedelta(days=d)) for d in (0, 1)]
+    finally:
+        await engine.dispose()
+
+
+def test_partitions_commands(postgres_url: str) -> None:
+    old, pending = run_coro(_seed(postgres_url))
+    made = ok_json(postgres_url, "outbox", "partitions", "create-ahead", "--days", "2")
+    assert len(made["created"]) == 2
+    listed = ok_json(postgres_url, "outbox", "partitions", "list")["partitions"]
+    assert [p["name"] for p in listed][:2] == [old, pending]
+    assert listed[1]["pending"] == 1 and listed[-1]["is_default"]
+
+    dry = qxdb(postgres_url, "outbox", "partitions", "drop", "--older-than", "7d", "--dry-run")
+    assert dry.returncode == 1, dry.stderr  # a partition is kept: cron must notice
+    assert f"would drop {old}" in dry.stdout and f"kept {pending}: 1 pending row" in dry.stdout
+    refused = qxdb(postgres_url, "outbox", "partitions", "drop", "--older-than", "7d")
+    one_error_line(refused, 2, "--yes")
+    done = qxdb(postgres_url, "outbox", "partitions", "drop", "--older-than", "7d", "--yes")
+    assert done.returncode == 1 and f"dropped {old}" in done.stdout, done.stderr
+    names = [p["name"] for p in ok_json(postgres_url, "outbox", "partitions", "list")["partitions"]]
+    assert old not in names and pending in names
+
+
+def test_partitions_bad_input(sqlite_url: str, postgres_url: str) -> None:
+    Path(sqlite_url.partition(":///")[2]).touch()  # an existing file: the refusal is ours
+    one_error_line(run_qxdb("outbox", "partitions", "list", url=sqlite_url), 2, "needs PostgreSQL")
+    one_error_line(
+        run_qxdb("outbox", "partitions", "drop", "--older-than", "7x", url=postgres_url),
+        2,
+        "--older-than",
+    )
+    one_error_line(
+        run_qxdb("outbox", "partitions", "create-ahead", "--interval", "week", url=postgres_url),
+        2,
+        "unknown partition interval 'week'",
+    )
