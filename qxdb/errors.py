@@ -120,7 +120,9 @@ class CursorError(ValidationError):
     """A cursor token that cannot be used; ``reason`` says why, for programs.
 
     Reasons: ``malformed``, ``tampered``, ``expired``, ``wrong_version``, ``wrong_sort``,
-    ``too_large``, ``unsigned`` (a secret is configured and the token carries no signature).
+    ``too_large``, ``unsigned`` (a secret is configured and the token carries no signature),
+    ``stale`` (a by-row cursor whose boundary row has left the listing). A decoded value
+    that does not fit its column is ``malformed``.
     """
 
     default_code = "cursor_invalid"
