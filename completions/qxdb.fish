@@ -177,7 +177,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate test'" -s h -l help -d 'Show this m
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l all -d 'Lint every revision.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l since -x -d 'Lint the revisions after REV.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l file -x -d 'Lint this revision file on its own, no project needed (repeatable).'
-complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l format -x -a 'table json github sarif' -d 'table for people, json for programs, github or sarif for CI.'
+complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l format -x -a 'table json github sarif' -d 'table for people, json for programs, github for CI annotations, sarif (2.1.0) for code scanning.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l json -d 'Same as --format json.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l rule -x -d 'Run only this rule (repeatable).'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -l ignore -x -d 'Turn this rule off (repeatable).'

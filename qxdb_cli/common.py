@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Coroutine
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -29,6 +30,45 @@ DryRunOption = Annotated[
 WideOption = Annotated[
     bool, typer.Option("--wide", help="Full ids and names, however wide the terminal.")
 ]
+
+
+# The checkers (schema check, migrate lint) share their output and rule-selection options.
+class CheckFormat(StrEnum):
+    table = "table"
+    json = "json"
+    github = "github"
+    sarif = "sarif"
+
+
+CheckFormatOption = Annotated[
+    CheckFormat,
+    typer.Option(
+        "--format",
+        help="table for people, json for programs, github for CI annotations, sarif "
+        "(2.1.0) for code scanning.",
+    ),
+]
+FormatJsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+RuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--rule", metavar="ID", help="Run only this rule (repeatable).", show_default=False
+    ),
+]
+IgnoreOption = Annotated[
+    list[str] | None,
+    typer.Option("--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False),
+]
+
+
+def github_escape_data(text: str) -> str:
+    """A GitHub workflow command's message, escaped as the runner reads it."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github_escape_property(text: str) -> str:
+    """A workflow command property (file=, title=), escaped as the runner reads it."""
+    return github_escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 # The app's global options, accepted after the command too (``qxdb doctor --debug``):
 # name -> does it take a value.

@@ -14,6 +14,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from qxdb_cli import render
+from qxdb_cli.common import (
+    CheckFormat,
+    CheckFormatOption,
+    FormatJsonOption,
+    IgnoreOption,
+    RuleOption,
+    github_escape_data,
+    github_escape_property,
+)
 from qxdb_cli.migrate import ConfigOption, app
 
 if TYPE_CHECKING:
@@ -23,13 +32,6 @@ if TYPE_CHECKING:
 class FailOn(StrEnum):
     warning = "warning"
     error = "error"
-
-
-class LintFormat(StrEnum):
-    table = "table"
-    json = "json"
-    github = "github"
-    sarif = "sarif"
 
 
 @app.command("lint")
@@ -58,25 +60,10 @@ def lint(
             show_default=False,
         ),
     ] = None,
-    output: Annotated[
-        LintFormat,
-        typer.Option(
-            "--format", help="table for people, json for programs, github or sarif for CI."
-        ),
-    ] = LintFormat.table,
-    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    rules: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--rule", metavar="ID", help="Run only this rule (repeatable).", show_default=False
-        ),
-    ] = None,
-    ignores: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False
-        ),
-    ] = None,
+    output: CheckFormatOption = CheckFormat.table,
+    as_json: FormatJsonOption = False,
+    rules: RuleOption = None,
+    ignores: IgnoreOption = None,
     fail_on: Annotated[
         FailOn | None,
         typer.Option(
@@ -149,12 +136,12 @@ def lint(
             ) from None
         if report.note:
             render.note(f"qxdb: {report.note}; --since REV lints fewer")
-    fmt = LintFormat.json if as_json else output
-    if fmt is LintFormat.json:
+    fmt = CheckFormat.json if as_json else output
+    if fmt is CheckFormat.json:
         render.print_json(report.to_dict())
-    elif fmt is LintFormat.sarif:
+    elif fmt is CheckFormat.sarif:
         render.print_json(report.to_sarif())
-    elif fmt is LintFormat.github:
+    elif fmt is CheckFormat.github:
         _print_github(report)
     else:
         _print_table(report)
@@ -243,16 +230,15 @@ def _print_table(report: LintReport) -> None:
 def _print_github(report: LintReport) -> None:
     import sys
 
-    from qxdb_cli.schema import _escape_data, _escape_property
 
     for f in report.findings:
         props = [
-            f"file={_escape_property(_shown(f.path))}",
+            f"file={github_escape_property(_shown(f.path))}",
             f"line={max(f.line, 1)}",
-            f"title={_escape_property(f'{f.rule_id} {f.rule_name}')}",
+            f"title={github_escape_property(f'{f.rule_id} {f.rule_name}')}",
         ]
         message = f"{f.message}. Locks: {f.locks}. Safe: {f.recipe}"
         level = "error" if f.severity == "error" else "warning"
-        sys.stdout.write(f"::{level} {','.join(props)}::{_escape_data(message)}\n")
+        sys.stdout.write(f"::{level} {','.join(props)}::{github_escape_data(message)}\n")
     sys.stdout.write(_summary(report) + "\n")
     sys.stdout.flush()

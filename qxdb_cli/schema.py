@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from qxdb_cli import common, render
-from qxdb_cli.common import JsonOption
+from qxdb_cli.common import (
+    CheckFormat,
+    CheckFormatOption,
+    FormatJsonOption,
+    IgnoreOption,
+    JsonOption,
+    RuleOption,
+    github_escape_data,
+    github_escape_property,
+)
 
 if TYPE_CHECKING:
     from qxdb.conventions import CheckReport, Finding, Rule
 
 app = typer.Typer(help="Check tables against qxdb's schema conventions.", no_args_is_help=True)
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
-    github = "github"
-    sarif = "sarif"
 
 
 @app.command("check")
@@ -39,27 +40,10 @@ def check(
         bool,
         typer.Option("--database", help="Check the live database (--database-url / QX_DB__URL)."),
     ] = False,
-    output: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--format",
-            help="table for people, json for programs, github for CI annotations, sarif "
-            "(2.1.0) for code scanning.",
-        ),
-    ] = OutputFormat.table,
-    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    rules: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--rule", metavar="ID", help="Run only this rule (repeatable).", show_default=False
-        ),
-    ] = None,
-    ignores: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False
-        ),
-    ] = None,
+    output: CheckFormatOption = CheckFormat.table,
+    as_json: FormatJsonOption = False,
+    rules: RuleOption = None,
+    ignores: IgnoreOption = None,
     schema: Annotated[
         str | None,
         typer.Option(
@@ -133,14 +117,14 @@ def check(
         render.note("note: no tables to check (an empty database or metadata, or all skipped)")
     if baseline is not None:
         apply_baseline(report, baseline)
-    fmt = OutputFormat.json if as_json else output
-    if fmt is OutputFormat.json:
+    fmt = CheckFormat.json if as_json else output
+    if fmt is CheckFormat.json:
         render.print_json(report.to_dict())
-    elif fmt is OutputFormat.sarif:
+    elif fmt is CheckFormat.sarif:
         from qxdb.conventions import report_to_sarif
 
         render.print_json(report_to_sarif(report))
-    elif fmt is OutputFormat.github:
+    elif fmt is CheckFormat.github:
         _print_github(report)
     else:
         _print_table(report)
@@ -280,14 +264,6 @@ def _print_table(report: CheckReport) -> None:
     console.print(_summary(report), markup=False)
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 _GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
 
 
@@ -295,12 +271,12 @@ def _annotation(report: CheckReport, finding: Finding) -> str:
     level = _GITHUB_LEVEL.get(finding.severity, "warning")
     props = []
     if report.source_file:
-        props.append(f"file={_escape_property(report.source_file)}")
+        props.append(f"file={github_escape_property(report.source_file)}")
     props.append(
-        f"title={_escape_property(f'{finding.rule_id} {finding.rule_name} ({finding.table})')}"
+        f"title={github_escape_property(f'{finding.rule_id} {finding.rule_name} ({finding.table})')}"
     )
     message = f"{finding.table}: {finding.message}. Hint: {finding.hint}"
-    return f"::{level} {','.join(props)}::{_escape_data(message)}"
+    return f"::{level} {','.join(props)}::{github_escape_data(message)}"
 
 
 def _print_github(report: CheckReport) -> None:
