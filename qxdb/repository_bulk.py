@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import BigInteger, ColumnElement, Select, Table, UniqueConstraint, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from qxdb.context import current_context
 from qxdb.domain import Entity
@@ -226,7 +226,17 @@ async def upsert_entities(
                     # row it is.
                     raise _Refused
                 returned.extend(batch)
-    except _Refused:
+    except IntegrityError as exc:
+        from qxdb.repository import _is_unique_violation
+
+        if _is_unique_violation(exc):
+            return Result.failure(repo._duplicate(None))
+        raise repo._constraint_error(exc) from None
+    except (_Refused, DBAPIError) as exc:
+        # With PostgreSQL row-level security on (qxdb.rls), the database refuses the
+        # update of another tenant's row itself (42501) before our WHERE can skip it.
+        if isinstance(exc, DBAPIError) and not _rls_refusal(exc):
+            raise
         return Result.failure(
             ConflictError(
                 f"upsert_many refused: a {repo._name} among them conflicts on "
@@ -236,12 +246,6 @@ async def upsert_entities(
                 details={"on": list(target)},
             )
         )
-    except IntegrityError as exc:
-        from qxdb.repository import _is_unique_violation
-
-        if _is_unique_violation(exc):
-            return Result.failure(repo._duplicate(None))
-        raise repo._constraint_error(exc) from None
     # RETURNING gives the stored state: the stored id (when the conflict was on another
     # unique key), version, creation and update audit values.
     stored = {tuple(getattr(r, name) for name in target): r for r in returned}
@@ -254,6 +258,16 @@ async def upsert_entities(
                 setattr(entity, name, getattr(r, name))
         repo._track(entity)
     return Result.success(items)
+
+
+def _rls_refusal(exc: DBAPIError) -> bool:
+    # asyncpg's own exception (with the SQLSTATE) is the cause of SQLAlchemy's wrapper.
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        if getattr(candidate, "sqlstate", None) == "42501" and "row-level security" in str(
+            candidate
+        ):
+            return True
+    return False
 
 
 class _Refused(Exception):
