@@ -249,3 +249,39 @@ def test_policy_statements_refuse_bad_names() -> None:
 def test_uow_rls_flag_is_checked() -> None:
     with pytest.raises(ConfigurationError, match="rls"):
         UnitOfWork(make_session_factory(None), rls="yes")  # type: ignore[arg-type]
+
+
+def test_schema_rule_flags_a_tenant_table_without_rls_only_when_opted_in(postgres_url: str) -> None:
+    from qxdb.conventions.checker import check_database
+    from qxdb.conventions.config import SchemaConfig, parse_config
+
+    plain = make_metadata()
+    Table("open_orders", plain, uuid_column("id", primary_key=True), *standard_audit_columns())
+
+    async def setup() -> None:
+        engine = create_engine(DatabaseSettings(pool_kind="null"), url=postgres_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(plain.create_all)
+                await conn.run_sync(metadata.create_all)
+                for sql in policy_statements("rls_items"):
+                    await conn.execute(text(sql))
+                await conn.execute(text("CREATE TABLE half (id uuid PRIMARY KEY, tenant_id uuid)"))
+                await conn.execute(text("ALTER TABLE half ENABLE ROW LEVEL SECURITY"))
+        finally:
+            await engine.dispose()
+
+    run_coro(setup())
+    settings = DatabaseSettings(url=postgres_url)
+    default = run_coro(check_database(settings, SchemaConfig()))
+    assert not [f for f in default.findings if f.rule_id == "QX026"]  # off by default
+    opted = run_coro(check_database(settings, parse_config({"rules": {"tenant-rls": "error"}})))
+    found = sorted((f.table, f.message) for f in opted.findings if f.rule_id == "QX026")
+    assert found == [
+        ("half", "half: row-level security is not FORCEd, so the table's owner bypasses it"),
+        ("half", "half: row-level security is on but no policy lets rows through"),
+        ("open_orders", "open_orders has a tenant_id column but row-level security is off"),
+    ]
+    # --rule QX026 runs it too, without any configuration.
+    flagged = run_coro(check_database(settings, SchemaConfig().with_flags(only=["QX026"])))
+    assert {f.table for f in flagged.findings} == {"half", "open_orders"}
