@@ -24,7 +24,16 @@ import builtins
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Select, Table, UniqueConstraint, bindparam
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -56,6 +65,7 @@ MAX_BIND_PARAMETERS = 32_000
 # Rows per statement: beyond about a thousand rows a statement gets no faster, and the
 # statement text and its parameters only grow.
 _MAX_CHUNK_ROWS = 1_000
+_PG_CHUNK_ROWS = 10_000
 DEFAULT_STREAM_BATCH = 1_000
 MAX_STREAM_BATCH = 10_000
 # Never written by the update half of an upsert: identity, history and deletion state.
@@ -131,17 +141,37 @@ def _updated_columns(
 
 
 def _upsert_statement(
-    repo: Repository[Any], dialect: str, on: tuple[str, ...], update: tuple[str, ...]
+    repo: Repository[Any],
+    dialect: str,
+    on: tuple[str, ...],
+    update: tuple[str, ...],
+    names: tuple[str, ...],
 ) -> Any:
-    """The cached ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` of one shape."""
-    key = ("upsert", dialect, on, update)
+    """The cached ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` of one shape.
+
+    On PostgreSQL the rows arrive as one array per column, ``INSERT … SELECT * FROM
+    unnest(:c0, :c1, …)``: one statement, compiled once, whatever the number of rows,
+    with as many parameters as columns. (A multi-row VALUES is compiled anew for every
+    chunk, 12 parameters a row, and costs more than the database's work; an executemany
+    with RETURNING runs a statement per row.) SQLite gets the multi-row VALUES, chunked.
+    """
+    key = ("upsert", dialect, on, update, names)
     plan = repo._plan
     stmt = plan.statements.get(key)
     if stmt is not None:
         return stmt
     table = repo.table
     c = table.c
-    base = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    if dialect == "postgresql":
+        arrays = [
+            bindparam(_ARRAY.format(i), type_=postgresql.ARRAY(c[name].type))
+            for i, name in enumerate(names)
+        ]
+        # AS rows(id, …): a multi-array unnest's columns are all called "unnest".
+        rows = func.unnest(*arrays).table_valued(*names).render_derived(name="qx_rows")
+        base: Any = postgresql.insert(table).from_select(list(names), select(rows))
+    else:
+        base = sqlite.insert(table)
     excluded = base.excluded
     changes: dict[str, Any] = {name: excluded[name] for name in update}
     if plan.has_version:
@@ -165,6 +195,7 @@ def _upsert_statement(
     return stmt
 
 
+_ARRAY = "qx_upsert_{}"
 _AUDIT_RETURNED = ("version", "created_at", "created_by", "updated_at", "updated_by", "tenant_id")
 
 
@@ -204,21 +235,31 @@ async def upsert_entities(
                 f"{list(target)}; pass each row once",
                 details={"index": i, "first": by_key[k]},
             )
-    stmt = _upsert_statement(repo, dialect, target, updated)
+    names = tuple(rows[0])
+    stmt = _upsert_statement(repo, dialect, target, updated, names)
     ctx = current_context()
     extra: dict[str, Any] = {}
     if "updated_at" in table.c:
         extra["qx_upsert_now"] = utcnow()
     if "updated_by" in table.c:
         extra["qx_upsert_by"] = ctx.user_id
-    size = chunk_rows(len(rows[0]) + len(extra))
+    # PostgreSQL: one array per column whatever the rows, so a chunk only bounds the
+    # memory of one statement; SQLite: a row's values each count against its limit.
+    size = _PG_CHUNK_ROWS if dialect == "postgresql" else chunk_rows(len(names) + len(extra))
     returned: list[Any] = []
     session = repo.session
     try:
         async with session.begin_nested():
             for start in range(0, len(rows), size):
-                chunk = [{**row, **extra} for row in rows[start : start + size]]
-                result = await session.execute(stmt, chunk)
+                chunk = rows[start : start + size]
+                if dialect == "postgresql":
+                    params = {
+                        _ARRAY.format(i): [row[name] for row in chunk]
+                        for i, name in enumerate(names)
+                    }
+                    result = await session.execute(stmt, {**params, **extra})
+                else:
+                    result = await session.execute(stmt.values(chunk), extra)
                 batch = result.all()
                 if len(batch) != len(chunk):
                     # Only the tenant WHERE skips a row: refuse the whole call (the
@@ -248,14 +289,16 @@ async def upsert_entities(
         )
     # RETURNING gives the stored state: the stored id (when the conflict was on another
     # unique key), version, creation and update audit values.
-    stored = {tuple(getattr(r, name) for name in target): r for r in returned}
+    fields = list(returned[0]._fields) if returned else []
+    key_at = [fields.index(name) for name in target]
+    copied = [(name, fields.index(name)) for name in ("id", *_AUDIT_RETURNED) if name in fields]
+    stored = {tuple(r[i] for i in key_at): r for r in returned}
     for entity, row in zip(items, rows, strict=True):
         r = stored.get(tuple(row[name] for name in target))
         if r is None:  # a value the database normalises differently: keep the entity's
             continue
-        for name in ("id", *_AUDIT_RETURNED):
-            if name in r._fields and hasattr(entity, name):
-                setattr(entity, name, getattr(r, name))
+        for name, i in copied:
+            setattr(entity, name, r[i])
         repo._track(entity)
     return Result.success(items)
 
