@@ -33,6 +33,8 @@ ORDER = (
     "outbox_record",
     "outbox_ops",
     "repository",
+    "rls",
+    "repository_bulk",
     "relay",
 )
 TIMEOUT_SECONDS = 600

@@ -21,6 +21,7 @@ from qxdb import (
     ValidationError,
     include_outbox_table,
     make_metadata,
+    repository_bulk,
     request_scope,
     standard_audit_columns,
     system_scope,
@@ -199,7 +200,12 @@ async def test_property_no_upsert_changes_another_tenants_row(
     await session.rollback()
 
 
-async def test_upsert_chunks_under_the_parameter_limit(session: AsyncSession) -> None:
+async def test_upsert_chunks_under_the_parameter_limit(
+    session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL binds one array per column (no parameter limit); smaller chunks there
+    # make this test cross chunk boundaries on both dialects.
+    monkeypatch.setattr(repository_bulk, "_PG_CHUNK_ROWS", 1_000)
     repo = ItemRepository(session)
     per_row = len(items_table.c) + 2
     count = chunk_rows(per_row) * 3 + 7  # several chunks, over 32,767 parameters in all
@@ -213,6 +219,12 @@ async def test_upsert_chunks_under_the_parameter_limit(session: AsyncSession) ->
     assert len(stored) == count
     assert {row[3] for row in stored.values()} == {2}
     assert stored["c000005"][2] == -5
+    # A refusal in the last chunk undoes the chunks written before it.
+    with request_scope(tenant_id=B):
+        clash = [Item(sku=f"d{i:06d}", name="n") for i in range(count)]
+        clash.append(Item(sku="c000001", name="taken by A"))
+        assert isinstance((await repo.upsert_many(clash, on=("sku",))).error, ConflictError)
+    assert len(await _stored(session)) == count
 
 
 async def test_upsert_records_outbox_events_of_aggregates(
