@@ -87,9 +87,13 @@ def policy_statements(
     """
     target = _qualified(table, schema)
     col = _quoted(column, "column")
+    # Each setting in its own scalar subquery: PostgreSQL evaluates it once per statement
+    # (an InitPlan) instead of once per row scanned, which a page ordered by another
+    # index than tenant_id's would otherwise pay for every row it skips.
     matches = (
-        f"({col} = NULLIF(current_setting('{TENANT_SETTING}', true), '')::{_type(column_type)}"
-        f" OR current_setting('{BYPASS_SETTING}', true) = 'on')"
+        f"({col} = (SELECT NULLIF(current_setting('{TENANT_SETTING}', true), '')"
+        f"::{_type(column_type)})"
+        f" OR (SELECT current_setting('{BYPASS_SETTING}', true)) = 'on')"
     )
     name = _quoted(policy, "policy name")
     return [
