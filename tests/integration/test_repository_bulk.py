@@ -46,6 +46,16 @@ items_table = Table(
     UniqueConstraint("sku", name="uq_bulk_items_sku"),
 )
 outbox_table = include_outbox_table(metadata)
+pairs_table = Table(
+    "bulk_pairs",
+    metadata,
+    uuid_column("id", primary_key=True),
+    Column("region", String(10), nullable=False),
+    Column("code", Integer, nullable=False),
+    Column("label", String(40), nullable=False),
+    *standard_audit_columns(),
+    UniqueConstraint("region", "code", name="uq_bulk_pairs_region_code"),
+)
 
 A, B, ACTOR = uuid7(), uuid7(), uuid7()
 
@@ -72,6 +82,45 @@ async def session(
         await conn.run_sync(metadata.create_all)
     async with session_factory() as s:
         yield s
+
+
+@dataclass(kw_only=True, eq=False)
+class Pair(AggregateRoot):
+    region: str
+    code: int
+    label: str
+
+
+class PairRepository(Repository[Pair]):
+    entity_cls = Pair
+    table = pairs_table
+
+
+async def test_upsert_on_a_composite_unique_key(session: AsyncSession) -> None:
+    repo = PairRepository(session)
+    with request_scope(tenant_id=A):
+        first = [Pair(region=r, code=c, label="v1") for r in ("eu", "us") for c in (1, 2)]
+        assert (await repo.upsert_many(first, on=("region", "code"))).is_success
+        again = [Pair(region="eu", code=2, label="v2"), Pair(region="us", code=3, label="v1")]
+        assert (await repo.upsert_many(again, on=("code", "region"))).is_success
+        assert again[0].id == first[1].id and again[0].version == 2
+        with pytest.raises(InvalidQueryError, match="same"):
+            await repo.upsert_many(
+                [Pair(region="eu", code=1, label="a"), Pair(region="eu", code=1, label="b")],
+                on=("region", "code"),
+            )
+        with pytest.raises(InvalidQueryError, match="primary key or the columns"):
+            await repo.upsert_many(first, on=("region",))
+    rows = (
+        await session.execute(select(pairs_table.c.region, pairs_table.c.code, pairs_table.c.label))
+    ).all()
+    assert sorted(tuple(r) for r in rows) == [
+        ("eu", 1, "v1"),
+        ("eu", 2, "v2"),
+        ("us", 1, "v1"),
+        ("us", 2, "v1"),
+        ("us", 3, "v1"),
+    ]
 
 
 async def _stored(session: AsyncSession) -> dict[str, tuple[object, ...]]:
