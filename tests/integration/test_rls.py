@@ -285,3 +285,29 @@ def test_schema_rule_flags_a_tenant_table_without_rls_only_when_opted_in(postgre
     # --rule QX026 runs it too, without any configuration.
     flagged = run_coro(check_database(settings, SchemaConfig().with_flags(only=["QX026"])))
     assert {f.table for f in flagged.findings} == {"half", "open_orders"}
+
+
+async def test_session_helper_and_sqlite_is_a_no_op(
+    app_engine: AsyncEngine, sqlite_url: str
+) -> None:
+    from qxdb.rls import apply_tenant_setting
+
+    async with make_session_factory(app_engine)() as session:
+        with request_scope(tenant_id=B):
+            await apply_tenant_setting(session)
+            assert await _skus(session) == ["b1"]
+    # rls=True on SQLite (no RLS there) changes nothing: the repository still scopes.
+    lite = create_engine(DatabaseSettings(), url=sqlite_url)
+    try:
+        async with lite.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        uow = UnitOfWork(make_session_factory(lite), rls=True)
+        with request_scope(tenant_id=A):
+            async with uow.begin() as tx:
+                assert (await tx.repository(ItemRepository).add(Item(sku="s", name="s"))).is_success
+                await apply_tenant_setting(tx.session)
+        with request_scope(tenant_id=B):
+            async with uow.begin() as tx:
+                assert [i async for i in tx.repository(ItemRepository).stream()] == []
+    finally:
+        await lite.dispose()
