@@ -35,6 +35,8 @@ ORDER = (
     "outbox_triage",
     "outbox_partitions",
     "repository",
+    "rls",
+    "repository_bulk",
     "relay",
 )
 TIMEOUT_SECONDS = 600

@@ -50,7 +50,7 @@ import dataclasses
 import functools
 import json
 import keyword
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from uuid import UUID
 
@@ -955,6 +955,40 @@ class Repository(Generic[TEntity]):
             code=f"{self._name.lower()}.constraint",
             details={"constraint": name} if name else {},
         )
+
+    # ------------------------------------------------------------ at scale
+    # (implemented in qxdb.repository_bulk; see docs/repository.md)
+
+    async def upsert_many(
+        self,
+        entities: Iterable[TEntity],
+        *,
+        on: Sequence[str] = ("id",),
+        update: Iterable[str] | None = None,
+    ) -> Result[builtins.list[TEntity]]:
+        """Insert each entity, or update the row holding its ``on`` values (``ON CONFLICT
+        DO UPDATE``), in chunks, all or none. ``update`` names the columns an update
+        writes (default: every column of the entity outside identity, audit and ``on``);
+        an update bumps ``version`` and stamps ``updated_at``/``updated_by``. A conflict
+        with another tenant's row is refused (``ConflictError``, nothing written)."""
+        from qxdb.repository_bulk import upsert_entities
+
+        return await upsert_entities(self, entities, on, update)
+
+    def stream(
+        self,
+        filters: Iterable[Filter] = (),
+        sort: Sequence[Sort] = (),
+        *,
+        batch: int = 1_000,
+        include_deleted: bool = False,
+    ) -> AsyncIterator[TEntity]:
+        """Every matching entity in ``sort`` order, ``batch`` rows per keyset query, in
+        constant memory; tenant- and soft-delete-scoped like ``list``. Streamed entities
+        are not tracked by the unit of work."""
+        from qxdb.repository_bulk import stream_entities
+
+        return stream_entities(self, filters, sort, batch, include_deleted)
 
 
 def _rowcount(result: Any) -> int:

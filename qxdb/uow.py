@@ -77,6 +77,7 @@ from qxdb.errors import (
 )
 from qxdb.outbox.recorder import OutboxRecorder
 from qxdb.repository import Repository
+from qxdb.rls import install_tenant_setting
 
 __all__ = [
     "DispatchLoopError",
@@ -435,6 +436,8 @@ class UnitOfWork:
 
     ``repositories`` maps attribute names to repository classes (or call
     :meth:`register`); each scope builds them on first access, bound to its session.
+    ``rls=True`` sets ``qx.tenant_id`` (and the system-scope bypass) at the start of each
+    transaction on PostgreSQL, for row-level security policies (:mod:`qxdb.rls`).
     """
 
     def __init__(
@@ -445,12 +448,18 @@ class UnitOfWork:
         repositories: Mapping[str, type[Repository[Any]]] | None = None,
         *,
         max_event_rounds: int = DEFAULT_MAX_EVENT_ROUNDS,
+        rls: bool = False,
     ) -> None:
         if isinstance(max_event_rounds, bool) or not isinstance(max_event_rounds, int):
             raise ConfigurationError("max_event_rounds must be a whole number")
         if max_event_rounds < 1:
             raise ConfigurationError("max_event_rounds must be at least 1")
         self._factory = session_factory
+        # rls=True: each transaction starts by setting the request context's tenant for
+        # PostgreSQL row-level security (qxdb.rls; one round trip per transaction).
+        if not isinstance(rls, bool):
+            raise ConfigurationError("rls must be True or False")
+        self._rls = rls
         self._dispatcher = dispatcher
         self._outbox = outbox
         self.max_event_rounds = max_event_rounds
@@ -546,7 +555,10 @@ class UnitOfWork:
                 "of nesting a second transaction",
                 code="uow.nested",
             )
-        scope = UnitOfWorkScope(self, self._factory())
+        session = self._factory()
+        if self._rls:
+            install_tenant_setting(session)
+        scope = UnitOfWorkScope(self, session)
         scope._token = self._current.set(scope)
         return scope
 

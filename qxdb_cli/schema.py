@@ -178,7 +178,8 @@ def _where(rule: Rule) -> str:
     where = ", ".join(sorted(rule.sources))
     scope = "" if rule.scope == "all" else f"; {rule.scope} tables only"
     origin = "" if rule.origin == "qxdb" else f"; from {rule.origin}"
-    return f"{where}{scope}{origin}"
+    opt_in = "; opt-in: off unless configured" if rule.opt_in else ""
+    return f"{where}{scope}{origin}{opt_in}"
 
 
 def _print_explanation(rule: Rule) -> None:

@@ -67,7 +67,7 @@ class SchemaConfig:
         """The effective severity, or None when the rule does not run."""
         if self.only is not None and rule.id not in self.only:
             return None
-        return self.severities.get(rule.id, rule.severity)
+        return self.severities.get(rule.id, None if rule.opt_in else rule.severity)
 
     def active_rules(self) -> list[Rule]:
         return [r for r in all_rules().values() if self.severity(r) is not None]
@@ -82,8 +82,9 @@ class SchemaConfig:
         severities = dict(self.severities)
         for rule_id in selected:
             # Naming a rule on the command line runs it, even if the config turned it off.
-            if severities.get(rule_id, all_rules()[rule_id].severity) is None:
-                severities.pop(rule_id)
+            named = all_rules()[rule_id]
+            if severities.get(rule_id, None if named.opt_in else named.severity) is None:
+                severities[rule_id] = named.severity
         for ref in ignore:
             severities[resolve_rule(ref, where="--ignore").id] = None
         return replace(self, only=selected or self.only, severities=severities)

@@ -166,5 +166,5 @@ def test_rules_lists_every_rule(project: Path) -> None:
     assert listing.returncode == 0
     assert "QX006  jsonb  error  [metadata, postgresql]" in listing.stdout
     document = json.loads(qxdb("schema", "rules", "--json", cwd=project).stdout)
-    assert [r["id"] for r in document] == [f"QX{n:03d}" for n in range(1, 26)]
+    assert [r["id"] for r in document] == [f"QX{n:03d}" for n in range(1, 27)]
     assert all(r["rationale"] and r["hint"] for r in document)

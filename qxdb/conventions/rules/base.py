@@ -74,6 +74,9 @@ class Rule:
     doc: str = ""
     # "qxdb" for built-in rules; the distribution that provides a plugin rule.
     origin: str = "qxdb"
+    # Off unless the project's configuration (or --rule) turns it on: a rule about a
+    # choice only some projects make (row-level security).
+    opt_in: bool = False
 
     def applies_to(self, table: TableSnapshot, source: Source) -> bool:
         if source not in self.sources:
@@ -94,6 +97,7 @@ class Rule:
             "sources": sorted(self.sources),
             "scope": self.scope,
             "origin": self.origin,
+            "opt_in": self.opt_in,
             "doc": self.doc,
         }
 
@@ -114,6 +118,7 @@ def define_rule(
     severity: Severity = Severity.ERROR,
     sources: Iterable[Source] = ALL_SOURCES,
     scope: Scope = "all",
+    opt_in: bool = False,
 ) -> Callable[[Check], Rule]:
     """Make a :class:`Rule` from a check function; its docstring is the rule's
     ``--explain`` documentation. Plugins expose the result through the
@@ -147,6 +152,7 @@ def define_rule(
             scope,
             check,
             doc=inspect.cleandoc(check.__doc__ or ""),
+            opt_in=opt_in,
         )
 
     return make
@@ -161,6 +167,7 @@ def rule(
     severity: Severity = Severity.ERROR,
     sources: Iterable[Source] = ALL_SOURCES,
     scope: Scope = "all",
+    opt_in: bool = False,
 ) -> Callable[[Check], Check]:
     """Register a check under a stable id; ids are never reused or renumbered."""
 
@@ -175,6 +182,7 @@ def rule(
             severity=severity,
             sources=sources,
             scope=scope,
+            opt_in=opt_in,
         )(check)
         return check
 
