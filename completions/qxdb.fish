@@ -49,7 +49,7 @@ function __qxdb_value_options
         case 'qxdb migrate lint'
             printf '%s\n' --since --file --format --rule --ignore --fail-on --pyproject -c --config
         case 'qxdb outbox relay'
-            printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
+            printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id --metrics-port --metrics-host --log-format
         case 'qxdb outbox inspect'
             printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after
         case 'qxdb outbox replay'
@@ -201,6 +201,9 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l lease-seconds -x -d 'How 
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l poll-interval -x -d 'Fallback poll when idle, seconds.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l worker-id -x -d 'Name of this relay in leases.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l json -d 'Print the final counters as one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l metrics-port -x -d 'Serve Prometheus /metrics, /healthz and /readyz on this port (needs the metrics extra).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l metrics-host -x -d 'Interface the metrics endpoint listens on.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l log-format -x -d 'Log lines on stderr: text, or json (one object per line).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s s -l status -x -d 'pending (undelivered, incl. failed), failed, published, dead or all.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s e -l event -x -d 'Event name, exact or a glob such as \'orders.*\'.'
