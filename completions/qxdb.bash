@@ -9,7 +9,7 @@ __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
         'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test lint lint-rules ;;
-        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge ;;
+        'qxdb outbox') printf '%s\n' relay top inspect show stats replay purge ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
     esac
@@ -36,6 +36,7 @@ __qxdb_options() {
         'qxdb migrate lint-rules') printf '%s\n' --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
         'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json --metrics-port --metrics-host --log-format -h --help ;;
+        'qxdb outbox top') printf '%s\n' --interval --once --json -h --help ;;
         'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --wide --json -h --help ;;
         'qxdb outbox show') printf '%s\n' --row --json -h --help ;;
         'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
@@ -112,6 +113,7 @@ __qxdb_value() {
         'qxdb outbox relay --metrics-port') echo 'text' ;;
         'qxdb outbox relay --metrics-host') echo 'text' ;;
         'qxdb outbox relay --log-format') echo 'text' ;;
+        'qxdb outbox top --interval') echo 'text' ;;
         'qxdb outbox inspect -s') echo 'text' ;;
         'qxdb outbox inspect --status') echo 'text' ;;
         'qxdb outbox inspect -e') echo 'text' ;;

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from qxdb.core import defaults
-from qxdb_cli import common, relay as _relay, render
+from qxdb_cli import common, outbox_top, relay as _relay, render
 from qxdb_cli.common import DryRunOption, JsonOption, WideOption, YesOption
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Inspect and operate the transactional outbox.", no_args_is_help=True)
 
 app.command("relay")(_relay.relay)
+app.command("top")(outbox_top.top)
 
 _STATUS = Annotated[
     str | None,
