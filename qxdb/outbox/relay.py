@@ -93,6 +93,7 @@ from qxdb.outbox.publishers import (
 )
 from qxdb.outbox.recorder import notify_channel
 from qxdb.outbox.table import LAST_ERROR_MAX, OUTBOX_TABLE_NAME, outbox_table, pending_clause
+from qxdb.outbox.tracing import ProducerSpans, tracing_available
 from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
 
@@ -182,6 +183,7 @@ class _Row(NamedTuple):
     ordering_key: str | None
     attempts: int
     recorded_at: datetime
+    headers: dict[str, str] | None
 
 
 @dataclass(slots=True)
@@ -754,6 +756,7 @@ class OutboxRelay:
                 t.c.ordering_key,
                 t.c.attempts,
                 t.c.recorded_at,
+                t.c.headers,
             )
         )
 
@@ -801,15 +804,22 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ delivery
 
-    def _message(self, row: _Row, not_after: float) -> OutboundMessage:
+    def _message(self, row: _Row, not_after: float, spans: ProducerSpans | None) -> OutboundMessage:
         subject = self._subjects.get(row.event_name)
         if subject is None:
             subject = self._subjects[row.event_name] = subject_for(
                 self.subject_prefix, row.event_name
             )
         msg_id = str(row.delivery_id or row.id)
+        headers = row.headers or {}
+        if spans is not None:
+            headers = spans.start(headers, subject, msg_id)
         return OutboundMessage(
-            subject=subject, payload=row.payload.encode(), msg_id=msg_id, not_after=not_after
+            subject=subject,
+            payload=row.payload.encode(),
+            msg_id=msg_id,
+            headers=headers,
+            not_after=not_after,
         )
 
     async def _deliver(self, rows: list[_Row], deadline: float, *, once: bool) -> None:
@@ -820,16 +830,21 @@ class OutboxRelay:
                 # store them twice, beyond the stream's duplicate window.
                 self._fenced(len(rows))
                 return
-            messages = [self._message(r, deadline) for r in rows]
+            spans = self._spans(rows)
+            messages = [self._message(r, deadline, spans) for r in rows]
             started = time.monotonic()
             try:
                 outcomes = await self.publisher.publish_batch(messages)
             except BrokerUnavailableError as exc:
+                if spans is not None:
+                    spans.end([exc.message] * len(rows))
                 # The broker is gone, not the events: released, no attempt counted.
                 self._broker.down(exc.message)
                 await self._retrying(lambda: self._release([r.id for r in rows]))
                 return
             self.metrics.publish.observe(time.monotonic() - started)
+            if spans is not None:
+                spans.end([None if o.ok else (o.error or "not published") for o in outcomes])
             if len(outcomes) != len(rows):
                 raise RuntimeError("publisher returned a wrong number of outcomes")
             await self._settle(rows, outcomes)
@@ -843,6 +858,13 @@ class OutboxRelay:
                 self.config.lease_seconds,
                 _short(exc),
             )
+
+    def _spans(self, rows: list[_Row]) -> ProducerSpans | None:
+        """Producer spans for a batch that carries trace context, when OpenTelemetry is
+        installed; None otherwise (the common, free case)."""
+        if not tracing_available() or not any(r.headers for r in rows):
+            return None
+        return ProducerSpans()
 
     async def _settle(self, rows: list[_Row], outcomes: list[PublishOutcome]) -> None:
         delivered: list[uuid.UUID] = []

@@ -28,6 +28,9 @@ next_attempt_at   not to be tried before this (backoff); NULL means now
 locked_until      lease: a relay owns the row until then
 locked_by         which relay holds the lease
 dead_at           set when the row ran out of attempts; replay clears it
+headers           message headers to send with the event (JSON object, ``{}`` by
+                  default): the W3C ``traceparent``/``tracestate`` of the span
+                  the event was recorded in (see :mod:`qxdb.outbox.tracing`)
 ================  ===========================================================
 
 Status, derived: *pending* (``published_at`` and ``dead_at`` NULL), *failed* (pending with
@@ -52,6 +55,7 @@ from sqlalchemy import (
     Table,
     and_,
     func,
+    text,
 )
 
 from qxdb.core.defaults import OUTBOX_TABLE_NAME
@@ -133,6 +137,8 @@ def include_outbox_table(metadata: MetaData, name: str | None = None) -> Table:
         Column("locked_until", UTCDateTime(), nullable=True),
         Column("locked_by", String(64), nullable=True),
         Column("dead_at", UTCDateTime(), nullable=True),
+        # A server default: rows written by older code (or by hand) carry no headers.
+        Column("headers", JSONType(), nullable=False, server_default=text("'{}'")),
         info={"qxdb_outbox": True},
         schema=schema,
     )

@@ -99,7 +99,8 @@ class OutboxTop:
                     .order_by(func.count().desc())
                 )
             ]
-            newest = select(func.max(t.c.id)).scalar_subquery()
+            # Not max(id): PostgreSQL has no max(uuid); the primary key read backwards.
+            newest = select(t.c.id).order_by(t.c.id.desc()).limit(1).scalar_subquery()
             if last_id is None:
                 # The first sample only notes where the table ends (no count over it all).
                 max_id, recorded = (await conn.execute(select(newest))).scalar(), 0
