@@ -28,8 +28,12 @@ class OutboxRecorder(Protocol):
 
 def outbox_row(event: Event, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """The outbox row for one event (ids are fresh UUID v7s); ``headers`` are sent with
-    it (the recorder passes the active span's trace context)."""
-    return {
+    it (the recorder passes the active span's trace context).
+
+    Without headers the column is left to its server default, so a service that records
+    no trace context keeps working on a table not yet migrated to have ``headers``.
+    """
+    row = {
         "id": uuid7(),
         "event_name": event.event_name,
         "event_version": event.event_version,
@@ -40,8 +44,10 @@ def outbox_row(event: Event, headers: dict[str, str] | None = None) -> dict[str,
         "tenant_id": event.tenant_id,
         "delivery_id": uuid7(),
         "ordering_key": event.effective_ordering_key,
-        "headers": headers or {},
     }
+    if headers:
+        row["headers"] = headers
+    return row
 
 
 def notify_channel(table: Table | str) -> str:
