@@ -124,6 +124,10 @@ def relay(
         )
     json_logs = log_format == "json"
     validate_subject_prefix(subject_prefix)
+    if metrics_port is not None:
+        from qxdb.outbox.metrics_http import require_prometheus
+
+        require_prometheus()  # bad usage, said before any database is looked for
     _check_nats_url(nats_url)
     if stream is not None:
         _check_stream(stream)
