@@ -219,3 +219,29 @@ async def test_the_trace_survives_a_relay_sigkill_and_a_replay(
         assert joined == 1_100
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_an_unsampled_request_gets_no_producer_span_and_keeps_its_context(
+    postgres_url: str, scope: StreamScope, tracer: trace.Tracer
+) -> None:
+    engine = await make_outbox(postgres_url)
+    try:
+        unsampled = trace.SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=trace.TraceFlags(0),
+        )
+        with trace.use_span(trace.NonRecordingSpan(unsampled)):
+            async with make_session_factory(engine)() as session, session.begin():
+                await DefaultOutboxRecorder(TABLE).record(session, keyed_events(20, 2))
+        EXPORTER.clear()
+        async with NatsJetStreamPublisher(scope.url, stream=scope.stream) as pub:
+            relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix=scope.prefix)
+            assert (await relay.run(once=True)).published == 20
+        assert [s for s in EXPORTER.get_finished_spans() if s.kind == trace.SpanKind.PRODUCER] == []
+        expected = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        assert {h["traceparent"] for _, h in await consume(scope, 20)} == {expected}
+    finally:
+        await engine.dispose()
