@@ -49,7 +49,7 @@ def top(
                 if as_json:
                     render.print_json(snapshot.to_dict())
                 else:
-                    render.out().print(_frame(snapshot))
+                    render.out().print(_frame(snapshot, live=False))
                 return
             await _live(sampler, interval)
 
@@ -127,7 +127,7 @@ def sparkline(values: list[float], width: int = 60) -> str:
     return "".join(_SPARKS[min(7, int(v / top * 7.999))] for v in shown)
 
 
-def _frame(snap: TopSnapshot) -> RenderableType:
+def _frame(snap: TopSnapshot, *, live: bool = True) -> RenderableType:
     from rich.console import Group
     from rich.table import Table
 
@@ -170,5 +170,6 @@ def _frame(snap: TopSnapshot) -> RenderableType:
         leases.add_row(holder.worker_id, render.number(holder.rows))
     if not snap.leases:
         leases.add_row("none", "0")
-    parts += ["", leases, "", f"refresh {snap.sample_seconds * 1000:.0f} ms · q quits"]
+    footer = f"refresh {snap.sample_seconds * 1000:.0f} ms" + (" · q quits" if live else "")
+    parts += ["", leases, "", footer]
     return Group(*parts)
