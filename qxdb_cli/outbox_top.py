@@ -145,7 +145,13 @@ def _frame(snap: TopSnapshot, *, live: bool = True) -> RenderableType:
     rate = snap.published_per_second
     head.add_row(
         "published",
-        "measuring…" if rate is None else f"{render.number(round(rate))}/s",
+        (
+            f"{render.number(round(rate))}/s"
+            if rate is not None
+            else "measuring…"
+            if live
+            else "- (one sample has no rate)"
+        ),
     )
     if snap.rate_history:
         head.add_row("", sparkline(snap.rate_history))
