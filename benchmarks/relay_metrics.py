@@ -109,13 +109,13 @@ async def main() -> None:
     from sqlalchemy import text
 
     trace.set_tracer_provider(TracerProvider())
-    modes = ("bare", "recorded", "served", "traced")
+    modes = tuple(os.environ.get("QXDB_BENCH_MODES", "bare,recorded,served,traced").split(","))
     results: dict[str, list[float]] = {m: [] for m in modes}
     scrapes: list[float] = []
     try:
         for run in range(bench.RUNS):
             # Rotate the order too, so no contender always runs first after a reload.
-            for mode in modes[run % 4 :] + modes[: run % 4]:
+            for mode in modes[run % len(modes) :] + modes[: run % len(modes)]:
                 tag = uuid.uuid4().hex[:8]
                 prefix, stream = f"benchm{mode}{tag}", f"BENCH_M_{mode.upper()}_{tag}"
                 await bench.fresh_outbox(engine)
@@ -128,6 +128,11 @@ async def main() -> None:
                                 "|| substr(md5(delivery_id::text), 1, 16) || '-00')"
                             )
                         )
+                    # The UPDATE left a dead version of every row: vacuum it away, or the
+                    # traced run would pay for the benchmark's bloat, not for tracing.
+                    async with engine.connect() as conn:
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        await conn.execute(text("VACUUM ANALYZE qx_outbox_events"))
                 await bench.with_stream(prefix, stream)
                 rate = await run_relay(engine, prefix, mode, scrapes)
                 assert await bench.drop_stream(stream) == bench.EVENTS
@@ -140,6 +145,8 @@ async def main() -> None:
     for mode in modes:
         print(f"{mode:<28}: {bench.spread(results[mode])}")
     for mode, base in (("recorded", "bare"), ("served", "bare"), ("traced", "recorded")):
+        if mode not in results or base not in results:
+            continue
         paired = [m / b for m, b in zip(results[mode], results[base], strict=True)]
         label = f"{mode} / {base} (paired)"
         print(f"{label:<28}: {bench.spread(paired, 'x')}  (target >= 0.95x)")

@@ -54,7 +54,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -811,7 +811,7 @@ class OutboxRelay:
                 self.subject_prefix, row.event_name
             )
         msg_id = str(row.delivery_id or row.id)
-        headers = row.headers or {}
+        headers: Mapping[str, str] = row.headers or {}
         if spans is not None:
             headers = spans.start(headers, subject, msg_id)
         return OutboundMessage(

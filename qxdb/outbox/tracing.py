@@ -72,13 +72,10 @@ class ProducerSpans:
     headers to send), :meth:`end` with each message's outcome."""
 
     def __init__(self) -> None:
-        from opentelemetry import trace
-
-        self._trace = trace
-        self._tracer = trace.get_tracer(_TRACER_NAME)
+        self._tracer: Any = None  # taken at the first sampled message: most batches have none
         self._spans: list[Any] = []
 
-    def start(self, recorded: Mapping[str, str], subject: str, msg_id: str) -> dict[str, str]:
+    def start(self, recorded: Mapping[str, str], subject: str, msg_id: str) -> Mapping[str, str]:
         """Open the span of one message recorded under ``recorded`` (its trace headers);
         return the headers that carry the producer span's own context."""
         parent_header = recorded.get(TRACEPARENT)
@@ -88,8 +85,11 @@ class ProducerSpans:
             # keeps tracing that is on but unsampled nearly free (a span costs tens of
             # microseconds, a quarter of the relay's whole budget per event).
             self._spans.append(None)
-            return dict(recorded)
-        trace = self._trace
+            return recorded
+        from opentelemetry import trace
+
+        if self._tracer is None:
+            self._tracer = trace.get_tracer(_TRACER_NAME)
         parent = _propagator().extract(recorded)
         span = self._tracer.start_span(
             f"publish {subject}",
@@ -107,7 +107,7 @@ class ProducerSpans:
         carrier: dict[str, str] = {}
         _propagator().inject(carrier, context=trace.set_span_in_context(span))
         # An invalid recorded context yields an invalid span: keep what was recorded.
-        return carrier or dict(recorded)
+        return carrier or recorded
 
     def end(self, errors: Sequence[str | None]) -> None:
         """Close the spans in start order; ``errors[i]`` is message i's error, if any."""
