@@ -92,7 +92,7 @@ from qxdb.outbox.publishers import (
     subject_for,
 )
 from qxdb.outbox.recorder import notify_channel
-from qxdb.outbox.table import LAST_ERROR_MAX, OUTBOX_TABLE_NAME, outbox_table, pending_clause
+from qxdb.outbox.table import LAST_ERROR_MAX, outbox_table, pending_clause
 from qxdb.outbox.tracing import ProducerSpans, tracing_available
 from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
@@ -253,13 +253,14 @@ class OutboxRelay:
         publisher: Publisher,
         *,
         subject_prefix: str,
-        table: Table | str = OUTBOX_TABLE_NAME,
+        table: Table | str | None = None,
         config: RelayConfig | None = None,
         on_batch: Callable[[RelayCounters], None] | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.publisher = publisher
         self.subject_prefix = subject_prefix
+        # None: the configured table (QX_DB__OUTBOX_TABLE), as every outbox entry point.
         self.table = table if isinstance(table, Table) else outbox_table(table)
         self.config = config or RelayConfig()
         self.worker_id = (self.config.worker_id or default_worker_id())[:64]

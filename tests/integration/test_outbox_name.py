@@ -118,12 +118,6 @@ async def test_every_entry_point_follows_the_configured_name(
         await engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="OutboxRelay's table default is the constant (qxdb/outbox/relay.py belongs to "
-    "the relay rewrite); switch it to None, as OutboxStore, and drop this mark",
-)
 async def test_the_relay_constructed_without_a_table_follows_the_name(
     configured: str, qxdb_nats_url: str
 ) -> None:
