@@ -96,7 +96,7 @@ class _Collector:
         yield GaugeMetricFamily(
             "qxdb_relay_broker_connected",
             "1 while the broker takes messages",
-            value=float(snap.broker_connected),
+            value=float(snap.broker_connected and self.server.broker_ok),
         )
         yield GaugeMetricFamily(
             "qxdb_relay_database_connected",
@@ -154,6 +154,7 @@ class MetricsServer:
         self.port = port
         self.stats: OutboxStats | None = None
         self.stats_ok = True
+        self.broker_ok = True
         self._registry = prometheus.CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))
         self._server: asyncio.Server | None = None
@@ -181,6 +182,9 @@ class MetricsServer:
         """The Prometheus text of this moment (reads the outbox stats first)."""
         from prometheus_client import generate_latest
 
+        # The publisher's own view too: between two rounds of an idle relay (a poll
+        # interval) the relay itself has not looked yet.
+        self.broker_ok = await self._broker_ready()
         try:
             self.stats = await asyncio.wait_for(self.store.stats(), STATS_TIMEOUT_SECONDS)
             self.stats_ok = True
@@ -210,11 +214,15 @@ class MetricsServer:
                     await conn.execute(text("SELECT 1"))
         except Exception:
             database = False
-        broker = self.relay.broker_connected
-        ask = getattr(self.relay.publisher, "ready", None)
-        if broker and ask is not None:
-            broker = bool(await ask())
+        broker = await self._broker_ready()
         return database and broker, {"database": database, "broker": broker}
+
+    async def _broker_ready(self) -> bool:
+        """The relay's view of the broker, and the publisher's when it can tell."""
+        if not self.relay.broker_connected:
+            return False
+        ask = getattr(self.relay.publisher, "ready", None)
+        return True if ask is None else bool(await ask())
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
