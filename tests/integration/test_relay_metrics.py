@@ -102,3 +102,47 @@ def test_metrics_port_without_prometheus_client_is_bad_usage(tmp_path: Path) -> 
         done.stderr
     )
     assert not (tmp_path / "qxdb.sqlite3").exists()  # refused before touching anything
+
+
+async def test_healthz_is_503_when_the_loop_is_not_going_round(
+    tmp_path: Path, qxdb_nats_url: str
+) -> None:
+    """Not started, or stuck (no round for longer than the allowed wait): 503."""
+    import asyncio
+    import json
+    import urllib.error
+    import urllib.request
+
+    from qxdb.outbox.metrics_http import MetricsServer, healthy_within
+    from qxdb.outbox.store import OutboxStore
+
+    def get(port: int, path: str) -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    engine = await make_outbox(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
+    try:
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            relay = OutboxRelay(make_session_factory(engine), pub, subject_prefix="h")
+            server = MetricsServer(relay, OutboxStore(engine), host="127.0.0.1", port=0)
+            await server.start()
+            try:
+                status, body = await asyncio.to_thread(get, server.port, "/healthz")
+                assert (status, body["running"]) == (503, False)
+                relay.metrics.running = True
+                relay.metrics.beat()
+                assert (await asyncio.to_thread(get, server.port, "/healthz"))[0] == 200
+                relay.metrics.heartbeat -= healthy_within(relay) + 1  # a loop stuck that long
+                status, body = await asyncio.to_thread(get, server.port, "/healthz")
+                assert status == 503 and body["heartbeat_age_seconds"] > healthy_within(relay)
+                assert await asyncio.to_thread(get, server.port, "/readyz") == (
+                    200,
+                    {"database": True, "broker": True},
+                )
+            finally:
+                await server.close()
+    finally:
+        await engine.dispose()
