@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from qxdb.core import defaults
 from qxdb_cli import common, render
 from qxdb_cli.common import JsonOption
 
@@ -20,7 +21,7 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 def top(
     interval: Annotated[
         float, typer.Option("--interval", min=0.2, help="Seconds between refreshes.")
-    ] = 1.0,
+    ] = defaults.TOP_INTERVAL_SECONDS,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
     as_json: JsonOption = False,
 ) -> None:

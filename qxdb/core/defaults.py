@@ -25,6 +25,7 @@ __all__ = [
     "RELAY_METRICS_HOST",
     "RELAY_POLL_INTERVAL_SECONDS",
     "SUBJECT_PREFIX",
+    "TOP_INTERVAL_SECONDS",
 ]
 
 # The transactional outbox table (QX_DB__OUTBOX_TABLE overrides it).
@@ -54,5 +55,7 @@ RELAY_DUPLICATE_WINDOW_SECONDS = 120.0
 RELAY_METRICS_HOST = "0.0.0.0"
 # How the relay command writes its log lines ("text" or "json"; QX_DB__LOG_FORMAT).
 RELAY_LOG_FORMAT = "text"
+# Seconds between two refreshes of `qxdb outbox top`.
+TOP_INTERVAL_SECONDS = 1.0
 # Orders `qxdb demo` places.
 DEMO_ORDERS = 36

@@ -208,3 +208,32 @@ async def test_the_rate_counts_exactly_the_rows_published_between_samples(
         assert third.published_since_last == 0
     finally:
         await engine.dispose()
+
+
+def test_without_a_terminal_a_frame_is_printed_every_interval(tmp_path: Path) -> None:
+    asyncio.run(_sqlite(tmp_path).dispose())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QX_DB__")}
+    env["NO_COLOR"] = "1"
+    proc = subprocess.Popen(
+        [QXDB, "outbox", "top", "--interval", "0.2"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = ""
+        while seen.count("relay (locked_by)") < 3:
+            line = proc.stdout.readline().decode()
+            assert line, "top ended early"
+            seen += line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "\x1b" not in seen
+    assert "/s" in seen  # frames after the first carry a rate
