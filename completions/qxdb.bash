@@ -9,7 +9,7 @@ __qxdb_commands() {
     case "$1" in
         'qxdb') printf '%s\n' doctor demo migrate outbox cursor schema ;;
         'qxdb migrate') printf '%s\n' init revision up down stamp current history merge heads check test lint lint-rules ;;
-        'qxdb outbox') printf '%s\n' relay inspect show stats replay purge partitions ;;
+        'qxdb outbox') printf '%s\n' relay top inspect show stats replay purge partitions ;;
         'qxdb outbox partitions') printf '%s\n' list create-ahead drop ;;
         'qxdb cursor') printf '%s\n' decode encode ;;
         'qxdb schema') printf '%s\n' check rules ;;
@@ -36,7 +36,8 @@ __qxdb_options() {
         'qxdb migrate lint') printf '%s\n' --all --since --file --format --json --rule --ignore --fail-on --pyproject -c --config -h --help ;;
         'qxdb migrate lint-rules') printf '%s\n' --json -h --help ;;
         'qxdb outbox') printf '%s\n' -h --help ;;
-        'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json -h --help ;;
+        'qxdb outbox relay') printf '%s\n' --nats-url --subject-prefix --stream --create-stream --no-create-stream --duplicate-window --batch-size --max-attempts --ordered --once --lease-seconds --poll-interval --worker-id --json --metrics-port --metrics-host --log-format -h --help ;;
+        'qxdb outbox top') printf '%s\n' --interval --once --json -h --help ;;
         'qxdb outbox inspect') printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --group-by --wide --json -h --help ;;
         'qxdb outbox show') printf '%s\n' --row --json -h --help ;;
         'qxdb outbox stats') printf '%s\n' --exact --json -h --help ;;
@@ -114,6 +115,10 @@ __qxdb_value() {
         'qxdb outbox relay --lease-seconds') echo 'text' ;;
         'qxdb outbox relay --poll-interval') echo 'text' ;;
         'qxdb outbox relay --worker-id') echo 'text' ;;
+        'qxdb outbox relay --metrics-port') echo 'text' ;;
+        'qxdb outbox relay --metrics-host') echo 'text' ;;
+        'qxdb outbox relay --log-format') echo 'text' ;;
+        'qxdb outbox top --interval') echo 'text' ;;
         'qxdb outbox inspect -s') echo 'text' ;;
         'qxdb outbox inspect --status') echo 'text' ;;
         'qxdb outbox inspect -e') echo 'text' ;;

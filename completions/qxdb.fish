@@ -10,7 +10,7 @@ function __qxdb_commands
         case 'qxdb migrate'
             printf '%s\n' init revision up down stamp current history merge heads check test lint lint-rules
         case 'qxdb outbox'
-            printf '%s\n' relay inspect show stats replay purge partitions
+            printf '%s\n' relay top inspect show stats replay purge partitions
         case 'qxdb outbox partitions'
             printf '%s\n' list create-ahead drop
         case 'qxdb cursor'
@@ -51,7 +51,9 @@ function __qxdb_value_options
         case 'qxdb migrate lint'
             printf '%s\n' --since --file --format --rule --ignore --fail-on --pyproject -c --config
         case 'qxdb outbox relay'
-            printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id
+            printf '%s\n' --nats-url --subject-prefix --stream --duplicate-window --batch-size --max-attempts --lease-seconds --poll-interval --worker-id --metrics-port --metrics-host --log-format
+        case 'qxdb outbox top'
+            printf '%s\n' --interval
         case 'qxdb outbox inspect'
             printf '%s\n' -s --status -e --event --tenant --since --until --id -n --limit --after --group-by
         case 'qxdb outbox replay'
@@ -188,6 +190,7 @@ complete -c qxdb -n "__qxdb_at 'qxdb migrate lint'" -s h -l help -d 'Show this m
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint-rules'" -l json -d 'Print one JSON document.'
 complete -c qxdb -n "__qxdb_at 'qxdb migrate lint-rules'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a relay -d 'Deliver pending outbox events to NATS JetStream, at least once and de-duplicated'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a top -d 'A live view of the outbox: pending / failed / dead by event, lag, publish rate with a sparkline, and the relays holding leases'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a inspect -d 'List outbox rows, oldest first: id, event, version, tenant, occurred, status, tries, last error'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a show -d 'Print the event envelope of one outbox row as pretty JSON'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox'" -a stats -d 'Counts by status and by event name, and the lag (age of the oldest pending row)'
@@ -208,7 +211,14 @@ complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l lease-seconds -x -d 'How 
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l poll-interval -x -d 'Fallback poll when idle, seconds.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l worker-id -x -d 'Name of this relay in leases.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l json -d 'Print the final counters as one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l metrics-port -x -d 'Serve Prometheus /metrics, /healthz and /readyz on this port (needs the metrics extra).'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l metrics-host -x -d 'Interface the metrics endpoint listens on.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -l log-format -x -d 'Log lines on stderr: text, or json (one object per line).'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox relay'" -s h -l help -d 'Show this message and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox top'" -l interval -x -d 'Seconds between refreshes.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox top'" -l once -d 'Print one frame and exit.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox top'" -l json -d 'Print one JSON document.'
+complete -c qxdb -n "__qxdb_at 'qxdb outbox top'" -s h -l help -d 'Show this message and exit.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s s -l status -x -d 'pending (undelivered, incl. failed), failed, published, dead or all.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -s e -l event -x -d 'Event name, exact or a glob such as \'orders.*\'.'
 complete -c qxdb -n "__qxdb_at 'qxdb outbox inspect'" -l tenant -x -d 'Tenant id (UUID).'

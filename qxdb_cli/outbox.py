@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from qxdb.core import defaults
-from qxdb_cli import common, outbox_partitions as _partitions, relay as _relay, render
+from qxdb_cli import common, outbox_partitions as _partitions, outbox_top, relay as _relay, render
 from qxdb_cli.common import DryRunOption, JsonOption, WideOption, YesOption
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ app = typer.Typer(help="Inspect and operate the transactional outbox.", no_args_
 
 app.command("relay")(_relay.relay)
 app.add_typer(_partitions.app, name="partitions")
+app.command("top")(outbox_top.top)
 
 _STATUS = Annotated[
     str | None,

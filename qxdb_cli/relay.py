@@ -69,6 +69,27 @@ def relay(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the final counters as one JSON document.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus /metrics, /healthz and /readyz on this port "
+            "(needs the metrics extra).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Interface the metrics endpoint listens on.")
+    ] = defaults.RELAY_METRICS_HOST,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            envvar="QX_DB__LOG_FORMAT",
+            help="Log lines on stderr: text, or json (one object per line).",
+        ),
+    ] = defaults.RELAY_LOG_FORMAT,
 ) -> None:
     """Deliver pending outbox events to NATS JetStream, at least once and de-duplicated.
 
@@ -82,21 +103,39 @@ def relay(
     --once: exit 0 when every claimed event was published, 1 when some failed or went
     dead, 3 when NATS or the database cannot be reached. Bad options exit 2.
 
+    With --metrics-port, Prometheus metrics (docs/relay.md lists them) are served at
+    /metrics, and /healthz (the loop goes round) and /readyz (database and broker answer)
+    say 200 or 503. --log-format json writes one JSON object per log line.
+
     Example: qxdb outbox relay --nats-url nats://127.0.0.1:4222 --subject-prefix acme --once
     """
     import asyncio
     import sys
 
+    from qxdb.errors import ValidationError
     from qxdb.outbox.publishers import validate_subject_prefix
-    from qxdb.outbox.relay import RelayConfig, relay_to_nats
+    from qxdb.outbox.relay import RelayConfig, default_worker_id, relay_to_nats
     from qxdb_cli.state import load_settings
 
+    if log_format not in _LOG_FORMATS:
+        raise ValidationError(
+            f"invalid --log-format {log_format!r} (or QX_DB__LOG_FORMAT): expected "
+            + " or ".join(_LOG_FORMATS)
+        )
+    json_logs = log_format == "json"
     validate_subject_prefix(subject_prefix)
+    if metrics_port is not None:
+        from qxdb.outbox.metrics_http import require_prometheus
+
+        require_prometheus()  # bad usage, said before any database is looked for
     _check_nats_url(nats_url)
     if stream is not None:
         _check_stream(stream)
     settings = load_settings()
-    render.announce_database(settings)
+    logger = logging.getLogger("qxdb.outbox.relay")
+    worker_id = worker_id or default_worker_id()
+    if not json_logs:
+        render.announce_database(settings)
     config = RelayConfig(
         batch_size=batch_size,
         max_attempts=max_attempts,
@@ -105,12 +144,24 @@ def relay(
         poll_interval_seconds=poll_interval,
         worker_id=worker_id,
     )
-    live = sys.stderr.isatty()
+    # A machine reading JSON lines gets no live line drawn between them.
+    live = sys.stderr.isatty() and not json_logs
     console = _RelayConsole(live=live)
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("qxdb.outbox.relay")
+    console.setFormatter(
+        _JsonFormatter(worker_id)
+        if json_logs
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
     logger.addHandler(console)
     logger.setLevel(logging.INFO)
+    if json_logs:
+        logger.info(
+            "database: %s%s",
+            settings.display_url,
+            " (the embedded SQLite default: QX_DB__URL is not set)"
+            if settings.url_is_default
+            else "",
+        )
     try:
         final = asyncio.run(
             relay_to_nats(
@@ -123,14 +174,19 @@ def relay(
                 duplicate_window_seconds=duplicate_window,
                 once=once,
                 on_batch=console.show if live else None,
+                metrics_port=metrics_port,
+                metrics_host=metrics_host,
             )
         )
+        if json_logs:
+            logger.info(_summary(final), extra={"qxdb_counts": final.to_dict()})
     finally:
         console.end()
         logger.removeHandler(console)
     if as_json:
         render.print_json(final.to_dict())
-    render.note(_summary(final))
+    if not json_logs:
+        render.note(_summary(final))
     if final.stopped_by == "SIGINT":
         raise typer.Exit(130)
     if once and (final.retried or final.dead):
@@ -204,6 +260,35 @@ class _RelayConsole(logging.Handler):
 
 
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_LOG_FORMATS = ("text", "json")
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event (the message), worker, and the
+    counters where the line reports them. Messages are the relay's own, which never
+    carry a password (URLs are redacted where they are made)."""
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__()
+        self.worker_id = worker_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        doc: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            "worker_id": self.worker_id,
+        }
+        counts = getattr(record, "qxdb_counts", None)
+        if counts is not None:
+            doc["counts"] = counts
+        if record.exc_info:
+            doc["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(doc, default=str)
 
 
 def _check_nats_url(url: str) -> None:

@@ -20,9 +20,12 @@ __all__ = [
     "RELAY_BATCH_SIZE",
     "RELAY_DUPLICATE_WINDOW_SECONDS",
     "RELAY_LEASE_SECONDS",
+    "RELAY_LOG_FORMAT",
     "RELAY_MAX_ATTEMPTS",
+    "RELAY_METRICS_HOST",
     "RELAY_POLL_INTERVAL_SECONDS",
     "SUBJECT_PREFIX",
+    "TOP_INTERVAL_SECONDS",
 ]
 
 # The transactional outbox table (QX_DB__OUTBOX_TABLE overrides it).
@@ -48,5 +51,11 @@ RELAY_MAX_ATTEMPTS = 10
 RELAY_LEASE_SECONDS = 30.0
 RELAY_POLL_INTERVAL_SECONDS = 2.0
 RELAY_DUPLICATE_WINDOW_SECONDS = 120.0
+# Where `--metrics-port` listens: every interface, since the scraper is another host.
+RELAY_METRICS_HOST = "0.0.0.0"
+# How the relay command writes its log lines ("text" or "json"; QX_DB__LOG_FORMAT).
+RELAY_LOG_FORMAT = "text"
+# Seconds between two refreshes of `qxdb outbox top`.
+TOP_INTERVAL_SECONDS = 1.0
 # Orders `qxdb demo` places.
 DEMO_ORDERS = 36

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from qxdb.domain import Event
 from qxdb.ids import uuid7
 from qxdb.outbox.table import outbox_table
+from qxdb.outbox.tracing import current_trace_headers
 
 __all__ = ["DefaultOutboxRecorder", "OutboxRecorder", "notify_channel", "outbox_row"]
 
@@ -25,9 +26,14 @@ class OutboxRecorder(Protocol):
     async def record(self, session: AsyncSession, events: Sequence[Event]) -> None: ...
 
 
-def outbox_row(event: Event) -> dict[str, Any]:
-    """The outbox row for one event (ids are fresh UUID v7s)."""
-    return {
+def outbox_row(event: Event, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The outbox row for one event (ids are fresh UUID v7s); ``headers`` are sent with
+    it (the recorder passes the active span's trace context).
+
+    Without headers the column is left to its server default, so a service that records
+    no trace context keeps working on a table not yet migrated to have ``headers``.
+    """
+    row = {
         "id": uuid7(),
         "event_name": event.event_name,
         "event_version": event.event_version,
@@ -39,6 +45,9 @@ def outbox_row(event: Event) -> dict[str, Any]:
         "delivery_id": uuid7(),
         "ordering_key": event.effective_ordering_key,
     }
+    if headers:
+        row["headers"] = headers
+    return row
 
 
 def notify_channel(table: Table | str) -> str:
@@ -81,7 +90,9 @@ class DefaultOutboxRecorder:
     async def record(self, session: AsyncSession, events: Sequence[Event]) -> None:
         if not events:
             return
-        rows = [outbox_row(ev) for ev in events]
+        # One look at the active span per commit: every event of it shares the trace.
+        headers = current_trace_headers()
+        rows = [outbox_row(ev, headers) for ev in events]
         if session.get_bind().dialect.name == "postgresql":
             stamp = (await session.execute(self._clock_and_notify)).one()[0]
             for row, row_id in zip(rows, uuid7_series(stamp, len(rows)), strict=True):

@@ -54,7 +54,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -81,6 +81,7 @@ from qxdb.core.failures import is_unavailable
 from qxdb.engine import unavailable_error
 from qxdb.errors import BrokerUnavailableError, ConfigurationError, DatabaseUnavailableError
 from qxdb.ids import utcnow
+from qxdb.outbox.metrics import RelayMetrics, RelayMetricsSnapshot
 from qxdb.outbox.publishers import (
     BROKER_FAULT,
     LEASE_EXPIRED,
@@ -92,6 +93,7 @@ from qxdb.outbox.publishers import (
 )
 from qxdb.outbox.recorder import notify_channel
 from qxdb.outbox.table import LAST_ERROR_MAX, outbox_table, pending_clause
+from qxdb.outbox.tracing import ProducerSpans, tracing_available
 from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
 
@@ -183,6 +185,7 @@ class _Row(NamedTuple):
     ordering_key: str | None
     attempts: int
     recorded_at: datetime
+    headers: dict[str, str] | None
 
 
 @dataclass(slots=True)
@@ -259,10 +262,12 @@ class OutboxRelay:
         self.session_factory = session_factory
         self.publisher = publisher
         self.subject_prefix = subject_prefix
+        # None: the configured table (QX_DB__OUTBOX_TABLE), as every outbox entry point.
         self.table = table if isinstance(table, Table) else outbox_table(table)
         self.config = config or RelayConfig()
         self.worker_id = (self.config.worker_id or default_worker_id())[:64]
         self.counters = RelayCounters()
+        self.metrics = RelayMetrics()
         self.on_batch = on_batch
         bind = session_factory.kw.get("bind")
         if bind is None:
@@ -301,6 +306,42 @@ class OutboxRelay:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def broker_connected(self) -> bool:
+        """False from the moment a broker outage is noticed until it is over."""
+        return not self._broker.active
+
+    @property
+    def database_connected(self) -> bool:
+        """False from the moment a database outage is noticed until it is over."""
+        return not self._database.active
+
+    def metrics_snapshot(self) -> RelayMetricsSnapshot:
+        """The relay's numbers now (see :mod:`qxdb.outbox.metrics`), for a service to
+        export its own way; ``qxdb outbox relay --metrics-port`` serves the same."""
+        m = self.metrics
+        totals = m.totals()
+        now = time.monotonic()
+        return RelayMetricsSnapshot(
+            worker_id=self.worker_id,
+            running=m.running,
+            published=totals.published,
+            duplicates=totals.duplicates,
+            failed=totals.failed,
+            dead=totals.dead,
+            lease_lost=self.counters.lease_lost + self.counters.fenced,
+            claimed=self.counters.claimed,
+            batches=self.counters.batches,
+            by_event={k: replace(v) for k, v in m.by_event.items()},
+            claim_seconds=m.claim.snapshot(),
+            publish_seconds=m.publish.snapshot(),
+            mark_seconds=m.mark.snapshot(),
+            broker_connected=self.broker_connected,
+            database_connected=self.database_connected,
+            heartbeat_age_seconds=max(0.0, now - m.heartbeat),
+            uptime_seconds=now - m.started,
+        )
+
     async def run(self, *, once: bool = False) -> RelayCounters:
         """Relay until stopped; with ``once``, until nothing is claimable or leased.
 
@@ -321,8 +362,10 @@ class OutboxRelay:
             self._wake.set()
 
         patience = 0.02
+        self.metrics.running = True
         try:
             while not self._stop.is_set():
+                self.metrics.beat()
                 if self._fatal is not None:
                     raise self._fatal
                 if not self._broker.active and not await self._broker_ready():
@@ -395,6 +438,7 @@ class OutboxRelay:
                     self.config.lease_seconds,
                     _short(exc),
                 )
+            self.metrics.running = False
             await self._close_connections()
             if listener is not None:
                 with contextlib.suppress(Exception):
@@ -664,7 +708,9 @@ class OutboxRelay:
             rows = await self._claim_in(conn)
             return rows, started + self.config.lease_seconds
 
+        started = time.monotonic()
         rows, deadline = await self._on("claim", attempt)
+        self.metrics.claim.observe(time.monotonic() - started)
         rows.sort(key=lambda r: r.id)
         self.counters.claimed += len(rows)
         return rows, deadline
@@ -713,6 +759,7 @@ class OutboxRelay:
                 t.c.ordering_key,
                 t.c.attempts,
                 t.c.recorded_at,
+                t.c.headers,
             )
         )
 
@@ -760,15 +807,22 @@ class OutboxRelay:
 
     # ------------------------------------------------------------------ delivery
 
-    def _message(self, row: _Row, not_after: float) -> OutboundMessage:
+    def _message(self, row: _Row, not_after: float, spans: ProducerSpans | None) -> OutboundMessage:
         subject = self._subjects.get(row.event_name)
         if subject is None:
             subject = self._subjects[row.event_name] = subject_for(
                 self.subject_prefix, row.event_name
             )
         msg_id = str(row.delivery_id or row.id)
+        headers: Mapping[str, str] = row.headers or {}
+        if spans is not None:
+            headers = spans.start(headers, subject, msg_id)
         return OutboundMessage(
-            subject=subject, payload=row.payload.encode(), msg_id=msg_id, not_after=not_after
+            subject=subject,
+            payload=row.payload.encode(),
+            msg_id=msg_id,
+            headers=headers,
+            not_after=not_after,
         )
 
     async def _deliver(self, rows: list[_Row], deadline: float, *, once: bool) -> None:
@@ -779,14 +833,21 @@ class OutboxRelay:
                 # store them twice, beyond the stream's duplicate window.
                 self._fenced(len(rows))
                 return
-            messages = [self._message(r, deadline) for r in rows]
+            spans = self._spans(rows)
+            messages = [self._message(r, deadline, spans) for r in rows]
+            started = time.monotonic()
             try:
                 outcomes = await self.publisher.publish_batch(messages)
             except BrokerUnavailableError as exc:
+                if spans is not None:
+                    spans.end([exc.message] * len(rows))
                 # The broker is gone, not the events: released, no attempt counted.
                 self._broker.down(exc.message)
                 await self._retrying(lambda: self._release([r.id for r in rows]))
                 return
+            self.metrics.publish.observe(time.monotonic() - started)
+            if spans is not None:
+                spans.end([None if o.ok else (o.error or "not published") for o in outcomes])
             if len(outcomes) != len(rows):
                 raise RuntimeError("publisher returned a wrong number of outcomes")
             await self._settle(rows, outcomes)
@@ -801,6 +862,13 @@ class OutboxRelay:
                 _short(exc),
             )
 
+    def _spans(self, rows: list[_Row]) -> ProducerSpans | None:
+        """Producer spans for a batch that carries trace context, when OpenTelemetry is
+        installed; None otherwise (the common, free case)."""
+        if not tracing_available() or not any(r.headers for r in rows):
+            return None
+        return ProducerSpans()
+
     async def _settle(self, rows: list[_Row], outcomes: list[PublishOutcome]) -> None:
         delivered: list[uuid.UUID] = []
         failures: list[_Failure] = []
@@ -809,10 +877,16 @@ class OutboxRelay:
         duplicates = 0
         oldest: datetime | None = None
         broker_error = ""
+        event = self.metrics.event
         for row, outcome in zip(rows, outcomes, strict=True):
             if outcome.ok:
                 delivered.append(row.id)
                 duplicates += outcome.duplicate
+                totals = event(row.event_name)
+                if outcome.duplicate:
+                    totals.duplicates += 1
+                else:
+                    totals.published += 1
                 if oldest is None or row.recorded_at < oldest:
                     oldest = row.recorded_at
             elif outcome.cause == BROKER_FAULT:
@@ -861,7 +935,15 @@ class OutboxRelay:
 
         # Every statement above matches only rows still leased to this relay and clears
         # the lease, so running it again after a lost connection changes nothing twice.
+        started = time.monotonic()
         marked = await self._on("mark", write)
+        self.metrics.mark.observe(time.monotonic() - started)
+        for failure in failures:
+            totals = event(failure.row.event_name)
+            if failure.dead:
+                totals.dead += 1
+            else:
+                totals.failed += 1
         if fenced:
             self._fenced(fenced)
         self._count(marked, len(delivered), duplicates, failures, oldest)
@@ -952,7 +1034,7 @@ class OutboxRelay:
                 "relay %s: %s",
                 self.worker_id,
                 self.counters.line(),
-                extra={"qxdb_counters": True},
+                extra={"qxdb_counters": True, "qxdb_counts": self.counters.to_dict()},
             )
 
 
@@ -973,8 +1055,13 @@ async def relay_to_nats(
     once: bool = False,
     handle_signals: bool = True,
     on_batch: Callable[[RelayCounters], None] | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = defaults.RELAY_METRICS_HOST,
 ) -> RelayCounters:
     """Run a relay from the outbox of ``settings`` to NATS JetStream (what the command runs).
+
+    With ``metrics_port`` (0: any free port), serves ``/metrics``, ``/healthz`` and
+    ``/readyz`` on ``metrics_host`` while it runs (:mod:`qxdb.outbox.metrics_http`).
 
     Creates the stream over ``<subject_prefix>.>`` when it is missing (unless
     ``ensure_stream`` is false). SIGINT/SIGTERM stop the relay gracefully. Raises
@@ -993,6 +1080,10 @@ async def relay_to_nats(
 
     config = config or RelayConfig()
     validate_subject_prefix(subject_prefix)
+    if metrics_port is not None:
+        from qxdb.outbox.metrics_http import require_prometheus
+
+        require_prometheus()  # before connecting anywhere: a missing extra is bad usage
     stream_name = stream or default_stream_name(subject_prefix)
     check_lease(config.lease_seconds, duplicate_window_seconds, existing=False)
     engine = create_engine(settings)
@@ -1031,6 +1122,12 @@ async def relay_to_nats(
                 config=config,
                 on_batch=on_batch,
             )
+            server = None
+            if metrics_port is not None:
+                from qxdb.outbox.metrics_http import MetricsServer
+
+                server = MetricsServer(relay, store, host=metrics_host, port=metrics_port)
+                await server.start()
             loop = asyncio.get_running_loop()
             installed: list[signal.Signals] = []
             if handle_signals:
@@ -1043,6 +1140,8 @@ async def relay_to_nats(
             finally:
                 for sig in installed:
                     loop.remove_signal_handler(sig)
+                if server is not None:
+                    await server.close()
         finally:
             await publisher.close()
     finally:

@@ -144,7 +144,7 @@ class OutboxStore:
         if missing:
             hint = (
                 "bring it up to date with an Alembic revision (see docs/outbox.md)"
-                if set(missing) <= {*_DELIVERY_STATE, *_TRIAGE, "recorded_at", "ordering_key"}
+                if set(missing) <= {*_DELIVERY_STATE, *_TRIAGE, "recorded_at", "ordering_key", "headers"}
                 else "is QX_DB__OUTBOX_TABLE naming the right table?"
             )
             raise ConfigurationError(

@@ -33,6 +33,9 @@ first_failed_at   when its first delivery failed; a replay keeps it, so a row th
                   was replayed and failed again is visible as such
 error_group       fingerprint of ``last_error`` (see :mod:`qxdb.outbox.fingerprint`),
                   a generated column PostgreSQL keeps; NULL on SQLite
+headers           message headers to send with the event (JSON object, ``{}`` by
+                  default): the W3C ``traceparent``/``tracestate`` of the span
+                  the event was recorded in (see :mod:`qxdb.outbox.tracing`)
 ================  ===========================================================
 
 Status, derived: *pending* (``published_at`` and ``dead_at`` NULL), *failed* (pending with
@@ -59,6 +62,7 @@ from sqlalchemy import (
     Table,
     and_,
     func,
+    text,
 )
 
 from qxdb.core.defaults import OUTBOX_TABLE_NAME
@@ -180,6 +184,8 @@ def include_outbox_table(
         Column("replay_count", Integer, nullable=False, server_default="0"),
         Column("first_failed_at", UTCDateTime(), nullable=True),
         error_group_column(),
+        # A server default: rows written by older code (or by hand) carry no headers.
+        Column("headers", JSONType(), nullable=False, server_default=text("'{}'")),
         info={"qxdb_outbox": True, "qxdb_partitioned": partitioned},
         schema=schema,
         postgresql_partition_by="RANGE (recorded_at)" if partitioned else None,
