@@ -92,7 +92,7 @@ from qxdb.outbox.publishers import (
     subject_for,
 )
 from qxdb.outbox.recorder import notify_channel
-from qxdb.outbox.table import LAST_ERROR_MAX, outbox_table, pending_clause
+from qxdb.outbox.table import LAST_ERROR_MAX, failure_marks, outbox_table, pending_clause
 from qxdb.outbox.tracing import ProducerSpans, tracing_available
 from qxdb.types import UTCDateTime
 from qxdb.urls import redact_secrets
@@ -976,6 +976,7 @@ class OutboxRelay:
             "locked_until": None,
             "locked_by": None,
         }
+        values.update(failure_marks(t, self._now()))
         if failure.dead:
             values["dead_at"] = self._now()
             values["next_attempt_at"] = None

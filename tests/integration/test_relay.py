@@ -249,14 +249,16 @@ async def test_a_failing_event_type_backs_off_dies_and_replays_without_stalling_
                             TABLE.c.last_error,
                             TABLE.c.dead_at,
                             TABLE.c.locked_by,
+                            TABLE.c.first_failed_at,
                         ).where(invoice)
                     )
                 ).all()
             assert len(backing_off) == 20
-            for attempts, wait, error, dead_at, locked_by in backing_off:
+            for attempts, wait, error, dead_at, locked_by, first_failed in backing_off:
                 # First backoff is 30 s with jitter over its upper half: 15 to 30 s.
                 assert attempts == 1 and 14 < wait.total_seconds() <= 30
                 assert "injected fault" in error and dead_at is None and locked_by is None
+                assert first_failed is not None  # the relay marks the first failure
 
             # Time passes (the retries come due); the next two attempts fail too.
             for _ in range(2):
@@ -268,6 +270,13 @@ async def test_a_failing_event_type_backs_off_dies_and_replays_without_stalling_
             async with engine.connect() as conn:
                 attempts = (await conn.execute(select(TABLE.c.attempts).where(invoice))).scalars()
                 assert set(attempts) == {3}
+                # Later failures keep the first one's time (triage tells "failing since").
+                kept = await conn.execute(
+                    select(func.count()).where(
+                        invoice, TABLE.c.first_failed_at < TABLE.c.dead_at
+                    )
+                )
+                assert kept.scalar_one() == 20
 
             # Replay through the outbox store (what `qxdb outbox replay` runs): fresh
             # delivery ids, attempts reset. Then the fault goes away.
