@@ -20,6 +20,7 @@ __all__ = [
     "NATS_SCHEMES",
     "async_driver_url",
     "backend_of",
+    "check_nats_url",
     "display_nats_url",
     "display_url",
     "is_sqlite_url",
@@ -86,6 +87,35 @@ def display_url(url: str) -> str:
 def split_nats_servers(value: str) -> list[str]:
     """``nats://a:4222,nats://b:4222`` (a cluster, as people type it) as a list of servers."""
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def check_nats_url(value: str, *, what: str = "NATS URL") -> list[str]:
+    """The servers of a ``--nats-url`` (one, or a comma-separated cluster), or a
+    :class:`~qxdb.errors.ValidationError` that echoes no token or password.
+
+    A URL nats-py cannot use is bad input, not an unreachable broker: say so before
+    connecting."""
+    from urllib.parse import urlsplit
+
+    from qxdb.errors import ValidationError
+
+    servers = [part.strip() for part in value.split(",")] if isinstance(value, str) else []
+    valid = bool(servers)
+    for server in servers:
+        try:
+            parts = urlsplit(server)
+            valid = valid and parts.scheme in NATS_SCHEMES and bool(parts.hostname)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            valid = False
+    if not valid:
+        # Whatever stands before @ may be a password or a NATS token: never echo it.
+        shown = re.sub(r"//[^@/]*@", "//***@", str(value).strip())
+        raise ValidationError(
+            f"invalid {what} {shown!r}: expected nats://host:4222 (or tls://, ws://, "
+            "wss://), or several such servers separated by commas"
+        )
+    return servers
 
 
 def display_nats_url(value: str) -> str:

@@ -259,7 +259,6 @@ class _RelayConsole(logging.Handler):
             self.status = ""
 
 
-_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 _LOG_FORMATS = ("text", "json")
 
 
@@ -292,30 +291,10 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _check_nats_url(url: str) -> None:
-    """A URL nats-py cannot use is bad input (exit 2), not an unreachable broker (exit 3).
+    """A URL nats-py cannot use is bad input (exit 2), not an unreachable broker (exit 3)."""
+    from qxdb.urls import check_nats_url
 
-    A cluster is a comma-separated list of servers."""
-    import re
-    from urllib.parse import urlsplit
-
-    from qxdb.errors import ValidationError
-
-    servers = [part.strip() for part in url.split(",")]
-    valid = bool(servers)
-    for server in servers:
-        try:
-            parts = urlsplit(server)
-            valid = valid and parts.scheme in _NATS_SCHEMES and bool(parts.hostname)
-            parts.port  # noqa: B018 - parsing the port is the check
-        except ValueError:
-            valid = False
-    if not valid:
-        # Whatever stands before @ may be a password or a NATS token: never echo it.
-        shown = re.sub(r"//[^@/]*@", "//***@", url.strip())
-        raise ValidationError(
-            f"invalid --nats-url {shown!r}: expected nats://host:4222 (or tls://, ws://, "
-            "wss://), or several such servers separated by commas"
-        )
+    check_nats_url(url, what="--nats-url")
 
 
 def _check_stream(name: str) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from qxdb.errors import BrokerUnavailableError, ConfigurationError
-from qxdb.urls import redact_secrets
+from qxdb.urls import check_nats_url, redact_secrets, split_nats_servers
 
 __all__ = [
     "NatsJetStreamPublisher",
@@ -203,6 +203,7 @@ class NatsJetStreamPublisher:
         connect_timeout: float = 3.0,
         stream: str | None = None,
     ) -> None:
+        check_nats_url(url)  # a URL nats-py cannot use is a ValidationError, before connecting
         self.url = url
         self.ack_timeout = ack_timeout
         self.connect_timeout = connect_timeout
@@ -217,7 +218,7 @@ class NatsJetStreamPublisher:
         self._serial = 0
 
     def _servers(self) -> list[str]:
-        return [part.strip() for part in self.url.split(",") if part.strip()]
+        return split_nats_servers(self.url)
 
     async def connect(self) -> None:
         try:

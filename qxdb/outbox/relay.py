@@ -78,6 +78,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID as PG_UUID
 
 from qxdb.core import defaults
 from qxdb.core.failures import is_unavailable
+from qxdb.durations import format_duration
 from qxdb.engine import unavailable_error
 from qxdb.errors import BrokerUnavailableError, ConfigurationError, DatabaseUnavailableError
 from qxdb.ids import utcnow
@@ -170,10 +171,13 @@ class RelayCounters:
         return asdict(self)
 
     def line(self) -> str:
+        # One number format (thousands separators) and one lag format (qxdb outbox stats's
+        # 1h2m3s) for every place an operator reads these.
+        lag = format_duration(timedelta(seconds=self.lag_seconds))
         return (
-            f"published={self.published} retried={self.retried} dead={self.dead} "
-            f"lag={self.lag_seconds:.3f}s duplicates={self.duplicates} "
-            f"lease_lost={self.lease_lost + self.fenced}"
+            f"published={self.published:,} retried={self.retried:,} dead={self.dead:,} "
+            f"lag={lag} duplicates={self.duplicates:,} "
+            f"lease_lost={self.lease_lost + self.fenced:,}"
         )
 
 

@@ -78,3 +78,26 @@ def test_sqlite_file() -> None:
     assert sqlite_file("sqlite+aiosqlite://") is None
     assert sqlite_file("sqlite+aiosqlite:///:memory:") is None
     assert sqlite_file("postgresql+asyncpg://h/d") is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", ",", "nats://a:1,", "http://host:4222", "nats://", "nats://host:99999", "nats://s3cret@"],
+)
+def test_a_nats_url_nats_py_cannot_use_is_a_validation_error(bad: str) -> None:
+    from qxdb.errors import ValidationError
+    from qxdb.outbox.publishers import NatsJetStreamPublisher
+    from qxdb.urls import check_nats_url
+
+    with pytest.raises(ValidationError) as caught:
+        check_nats_url(bad)
+    assert "s3cret" not in str(caught.value)
+    # The library's publisher refuses it the same way, before any connection.
+    with pytest.raises(ValidationError):
+        NatsJetStreamPublisher(bad)
+
+
+def test_a_nats_cluster_is_its_servers() -> None:
+    from qxdb.urls import check_nats_url
+
+    assert check_nats_url(" nats://a:4222, tls://b:4223 ") == ["nats://a:4222", "tls://b:4223"]
