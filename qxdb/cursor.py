@@ -83,7 +83,10 @@ _TYPE_NAMES: dict[str, str] = {
 
 
 def tag_value(value: Any) -> Any:
-    """A JSON-ready form of ``value`` that :func:`untag_value` restores exactly."""
+    """A JSON-ready form of ``value`` that :func:`untag_value` restores exactly.
+
+    A value no cursor can hold raises :class:`~qxdb.errors.CursorError` (``malformed``).
+    """
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
@@ -98,11 +101,12 @@ def tag_value(value: Any) -> Any:
         return ["n", str(value)]
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"a cursor cannot hold the non-finite float {value!r}")
+            raise CursorError("malformed", f"a cursor cannot hold the non-finite float {value!r}")
         return ["f", repr(value)]
-    raise TypeError(
+    raise CursorError(
+        "malformed",
         f"a cursor cannot hold a {type(value).__name__}; supported: str, int, bool, None, "
-        "datetime, date, UUID, Decimal, float"
+        "datetime, date, UUID, Decimal, float",
     )
 
 
@@ -326,9 +330,10 @@ class CursorCodec:
         """A v1 token for ``values`` (field -> value), signed when the codec has a secret."""
         body = self._build(values, fingerprint, direction, issued_at, by_row=False)
         if len(body) > self.max_token_length:
-            raise ValueError(
+            raise CursorError(
+                "too_large",
                 f"the cursor would be {len(body)} characters, over the cap of "
-                f"{self.max_token_length}: sort on fewer or shorter columns"
+                f"{self.max_token_length}: sort on fewer or shorter columns",
             )
         return body
 
@@ -351,14 +356,15 @@ class CursorCodec:
         if len(body) <= self.max_token_length:
             return body
         if row_key not in values:
-            raise ValueError(f"the position has no {row_key!r} to fall back on")
+            raise CursorError("malformed", f"the position has no {row_key!r} to fall back on")
         body = self._build(
             {row_key: values[row_key]}, fingerprint, direction, issued_at, by_row=True
         )
         if len(body) > self.max_token_length:
-            raise ValueError(
+            raise CursorError(
+                "too_large",
                 f"the cursor would be {len(body)} characters, over the cap of "
-                f"{self.max_token_length}, even naming only the row"
+                f"{self.max_token_length}, even naming only the row",
             )
         return body
 
@@ -372,15 +378,28 @@ class CursorCodec:
         by_row: bool,
     ) -> str:
         if direction not in _DIRECTION_CODES:
-            raise ValueError(f"direction must be 'next' or 'previous', not {direction!r}")
+            raise CursorError(
+                "malformed", f"direction must be 'next' or 'previous', not {_short(direction)}"
+            )
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise CursorError("malformed", "a cursor fingerprint must be a string")
+        issued = self.clock() if issued_at is None else issued_at
+        if (
+            isinstance(issued, bool)
+            or not isinstance(issued, int | float)
+            or not math.isfinite(issued)
+        ):
+            raise CursorError(
+                "malformed", f"a cursor issue time must be a finite number, not {_short(issued)}"
+            )
         payload: dict[str, Any] = {"k": {str(k): tag_value(v) for k, v in values.items()}}
         if by_row:
             payload["b"] = 1
         if fingerprint is not None:
             payload["f"] = fingerprint
         payload["d"] = _DIRECTION_CODES[direction]
-        payload["t"] = int(self.clock() if issued_at is None else issued_at)
-        body = f"{_VERSION}.{_b64encode(_dumps(payload))}"
+        payload["t"] = int(issued)
+        body = f"{_VERSION}.{_b64encode(_encode_text(payload))}"
         if self.secret is not None:
             body += "." + _b64encode(_sign(_as_key(self.secret), body))
         return body
@@ -423,13 +442,13 @@ class CursorCodec:
         signature = _b64decode(parts[2]) if len(parts) == 3 else None
         payload_bytes = _b64decode(parts[1])
         key_index = self._verify(f"{parts[0]}.{parts[1]}", signature)
-        payload = json.loads(payload_bytes.decode("utf-8"))
+        payload = _loads(payload_bytes)
         decoded = self._from_payload(payload, signed=signature is not None, key_index=key_index)
         self._check_age(decoded)
         return decoded
 
     def _decode_v0(self, token: str) -> DecodedCursor:
-        document = json.loads(_b64decode(token).decode("utf-8"))
+        document = _loads(_b64decode(token))
         if not isinstance(document, dict):
             raise CursorError("malformed", "malformed cursor: not a JSON object")
         if self._requires_signature:
@@ -521,6 +540,33 @@ def _reason_text(exc: Exception) -> str:
 
 def _dumps(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _encode_text(payload: Any) -> bytes:
+    """The payload as UTF-8 JSON; text that is not valid Unicode (a lone surrogate, as
+    from undecodable bytes) cannot be carried, so it is refused rather than mangled."""
+    try:
+        return _dumps(payload)
+    except UnicodeEncodeError:
+        raise CursorError(
+            "malformed", "a cursor cannot hold text with a lone surrogate (not valid Unicode)"
+        ) from None
+
+
+def _loads(raw: bytes) -> Any:
+    """A token's JSON, refusing what :func:`_encode_text` refuses: a ``\\u`` escape can spell
+    a lone surrogate that valid UTF-8 bytes cannot, and such text breaks whoever prints or
+    stores it. Our encoder writes ``\\u`` only for control characters, so the re-check
+    runs only when an escape is present."""
+    document = json.loads(raw.decode("utf-8"))
+    if b"\\u" in raw:
+        try:
+            _dumps(document)
+        except UnicodeEncodeError:
+            raise CursorError(
+                "malformed", "malformed cursor: text with a lone surrogate (not valid Unicode)"
+            ) from None
+    return document
 
 
 def _sign(key: bytes, body: str) -> bytes:

@@ -32,9 +32,15 @@ def _read_argument(value: str, what: str) -> str:
     if value != "-":
         return value
     from qxdb.cursor import MAX_TOKEN_LENGTH
+    from qxdb.errors import ValidationError
 
-    # Bounded read: an endless stdin must not exhaust memory before the size check.
-    text = sys.stdin.read(max(MAX_TOKEN_LENGTH, 1 << 20) + 1)
+    # Bounded read: an endless stdin must not exhaust memory before the size check. Bytes,
+    # decoded here, so bytes that are not UTF-8 are bad input rather than a crash.
+    raw = sys.stdin.buffer.read(max(MAX_TOKEN_LENGTH, 1 << 20) + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"the {what} on stdin is not UTF-8 text") from None
     if not text.strip():
         raise typer.BadParameter(f"no {what} on stdin", param_hint="'-'")
     return text.strip()
@@ -92,6 +98,11 @@ def decode(
 
 def _print_human(decoded: DecodedCursor, *, has_secret: bool) -> None:
     from rich.table import Table
+    from rich.text import Text
+
+    def plain(value: str) -> Text:
+        # Token text is the sender's: "[/]" or "[bold]" must print as written, not as markup.
+        return Text(value)
 
     from qxdb_cli import render
 
@@ -109,7 +120,7 @@ def _print_human(decoded: DecodedCursor, *, has_secret: bool) -> None:
     about.add_row("signed", signature)
     if decoded.version:
         about.add_row("direction", decoded.direction)
-        about.add_row("fingerprint", decoded.fingerprint or "-")
+        about.add_row("fingerprint", plain(decoded.fingerprint or "-"))
         about.add_row("issued at", document["issued_at"] or "-")
     render.out().print(about)
     values = Table(box=None, pad_edge=False)
@@ -117,7 +128,7 @@ def _print_human(decoded: DecodedCursor, *, has_secret: bool) -> None:
         values.add_column(column)
     for item in document["values"]:
         shown = "null" if item["value"] is None else str(item["value"])
-        values.add_row(item["field"], item["type"], shown)
+        values.add_row(plain(item["field"]), item["type"], plain(shown))
     render.out().print(values)
 
 

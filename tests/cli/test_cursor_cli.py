@@ -11,7 +11,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from qxdb import CursorCodec
-from tests.cli.conftest import run_qxdb
+from tests.cli.conftest import QXDB, run_qxdb
 
 VALUES = {
     "created_at": datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=timezone(timedelta(hours=-3))),
@@ -159,3 +159,62 @@ def test_cursor_commands_import_no_sqlalchemy_alembic_or_driver() -> None:
         [sys.executable, "-c", runner, token], capture_output=True, text=True, timeout=60
     )
     assert "RESULT [0, 0, 2, 0] []" in result.stderr, result.stderr
+
+
+def test_encode_refusals_exit_2_with_one_line() -> None:
+    """Over the cap, a lone surrogate (JSON escape or undecodable argv byte), a bad fingerprint."""
+    over_cap = json.dumps({"s": "x" * 5000})
+    for args in (
+        ("cursor", "encode", over_cap),
+        ("cursor", "encode", '{"s": "\\ud800"}'),
+        ("cursor", "encode", '{"\\udc80": 1}'),
+        ("cursor", "encode", '{"a": 1}', "--fingerprint", "\udcff"),
+    ):
+        line = _one_error_line(run_qxdb(*args))
+        assert "internal error" not in line
+    assert "over the cap" in _one_error_line(run_qxdb("cursor", "encode", "-", input=over_cap))
+    # Bytes that are not UTF-8 on the command line reach Python as lone surrogates.
+    raw = subprocess.run(
+        [QXDB, "cursor", "encode", b'{"s": "\xff"}'],
+        capture_output=True,
+        timeout=120,
+    )
+    assert raw.returncode == 2, raw.stderr
+    assert b"surrogate" in raw.stderr and raw.stdout == b""
+
+
+def test_decode_of_lone_surrogate_token_exits_2_in_both_outputs() -> None:
+    for text in (rb'{"k":{"a":"\ud800"},"d":"n","t":1700000000}', rb'{"\ud800":1}'):
+        body = base64.urlsafe_b64encode(text).decode().rstrip("=")
+        token = f"v1.{body}" if text.startswith(b'{"k"') else body
+        for extra in ((), ("--json",)):
+            line = _one_error_line(run_qxdb("cursor", "decode", token, *extra))
+            assert "malformed" in line and "surrogate" in line
+
+
+def test_decode_prints_odd_text_as_written() -> None:
+    """Markup-like, emoji and control text in a token prints; it is data, not rich markup."""
+    document = {"[/]": "[bold]x[/bold]", "a": "[/]", "e": "\U0001f600", "c": "\x07x"}
+    for token in (
+        base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("="),
+        CursorCodec().encode(document, fingerprint="[/red]"),
+    ):
+        result = run_qxdb("cursor", "decode", token)
+        assert result.returncode == 0, result.stderr
+        assert "[bold]x[/bold]" in result.stdout and "[/]" in result.stdout
+        assert "\U0001f600" in result.stdout
+    assert "[/red]" in result.stdout
+    as_json = run_qxdb("cursor", "decode", token, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    values = {v["field"]: v["value"] for v in json.loads(as_json.stdout)["values"]}
+    assert values == document
+
+
+def test_non_utf8_stdin_exits_2() -> None:
+    for command in ("decode", "encode"):
+        result = subprocess.run(
+            [QXDB, "cursor", command, "-"], input=b"\xff\xfe{}", capture_output=True, timeout=120
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.decode().startswith("qxdb: error: ") and b"not UTF-8" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -149,8 +149,9 @@ def test_size_cap_on_decode_and_encode() -> None:
     with pytest.raises(CursorError) as caught:
         codec.decode("A" * 101)
     assert caught.value.reason == "too_large"
-    with pytest.raises(ValueError, match="over the cap"):
+    with pytest.raises(CursorError, match="over the cap") as too_large:
         codec.encode({"s": "x" * 200})
+    assert too_large.value.reason == "too_large"
 
 
 def test_unknown_version_is_wrong_version() -> None:
@@ -160,10 +161,75 @@ def test_unknown_version_is_wrong_version() -> None:
 
 
 def test_encode_refuses_values_it_cannot_restore() -> None:
-    with pytest.raises(TypeError, match="cannot hold a bytes"):
+    with pytest.raises(CursorError, match="cannot hold a bytes"):
         CursorCodec().encode({"b": b"x"})
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(CursorError, match="non-finite"):
         CursorCodec().encode({"f": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        # Over the default 4,096 cap, by the module shortcut (the user's default codec).
+        (lambda: encode_cursor({"s": "x" * 5000}, codec=CursorCodec()), "too_large"),
+        (
+            lambda: CursorCodec().encode_position(
+                {"s": "x" * 5000, "id": "y" * 5000}, row_key="id"
+            ),
+            "too_large",
+        ),
+        (lambda: CursorCodec().encode_position({"s": "x" * 5000}, row_key="id"), "malformed"),
+        (lambda: CursorCodec().encode({"b": b"x"}), "malformed"),
+        (lambda: CursorCodec().encode({"o": object()}), "malformed"),
+        (lambda: CursorCodec().encode({"f": float("inf")}), "malformed"),
+        # Lone surrogates (what undecodable bytes become in Python text): in a value, a
+        # field name, a fingerprint.
+        (lambda: CursorCodec().encode({"s": "\ud800"}), "malformed"),
+        (lambda: CursorCodec().encode({"\udcff": 1}), "malformed"),
+        (lambda: CursorCodec().encode({"a": 1}, fingerprint="\udfff"), "malformed"),
+        (lambda: CursorCodec().encode({"a": 1}, fingerprint=5), "malformed"),  # type: ignore[arg-type]
+        (lambda: CursorCodec().encode({"a": 1}, direction="up"), "malformed"),  # type: ignore[arg-type]
+        (lambda: CursorCodec().encode({"a": 1}, issued_at=float("nan")), "malformed"),
+        (lambda: CursorCodec(secret="k").encode({"s": "\ud800"}), "malformed"),
+    ],
+)
+def test_every_encode_failure_is_a_cursor_error(call: Any, reason: str) -> None:
+    with pytest.raises(CursorError) as caught:
+        call()
+    assert caught.value.reason == reason
+    assert "\n" not in caught.value.message
+
+
+def _raw_token(json_text: bytes, *, version: bool = True) -> str:
+    body = base64.urlsafe_b64encode(json_text).decode().rstrip("=")
+    return f"v1.{body}" if version else body
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        _raw_token(rb'{"k":{"a":"\ud800"},"d":"n","t":1700000000}'),
+        _raw_token(rb'{"k":{"\udc80":1},"d":"n","t":1700000000}'),
+        _raw_token(rb'{"k":{"a":1},"f":"\uDFFF","d":"n","t":1700000000}'),
+        _raw_token(rb'{"k":{"a":["n","\ud800"]},"d":"n","t":1700000000}'),
+        _raw_token(rb'{"a":"x\ud800y"}', version=False),
+        _raw_token(rb'{"a":["\ude00\ud83d"]}', version=False),  # a pair in the wrong order
+    ],
+)
+def test_decode_refuses_lone_surrogates(token: str) -> None:
+    with pytest.raises(CursorError) as caught:
+        decode_cursor(token, codec=CursorCodec())
+    assert caught.value.reason == "malformed"
+    assert "surrogate" in caught.value.message or "decimal" in caught.value.message
+
+
+def test_decode_keeps_escaped_text_that_is_valid_unicode() -> None:
+    # A proper surrogate pair and a control character, as \u escapes, are ordinary text.
+    token = _raw_token(rb'{"k":{"a":"\ud83d\ude00\u0007"},"d":"n","t":1700000000}')
+    assert decode_cursor(token, codec=CursorCodec()) == {"a": "\U0001f600\x07"}
+    assert decode_cursor(encode_cursor({"a": "\x00\U0001f600"}, codec=CursorCodec())) == {
+        "a": "\x00\U0001f600"
+    }
 
 
 def test_from_env_reads_secret_rotation_and_max_age() -> None:
