@@ -25,7 +25,7 @@ __qxdb_options() {
         'qxdb migrate init') printf '%s\n' --metadata --dialect -h --help ;;
         'qxdb migrate revision') printf '%s\n' -m --message --autogenerate -c --config -h --help ;;
         'qxdb migrate up') printf '%s\n' --sql -c --config --lock-timeout --atomic --ddl-lock-timeout --retries --json -h --help ;;
-        'qxdb migrate down') printf '%s\n' -y --yes -c --config --lock-timeout --atomic --ddl-lock-timeout --retries -h --help ;;
+        'qxdb migrate down') printf '%s\n' -y --yes -c --config --lock-timeout --atomic --ddl-lock-timeout --retries --dry-run -h --help ;;
         'qxdb migrate stamp') printf '%s\n' -c --config --lock-timeout -h --help ;;
         'qxdb migrate current') printf '%s\n' -c --config --json -h --help ;;
         'qxdb migrate history') printf '%s\n' -c --config --json -v --verbose -r --range -h --help ;;

@@ -16,7 +16,7 @@ import typer
 
 from qxdb.core import defaults
 from qxdb_cli import common, render
-from qxdb_cli.common import JsonOption, YesOption
+from qxdb_cli.common import DryRunOption, JsonOption, YesOption
 
 if TYPE_CHECKING:
     from qxdb.migrations import AppliedStep, MigrationRun, RevisionInfo
@@ -58,9 +58,10 @@ DdlLockTimeoutOption = Annotated[
     float | None,
     typer.Option(
         "--ddl-lock-timeout",
-        min=0,
+        # No min/max here: the range (finite, 0 to 2,147,483.647) is the library's rule,
+        # qxdb.migrations.check_ddl_lock_timeout, checked before anything connects.
         help="Seconds a migration statement may wait for a table lock (PostgreSQL lock_timeout; "
-        "0: forever). Default: QX_DB__LOCK_TIMEOUT_MS if set, else 5.",
+        "0: forever; at most 2147483.647). Default: QX_DB__LOCK_TIMEOUT_MS if set, else 5.",
         show_default=False,
     ),
 ]
@@ -337,28 +338,35 @@ def down(
     atomic: AtomicOption = False,
     ddl_lock_timeout: DdlLockTimeoutOption = None,
     retries: RetriesOption = _DEFAULT_RETRIES,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Downgrade to REVISION: shows the revisions it will undo, then asks (--yes skips).
 
-    The target is required. Without a terminal, --yes is required.
+    The target is required. Without a terminal, --yes is required. --dry-run shows the
+    revisions and changes nothing (no lock, no question).
 
-    Example: qxdb migrate down -1 --yes
+    Example: qxdb migrate down -1 --dry-run
     """
     from qxdb.errors import ValidationError
-    from qxdb.migrations import downgrade, plan_downgrade
+    from qxdb.migrations import check_ddl_lock_timeout, downgrade, plan_downgrade
 
     if not revision:
         raise ValidationError(
             "down needs a target revision: -1 (one step back), a revision id, or base"
         )
+    check_ddl_lock_timeout(ddl_lock_timeout)  # a bad option fails before anything is shown
     settings = _settings(config)
     plan = common.run(plan_downgrade(revision, config=config, settings=settings))
     if not plan:
         render.out().print(f"nothing to undo: the database is already at {revision}", markup=False)
         return
-    render.out().print(f"will undo {render.plural(len(plan), 'revision')}:", markup=False)
+    would = "would" if dry_run else "will"
+    render.out().print(f"{would} undo {render.plural(len(plan), 'revision')}:", markup=False)
     for info in plan:
         render.out().print(f"  {_revision_line(info)}", markup=False)
+    if dry_run:
+        render.note("dry run: nothing was changed")
+        return
     common.confirm_or_refuse(
         "Undo these revisions?",
         what=f"undo {render.plural(len(plan), 'revision')}",

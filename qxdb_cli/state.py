@@ -49,7 +49,9 @@ def load_settings(*, creates: bool = False, config: Path | None = None) -> Datab
             render.note(f"note: {note}")
         check_url(settings.resolved_url)
     else:
-        _refuse_unchosen_default(config)
+        from qxdb.migrations.project import refuse_unchosen_default
+
+        refuse_unchosen_default(settings, config)
     if not creates:
         _require_existing_file(settings)
     return settings
@@ -67,22 +69,6 @@ def chosen_dialect() -> str | None:
     if settings.url_is_default:
         return None
     return settings.dialect_name
-
-
-def _refuse_unchosen_default(config: Path | None) -> None:
-    """The embedded SQLite default, in a project made for another database, is a mistake."""
-    from qxdb.errors import ConfigurationError
-    from qxdb.migrations.project import recorded_dialect
-
-    found = recorded_dialect(config)
-    if found is None or found[0] == "sqlite":
-        return
-    dialect, where = found
-    raise ConfigurationError(
-        f"QX_DB__URL is not set and this project is for {dialect} ({_shown(where)}): "
-        "set QX_DB__URL or pass --database-url (nothing was done; qxdb does not fall back "
-        "to the embedded SQLite file here)"
-    )
 
 
 def _require_existing_file(settings: DatabaseSettings) -> None:
@@ -103,10 +89,3 @@ def _require_existing_file(settings: DatabaseSettings) -> None:
             "--database-url; nothing was created)"
         )
     raise DatabaseUnavailableError(f"no database at {path.resolve()}{hint}")
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

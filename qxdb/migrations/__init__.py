@@ -12,11 +12,15 @@
       run = await upgrade(lock_timeout=120)   # at service start-up
 """
 
-from qxdb.migrations.connection import DEFAULT_DDL_LOCK_TIMEOUT
+from qxdb.migrations.connection import (
+    DEFAULT_DDL_LOCK_TIMEOUT,
+    MAX_DDL_LOCK_TIMEOUT,
+    check_ddl_lock_timeout,
+)
 from qxdb.migrations.env import run_async_migrations, target_metadata_from_config
 from qxdb.migrations.failure import MigrationFailure
 from qxdb.migrations.lock import MigrationLockTimeoutError, migration_lock
-from qxdb.migrations.project import find_config, import_metadata
+from qxdb.migrations.project import find_config, import_metadata, refuse_unchosen_default
 from qxdb.migrations.runner import (
     DEFAULT_LOCK_RETRIES,
     DEFAULT_LOCK_TIMEOUT,
@@ -46,6 +50,7 @@ __all__ = [
     "DEFAULT_DDL_LOCK_TIMEOUT",
     "DEFAULT_LOCK_RETRIES",
     "DEFAULT_LOCK_TIMEOUT",
+    "MAX_DDL_LOCK_TIMEOUT",
     "AppliedStep",
     "CheckReport",
     "CurrentState",
@@ -58,6 +63,7 @@ __all__ = [
     "RevisionFailedError",
     "RevisionInfo",
     "check",
+    "check_ddl_lock_timeout",
     "current",
     "downgrade",
     "find_config",
@@ -68,6 +74,7 @@ __all__ = [
     "merge",
     "migration_lock",
     "plan_downgrade",
+    "refuse_unchosen_default",
     "revision",
     "run_async_migrations",
     "stamp",

@@ -20,6 +20,7 @@ PostgreSQL's: a failed revision leaves nothing (outside an ``autocommit_block``)
 
 from __future__ import annotations
 
+import math
 import re
 from contextlib import suppress
 from typing import Any
@@ -34,6 +35,8 @@ from qxdb.settings import DatabaseSettings
 
 __all__ = [
     "DEFAULT_DDL_LOCK_TIMEOUT",
+    "MAX_DDL_LOCK_TIMEOUT",
+    "check_ddl_lock_timeout",
     "ddl_lock_timeout_ms",
     "migration_engine",
     "migration_settings",
@@ -49,6 +52,30 @@ _CONCURRENTLY = re.compile(
     re.I,
 )
 _LIFTED = "qxdb.lock_timeout_lifted"
+# PostgreSQL's lock_timeout is an int4 of milliseconds: 2,147,483,647 ms at most.
+MAX_DDL_LOCK_TIMEOUT = 2_147_483.647
+
+
+def check_ddl_lock_timeout(seconds: float | None) -> None:
+    """Refuse a DDL lock timeout PostgreSQL cannot take: finite, 0 to 2,147,483.647 s.
+
+    ``lock_timeout`` is a 32-bit count of milliseconds; ``inf`` would overflow while
+    converting and ``1e300`` would reach the server only to be refused there.
+    """
+    if seconds is None:
+        return
+    from qxdb.errors import ValidationError
+
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValidationError(
+            f"the DDL lock timeout must be a number of seconds, not {type(seconds).__name__}"
+        )
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DDL_LOCK_TIMEOUT:
+        raise ValidationError(
+            f"the DDL lock timeout must be 0 to {MAX_DDL_LOCK_TIMEOUT:,} seconds "
+            f"(0: wait forever), not {seconds:g}",
+            details={"ddl_lock_timeout": str(seconds)},
+        )
 
 
 def ddl_lock_timeout_ms(settings: DatabaseSettings, override: float | None = None) -> int:
@@ -58,10 +85,7 @@ def ddl_lock_timeout_ms(settings: DatabaseSettings, override: float | None = Non
     ``QX_DB__LOCK_TIMEOUT_MS``, then :data:`DEFAULT_DDL_LOCK_TIMEOUT`.
     """
     if override is not None:
-        if override < 0:
-            from qxdb.errors import ValidationError
-
-            raise ValidationError(f"the DDL lock timeout must be >= 0 seconds, not {override:g}")
+        check_ddl_lock_timeout(override)
         return round(override * 1000)
     if "lock_timeout_ms" in settings.model_fields_set and settings.lock_timeout_ms is not None:
         return settings.lock_timeout_ms

@@ -31,7 +31,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
 from qxdb.errors import ConfigurationError
-from qxdb.migrations.project import import_metadata, metadata_path_from_config
+from qxdb.migrations.project import (
+    import_metadata,
+    metadata_path_from_config,
+    refuse_unchosen_default,
+)
 from qxdb.migrations.types import render_qxdb_type
 from qxdb.settings import DatabaseSettings
 
@@ -72,12 +76,18 @@ def target_metadata_from_config(config: Config | None = None) -> MetaData:
 
 
 def settings_for(config: Config) -> DatabaseSettings:
-    """The settings a migration run uses (runner's, ``-x database_url``, then environment)."""
+    """The settings a migration run uses (runner's, ``-x database_url``, then environment).
+
+    Under plain ``alembic``, the embedded SQLite default is refused in a project whose
+    config records another dialect (the same rule as the ``qxdb`` commands').
+    """
     handed: Any = config.attributes.get(SETTINGS_ATTRIBUTE)
     if isinstance(handed, DatabaseSettings):
         return handed
     x_url = context.get_x_argument(as_dictionary=True).get("database_url")
-    return DatabaseSettings().with_url(x_url)
+    settings = DatabaseSettings().with_url(x_url)
+    refuse_unchosen_default(settings, config.config_file_name)
+    return settings
 
 
 def run_async_migrations(

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import MetaData
 
+    from qxdb.settings import DatabaseSettings
+
 __all__ = [
     "DEFAULT_DIRECTORY",
     "DIALECT_OPTION",
@@ -37,6 +39,7 @@ __all__ = [
     "import_metadata",
     "parse_metadata_path",
     "recorded_dialect",
+    "refuse_unchosen_default",
 ]
 
 DEFAULT_DIRECTORY = "migrations"
@@ -91,6 +94,37 @@ def recorded_dialect(
     except (ConfigurationError, configparser.Error, OSError, UnicodeDecodeError):
         return None
     return (value, path) if value else None
+
+
+def refuse_unchosen_default(
+    settings: DatabaseSettings, explicit: str | Path | None = None, *, cwd: Path | None = None
+) -> None:
+    """Refuse the embedded SQLite default in a project whose config records another dialect.
+
+    A forgotten ``QX_DB__URL`` would otherwise create ``./qxdb.sqlite3`` and migrate it
+    while the real database stays behind. The one place of this rule: the ``qxdb``
+    commands and ``env.py`` under plain ``alembic`` both call it. ``explicit`` is the
+    config given (``--config``, ``alembic -c``); a URL the user chose always passes.
+    """
+    if not settings.url_is_default:
+        return
+    found = recorded_dialect(explicit, cwd=cwd)
+    if found is None or found[0] == "sqlite":
+        return
+    dialect, where = found
+    raise ConfigurationError(
+        f"QX_DB__URL is not set and this project is for {dialect} ({_shown(where, cwd)}): "
+        "set QX_DB__URL or pass --database-url (nothing was done; qxdb does not fall back "
+        "to the embedded SQLite file here)",
+        details={"config": str(where), "dialect": dialect},
+    )
+
+
+def _shown(path: Path, cwd: Path | None) -> str:
+    try:
+        return str(path.resolve().relative_to((cwd or Path.cwd()).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _pyproject_config(pyproject: Path) -> Path | None:

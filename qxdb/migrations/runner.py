@@ -42,7 +42,7 @@ from qxdb.errors import (
     RevisionFailedError,
     ValidationError,
 )
-from qxdb.migrations.connection import migration_engine
+from qxdb.migrations.connection import check_ddl_lock_timeout, migration_engine
 from qxdb.migrations.drift import Difference, describe, flatten
 from qxdb.migrations.env import (
     CONNECTION_ATTRIBUTE,
@@ -432,6 +432,7 @@ async def _move(
 ) -> MigrationRun:
     if options.retries < 0:
         raise ValidationError(f"retries must be >= 0, not {options.retries}")
+    check_ddl_lock_timeout(options.ddl_lock_timeout)  # before anything connects
     cfg = _load(config, settings)
     script = _scripts(cfg)  # a broken script folder fails before we connect
     steps: list[AppliedStep] = []
