@@ -66,7 +66,7 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1, description="connections kept open (queue pool)")
     max_overflow: int = Field(default=10, ge=0, description="extra connections beyond pool_size")
     pool_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="wait for a free pooled connection"
+        default=30.0, gt=0, allow_inf_nan=False, description="wait for a free pooled connection"
     )
     pool_recycle_seconds: int = Field(
         default=1800, description="recycle connections older than this (-1: never)"
@@ -89,7 +89,7 @@ class DatabaseSettings(BaseSettings):
         description="PostgreSQL lock_timeout for every connection",
     )
     connect_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="give up connecting after this"
+        default=10.0, gt=0, allow_inf_nan=False, description="give up connecting after this"
     )
     outbox_table: str = Field(
         default=OUTBOX_TABLE_NAME, description="name of the transactional outbox table"

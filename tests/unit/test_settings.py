@@ -157,3 +157,10 @@ def test_timeouts_are_bounded_by_postgresqls_maximum(
     monkeypatch.delenv(variable)
     with pytest.raises(ConfigurationError, match=variable):
         DatabaseSettings(**{field: 2**31})
+
+
+@pytest.mark.parametrize("field", ["connect_timeout_seconds", "pool_timeout_seconds"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_timeouts_in_seconds_are_finite(field: str, value: float) -> None:
+    with pytest.raises(ConfigurationError, match=f"QX_DB__{field.upper()}"):
+        DatabaseSettings(**{field: value})
