@@ -135,7 +135,10 @@ def _create_engine(settings: DatabaseSettings, target: str) -> AsyncEngine:
         # keeps none of them, so SQLAlchemy never hands asyncpg a libpq name or a string.
         options = _asyncpg_query_options(target)
         kwargs["connect_args"] = _asyncpg_connect_args(settings, options)
-        bare = make_url(target).set(query={})
+        parsed = make_url(target)
+        bare = parsed.set(
+            query={key: value for key, value in parsed.query.items() if key in _ADDRESS_QUERY}
+        )
         return create_async_engine(bare, **kwargs)
     if backend_of(target) == "postgresql":
         kwargs["connect_args"] = _postgres_connect_args(settings, target)
@@ -231,17 +234,25 @@ _ASYNCPG_QUERY: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+# Where to connect, as a URL may also say it in its query (``?host=/run/postgresql``, one
+# ``host=`` per server of a cluster): SQLAlchemy reads these itself, so they stay in the URL.
+_ADDRESS_QUERY = frozenset({"host", "port", "user", "password", "database"})
+
+
 def _asyncpg_query_options(url: str) -> dict[str, Any]:
-    """The query options of an asyncpg URL as asyncpg keyword arguments, or a
-    :class:`ConfigurationError` naming the option (never its value: it may be a secret)."""
+    """The query options of an asyncpg URL (but :data:`_ADDRESS_QUERY`) as asyncpg keyword
+    arguments, or a :class:`ConfigurationError` naming the option (never its value: it may
+    be a secret)."""
     query: dict[str, str | tuple[str, ...]] = dict(make_url(url).query)
     options: dict[str, Any] = {}
     for name, raw in query.items():
+        if name in _ADDRESS_QUERY:
+            continue
         rule = _ASYNCPG_QUERY.get(name)
         if rule is None:
             raise ConfigurationError(
                 f"invalid database URL {display_url(url)}: unsupported option {name!r} "
-                f"(supported: {', '.join(sorted(_ASYNCPG_QUERY))})"
+                f"(supported: {', '.join(sorted({*_ASYNCPG_QUERY, *_ADDRESS_QUERY}))})"
             )
         argument, parse = rule
         if not isinstance(raw, str):

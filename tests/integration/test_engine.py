@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from qxdb import DatabaseSettings, create_engine
@@ -86,6 +86,22 @@ async def test_libpq_url_options_are_applied_through_asyncpg(postgres_url: str) 
         await engine.dispose()
     # The URL's options join the settings' timeouts instead of replacing them.
     assert tuple(settings) == ("qx-shop", "1234ms", "4321ms")
+
+
+async def test_the_address_may_stay_in_the_query(postgres_url: str) -> None:
+    # ?host=/run/postgresql (a socket directory) is the usual form; here the TCP address.
+    parsed = make_url(postgres_url)
+    url = (
+        f"postgresql+asyncpg://{parsed.username}@/{parsed.database}"
+        f"?host={parsed.host}&port={parsed.port}&application_name=qx-query"
+    )
+    engine = create_engine(url=url)
+    try:
+        async with engine.connect() as conn:
+            name = (await conn.execute(text("select current_setting('application_name')"))).scalar()
+    finally:
+        await engine.dispose()
+    assert name == "qx-query"
 
 
 async def test_sslmode_require_is_a_connection_outcome_not_a_type_error(
