@@ -14,7 +14,9 @@ unit of work. :func:`create_engine` applies every setting of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import math
+import shlex
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +36,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 from qxdb.core.failures import is_unavailable
 from qxdb.errors import ConfigurationError, DatabaseUnavailableError
 from qxdb.settings import DatabaseSettings
-from qxdb.urls import backend_of, display_url, is_sqlite_url, redact_secrets
+from qxdb.urls import backend_of, display_url, is_sqlite_url, is_utf8_text, redact_secrets
 
 __all__ = [
     "SessionFactory",
@@ -81,6 +83,12 @@ def check_url(url: str) -> None:
     :class:`ConfigurationError` that names it without its password."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError("the database URL is blank: set QX_DB__URL or --database-url")
+    if not is_utf8_text(url):
+        # An undecodable byte of a command-line argument: no driver can send it.
+        raise ConfigurationError(
+            f"invalid database URL {display_url(url)!r}: it holds a byte that is not UTF-8 "
+            "(percent-encode it, e.g. %FF)"
+        )
     if url.partition("://")[2].partition("?")[0].count("@") > 1:
         # SQLAlchemy would end the password at the first "@" and connect to the wrong host
         # (and print the rest of the password as that host); refuse before connecting.
@@ -98,6 +106,8 @@ def check_url(url: str) -> None:
             f"invalid database URL {display_url(url)!r}: "
             "expected dialect+driver://user@host:port/database (port 1-65535)"
         )
+    if _is_asyncpg(url):
+        _asyncpg_query_options(url)  # refuse an option asyncpg cannot use before connecting
 
 
 def _create_engine(settings: DatabaseSettings, target: str) -> AsyncEngine:
@@ -120,20 +130,169 @@ def _create_engine(settings: DatabaseSettings, target: str) -> AsyncEngine:
         engine = create_async_engine(target, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
+    if _is_asyncpg(target):
+        # The URL's query options are asyncpg keyword arguments once translated: the URL
+        # keeps none of them, so SQLAlchemy never hands asyncpg a libpq name or a string.
+        options = _asyncpg_query_options(target)
+        kwargs["connect_args"] = _asyncpg_connect_args(settings, options)
+        parsed = make_url(target)
+        bare = parsed.set(
+            query={key: value for key, value in parsed.query.items() if key in _ADDRESS_QUERY}
+        )
+        return create_async_engine(bare, **kwargs)
     if backend_of(target) == "postgresql":
         kwargs["connect_args"] = _postgres_connect_args(settings, target)
     return create_async_engine(target, **kwargs)
 
 
-def _postgres_connect_args(settings: DatabaseSettings, target: str) -> dict[str, Any]:
-    """The driver arguments that apply the timeouts to every PostgreSQL connection."""
+def _is_asyncpg(url: str) -> bool:
+    return url.split("://", 1)[0].strip().lower() == "postgresql+asyncpg"
+
+
+def _server_timeouts(settings: DatabaseSettings) -> dict[str, str]:
     timeouts: dict[str, str] = {}
     if settings.statement_timeout_ms:
         timeouts["statement_timeout"] = str(settings.statement_timeout_ms)
     if settings.lock_timeout_ms:
         timeouts["lock_timeout"] = str(settings.lock_timeout_ms)
-    if target.startswith("postgresql+asyncpg"):
-        return {"server_settings": timeouts, "timeout": settings.connect_timeout_seconds}
+    return timeouts
+
+
+# The options a PostgreSQL URL may carry for asyncpg, as libpq (and hosting providers'
+# ``postgres://…?sslmode=require`` URLs) or asyncpg spell them. Each maps to the asyncpg
+# keyword argument it sets and the parser of its text; the rest of asyncpg's arguments are
+# not URL material, and anything else would reach asyncpg as an unknown keyword.
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("expected a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected a whole number >= 0")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _server_options(text: str) -> dict[str, str]:
+    """libpq's ``options=-c name=value …`` as asyncpg server settings."""
+    words = shlex.split(text)
+    found: dict[str, str] = {}
+    while words:
+        word = words.pop(0)
+        if word == "-c" and words:
+            word = words.pop(0)
+        elif word.startswith("-c") or word.startswith("--"):
+            word = word[2:]
+        else:
+            raise ValueError("expected -c name=value settings")
+        name, eq, value = word.partition("=")
+        if not eq or not name:
+            raise ValueError("expected -c name=value settings")
+        found[name.replace("-", "_")] = value
+    return found
+
+
+_ASYNCPG_QUERY: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "sslmode": ("ssl", _choice(_SSL_MODES)),
+    "ssl": ("ssl", _choice(_SSL_MODES)),
+    "connect_timeout": ("timeout", _seconds),
+    "timeout": ("timeout", _seconds),
+    "command_timeout": ("command_timeout", _seconds),
+    "application_name": ("server_settings", lambda text: {"application_name": text}),
+    "options": ("server_settings", _server_options),
+    "target_session_attrs": ("target_session_attrs", _choice(_SESSION_ATTRS)),
+    "direct_tls": ("direct_tls", _boolean),
+    "passfile": ("passfile", str),
+    "prepared_statement_cache_size": ("prepared_statement_cache_size", _count),
+    "statement_cache_size": ("statement_cache_size", _count),
+    "max_cached_statement_lifetime": ("max_cached_statement_lifetime", _count),
+    "max_cacheable_statement_size": ("max_cacheable_statement_size", _count),
+}
+
+
+# Where to connect, as a URL may also say it in its query (``?host=/run/postgresql``, one
+# ``host=`` per server of a cluster): SQLAlchemy reads these itself, so they stay in the URL.
+_ADDRESS_QUERY = frozenset({"host", "port", "user", "password", "database"})
+
+
+def _asyncpg_query_options(url: str) -> dict[str, Any]:
+    """The query options of an asyncpg URL (but :data:`_ADDRESS_QUERY`) as asyncpg keyword
+    arguments, or a :class:`ConfigurationError` naming the option (never its value: it may
+    be a secret)."""
+    query: dict[str, str | tuple[str, ...]] = dict(make_url(url).query)
+    options: dict[str, Any] = {}
+    for name, raw in query.items():
+        if name in _ADDRESS_QUERY:
+            continue
+        rule = _ASYNCPG_QUERY.get(name)
+        if rule is None:
+            raise ConfigurationError(
+                f"invalid database URL {display_url(url)}: unsupported option {name!r} "
+                f"(supported: {', '.join(sorted({*_ASYNCPG_QUERY, *_ADDRESS_QUERY}))})"
+            )
+        argument, parse = rule
+        if not isinstance(raw, str):
+            raise ConfigurationError(
+                f"invalid database URL {display_url(url)}: option {name!r} is given twice"
+            )
+        try:
+            value = parse(raw)
+        except ValueError as exc:
+            # Only the parsers' own messages are shown: Python's echo the value.
+            reason = str(exc) if str(exc).startswith("expected") else ""
+            raise ConfigurationError(
+                f"invalid database URL {display_url(url)}: bad value for option {name!r}"
+                + (f" ({reason})" if reason else "")
+            ) from None
+        if argument == "server_settings":
+            options.setdefault("server_settings", {}).update(value)
+        elif argument in options:
+            raise ConfigurationError(
+                f"invalid database URL {display_url(url)}: option {name!r} repeats "
+                "another option's setting"
+            )
+        else:
+            options[argument] = value
+    return options
+
+
+def _asyncpg_connect_args(settings: DatabaseSettings, options: dict[str, Any]) -> dict[str, Any]:
+    """asyncpg's arguments: the settings' timeouts, then the URL's options (which win)."""
+    server_settings = {**_server_timeouts(settings), **options.get("server_settings", {})}
+    return {
+        "timeout": settings.connect_timeout_seconds,
+        **options,
+        "server_settings": server_settings,
+    }
+
+
+def _postgres_connect_args(settings: DatabaseSettings, target: str) -> dict[str, Any]:
+    """The driver arguments that apply the timeouts to every PostgreSQL connection."""
+    timeouts = _server_timeouts(settings)
     # Any other driver (plain postgresql:// is psycopg's async mode) speaks libpq: the
     # settings go in its `options` parameter, so the timeouts never depend on the driver.
     options = " ".join(f"-c {name}={value}" for name, value in timeouts.items())

@@ -26,10 +26,19 @@ from qxdb.core.identifiers import (
 from qxdb.errors import ConfigurationError
 from qxdb.urls import DEFAULT_SQLITE_URL, async_driver_url, backend_of, display_url
 
-__all__ = ["DatabaseSettings", "PoolKind", "configured_outbox_table", "validate_identifier"]
+__all__ = [
+    "POSTGRES_MAX_TIMEOUT_MS",
+    "DatabaseSettings",
+    "PoolKind",
+    "configured_outbox_table",
+    "validate_identifier",
+]
 
 PoolKind = Literal["queue", "null"]
 _ENV_PREFIX = "QX_DB__"
+# PostgreSQL's largest statement_timeout / lock_timeout (an int of milliseconds): a larger
+# value would be accepted here and refused by the server on every connection.
+POSTGRES_MAX_TIMEOUT_MS = 2_147_483_647
 
 
 def validate_identifier(name: str, *, what: str = "identifier") -> str:
@@ -57,7 +66,7 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1, description="connections kept open (queue pool)")
     max_overflow: int = Field(default=10, ge=0, description="extra connections beyond pool_size")
     pool_timeout_seconds: float = Field(
-        default=30.0, gt=0, description="wait for a free pooled connection"
+        default=30.0, gt=0, allow_inf_nan=False, description="wait for a free pooled connection"
     )
     pool_recycle_seconds: int = Field(
         default=1800, description="recycle connections older than this (-1: never)"
@@ -70,13 +79,17 @@ class DatabaseSettings(BaseSettings):
     statement_timeout_ms: int | None = Field(
         default=10_000,
         ge=0,
+        le=POSTGRES_MAX_TIMEOUT_MS,
         description="PostgreSQL statement_timeout for every connection; 0 or unset: none",
     )
     lock_timeout_ms: int | None = Field(
-        default=None, ge=0, description="PostgreSQL lock_timeout for every connection"
+        default=None,
+        ge=0,
+        le=POSTGRES_MAX_TIMEOUT_MS,
+        description="PostgreSQL lock_timeout for every connection",
     )
     connect_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="give up connecting after this"
+        default=10.0, gt=0, allow_inf_nan=False, description="give up connecting after this"
     )
     outbox_table: str = Field(
         default=OUTBOX_TABLE_NAME, description="name of the transactional outbox table"

@@ -24,6 +24,8 @@ __all__ = [
     "display_nats_url",
     "display_url",
     "is_sqlite_url",
+    "is_utf8_text",
+    "printable",
     "redact_secrets",
     "split_nats_servers",
     "sqlite_file",
@@ -36,6 +38,9 @@ _SECRET_QUERY_KEYS = frozenset(
     {"password", "passwd", "pwd", "sslpassword", "token", "auth_token", "nkey", "secret"}
 )
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*)://(?P<rest>.*)$", re.DOTALL)
+# The start of a URL typed without its "://" (postgresql//…, postgresql:/…): a scheme
+# followed by slashes. Without slashes, "name:" may as well be a user name.
+_LOOSE_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*:?/+)(?P<rest>.*)$", re.DOTALL)
 # A URL inside free text (a driver's message): it runs to whitespace or a closing quote.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][\w+.-]*://[^\s'\"<>]*")
 # The async drivers qxdb connects with, for URLs typed without one (libpq style).
@@ -56,11 +61,20 @@ def _mask_query(query: str) -> str:
     return "&".join(pairs)
 
 
-def _display(url: str, *, bare_user_is_secret: bool) -> str:
+def _split_scheme(url: str) -> tuple[str, str]:
+    """``(scheme and separator, rest)``; a malformed URL keeps its user information (and so
+    its password) in ``rest`` too, so it is masked by the same rule as a well-formed one."""
     match = _SCHEME.match(url)
-    if match is None:
-        return url
-    scheme, rest = match["scheme"], match["rest"]
+    if match is not None:
+        return f"{match['scheme']}://", match["rest"]
+    loose = _LOOSE_SCHEME.match(url)
+    if loose is not None:
+        return loose["scheme"], loose["rest"]
+    return "", url
+
+
+def _display(url: str, *, bare_user_is_secret: bool) -> str:
+    scheme, rest = _split_scheme(url)
     at = rest.rfind("@")
     if at >= 0:
         user, colon, _ = rest[:at].partition(":")
@@ -70,18 +84,35 @@ def _display(url: str, *, bare_user_is_secret: bool) -> str:
     head, question, query = rest.partition("?")
     if question:
         rest = f"{head}?{_mask_query(query)}"
-    return f"{scheme}://{rest}"
+    return f"{scheme}{rest}"
+
+
+def printable(text: str) -> str:
+    """``text`` with what cannot be written as UTF-8 (a lone surrogate: the undecodable
+    byte of a command-line argument) spelled as a backslash escape, so printing it never
+    fails."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_utf8_text(text: str) -> bool:
+    """Whether ``text`` can be sent as UTF-8 (no lone surrogate from an undecodable byte)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def display_url(url: str) -> str:
     """The URL with its password (and secret query values) replaced by ``***``.
 
     A NATS URL's bare user part is a token (``nats://TOKEN@host``) and is masked too;
-    a database URL's bare user part is a user name and is kept.
+    a database URL's bare user part is a user name and is kept. The result is always
+    printable (see :func:`printable`).
     """
     if "," in url and backend_of(url) in NATS_SCHEMES:
         return display_nats_url(url)
-    return _display(url, bare_user_is_secret=backend_of(url) in NATS_SCHEMES)
+    return printable(_display(url, bare_user_is_secret=backend_of(url) in NATS_SCHEMES))
 
 
 def split_nats_servers(value: str) -> list[str]:
@@ -120,15 +151,14 @@ def check_nats_url(value: str, *, what: str = "NATS URL") -> list[str]:
 
 def display_nats_url(value: str) -> str:
     """One NATS server URL or a comma-separated list, tokens and passwords masked."""
-    return ",".join(_display(part, bare_user_is_secret=True) for part in split_nats_servers(value))
+    return printable(
+        ",".join(_display(part, bare_user_is_secret=True) for part in split_nats_servers(value))
+    )
 
 
 def _password_of(url: str) -> tuple[str, str] | None:
     """``(user, password)`` as the URL's structure holds them, or ``None``."""
-    match = _SCHEME.match(url)
-    if match is None:
-        return None
-    rest = match["rest"]
+    rest = _split_scheme(url)[1]
     at = rest.rfind("@")
     if at < 0:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from qxdb.testing.servers import ThrowawayPostgres, free_port
@@ -105,3 +106,44 @@ def test_doctor_warns_when_cursors_are_unsigned(tmp_path: Path) -> None:
     assert (report["cursors_signed"], report["warnings"]) == (True, [])
     assert "s3cret" not in signed.stdout + signed.stderr
     assert "warning" not in signed.stderr
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("qxdb: error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_a_hosting_providers_url_with_libpq_options_works(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    url = "postgres://" + postgres_url.split("://", 1)[1].partition("?")[0]
+    options = "?sslmode=disable&connect_timeout=5&application_name=shop"
+    result = run_qxdb("--database-url", url + options, "doctor", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["dialect"] == "postgresql"
+    bogus = run_qxdb("--database-url", url + "?ssl=bogus", "doctor", cwd=tmp_path)
+    assert "option 'ssl'" in _one_error_line(bogus)
+
+
+def test_bad_urls_exit_2_without_echoing_the_password(tmp_path: Path) -> None:
+    # A byte that is not UTF-8 (as a shell passes it) in the password, then in the user.
+    for url in (
+        "postgresql+asyncpg://app:pw\udcffsecret77@127.0.0.1:5432/app",
+        "postgresql+asyncpg://ap\udcffp:pwsecret77@127.0.0.1:5432/app",
+    ):
+        line = _one_error_line(run_qxdb("--database-url", url, "doctor", cwd=tmp_path))
+        assert "not UTF-8" in line
+        assert "secret77" not in line
+    # A URL missing its ":" still has a password to hide.
+    malformed = run_qxdb("--database-url", "postgresql//u:secretpw@h/db", "doctor", cwd=tmp_path)
+    assert "u:***@h/db" in _one_error_line(malformed)
+    assert "secretpw" not in malformed.stderr + malformed.stdout
+
+
+def test_a_timeout_beyond_postgresqls_maximum_exits_2(tmp_path: Path) -> None:
+    for variable in ("QX_DB__STATEMENT_TIMEOUT_MS", "QX_DB__LOCK_TIMEOUT_MS"):
+        result = run_qxdb("doctor", cwd=tmp_path, env={variable: "2147483648"})
+        assert variable in _one_error_line(result)

@@ -140,3 +140,27 @@ def test_urls_without_an_async_driver_get_qxdbs(typed: str, used: str) -> None:
     settings = DatabaseSettings(url=typed)
     assert settings.resolved_url == used
     assert settings.dialect_name == used.split("+")[0]
+
+
+@pytest.mark.parametrize("variable", ["QX_DB__STATEMENT_TIMEOUT_MS", "QX_DB__LOCK_TIMEOUT_MS"])
+def test_timeouts_are_bounded_by_postgresqls_maximum(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    field = variable.removeprefix("QX_DB__").lower()
+    monkeypatch.setenv(variable, "2147483647")
+    assert getattr(DatabaseSettings(), field) == 2_147_483_647
+    for too_big in ("2147483648", "99999999999999"):
+        monkeypatch.setenv(variable, too_big)
+        with pytest.raises(ConfigurationError, match=rf"{variable}: .*2147483647"):
+            DatabaseSettings()
+    monkeypatch.delenv(variable)
+    with pytest.raises(ConfigurationError, match=variable):
+        DatabaseSettings(**{field: 2**31})
+
+
+@pytest.mark.parametrize("field", ["connect_timeout_seconds", "pool_timeout_seconds"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_timeouts_in_seconds_are_finite(field: str, value: float) -> None:
+    with pytest.raises(ConfigurationError, match=f"QX_DB__{field.upper()}"):
+        DatabaseSettings(**{field: value})

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from qxdb.engine import check_url
+from qxdb.errors import ConfigurationError
 from qxdb.urls import (
     async_driver_url,
     display_nats_url,
     display_url,
+    is_utf8_text,
+    printable,
     redact_secrets,
     split_nats_servers,
     sqlite_file,
@@ -101,3 +105,41 @@ def test_a_nats_cluster_is_its_servers() -> None:
     from qxdb.urls import check_nats_url
 
     assert check_nats_url(" nats://a:4222, tls://b:4223 ") == ["nats://a:4222", "tls://b:4223"]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # A URL typed without its "://": the user information is still masked.
+        ("postgresql//u:secretpw@h/db", "postgresql//u:***@h/db"),
+        ("postgresql:/u:secretpw@h/db", "postgresql:/u:***@h/db"),
+        ("postgresql:u:secretpw@h/db", "postgresql:***@h/db"),
+        ("u:secretpw@h/db", "u:***@h/db"),
+        ("postgresql//u:p@ss/w@h/db?password=zz", "postgresql//u:***@h/db?password=***"),
+        ("postgresql//h/db", "postgresql//h/db"),
+    ],
+)
+def test_a_malformed_url_is_masked_by_the_same_rule(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+
+
+def test_a_malformed_urls_password_is_masked_in_free_text() -> None:
+    url = "postgresql//u:secretpw@h/db"
+    assert redact_secrets(f"cannot parse {url}: (secretpw)", url) == (
+        "cannot parse postgresql//u:***@h/db: (***)"
+    )
+
+
+def test_an_undecodable_byte_is_displayed_not_crashed_on() -> None:
+    # "\udcff" is how Python holds the byte 0xff of a non-UTF-8 command-line argument.
+    url = "postgresql+asyncpg://us\udcffer:pa\udcffss@h/db"
+    shown = display_url(url)
+    assert shown == "postgresql+asyncpg://us\\udcffer:***@h/db"
+    shown.encode("utf-8")  # printable
+    assert not is_utf8_text(url)
+    assert is_utf8_text("postgresql+asyncpg://üser:pä@h/db")
+    assert printable("a\ud800b") == "a\\ud800b"
+    with pytest.raises(ConfigurationError, match=r"not UTF-8 \(percent-encode") as info:
+        check_url("postgresql+asyncpg://u:pa\udcffss@h/db")
+    assert "u:***@h/db" in str(info.value)
+    assert "pa" not in str(info.value).replace("percent", "")
