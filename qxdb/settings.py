@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, SecretStr, ValidationError as PydanticValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from qxdb.core.defaults import OUTBOX_TABLE_NAME
+from qxdb.core.defaults import OUTBOX_TABLE_NAME, POSTGRES_MAX_TIMEOUT_MS
 from qxdb.core.env import parse_secret_list
 from qxdb.core.identifiers import (
     InvalidIdentifier,
@@ -36,9 +36,6 @@ __all__ = [
 
 PoolKind = Literal["queue", "null"]
 _ENV_PREFIX = "QX_DB__"
-# PostgreSQL's largest statement_timeout / lock_timeout (an int of milliseconds): a larger
-# value would be accepted here and refused by the server on every connection.
-POSTGRES_MAX_TIMEOUT_MS = 2_147_483_647
 
 
 def validate_identifier(name: str, *, what: str = "identifier") -> str:

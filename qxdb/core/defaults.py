@@ -17,6 +17,7 @@ __all__ = [
     "OUTBOX_LIST_LIMIT",
     "OUTBOX_LIST_LIMIT_MAX",
     "OUTBOX_TABLE_NAME",
+    "POSTGRES_MAX_TIMEOUT_MS",
     "RELAY_BATCH_SIZE",
     "RELAY_DUPLICATE_WINDOW_SECONDS",
     "RELAY_LEASE_SECONDS",
@@ -59,3 +60,6 @@ RELAY_LOG_FORMAT = "text"
 TOP_INTERVAL_SECONDS = 1.0
 # Orders `qxdb demo` places.
 DEMO_ORDERS = 36
+# PostgreSQL's largest statement_timeout / lock_timeout (an int4 of milliseconds): a larger
+# value would be accepted by us and refused by the server.
+POSTGRES_MAX_TIMEOUT_MS = 2_147_483_647

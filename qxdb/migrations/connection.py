@@ -29,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from qxdb.core.defaults import MIGRATION_DDL_LOCK_TIMEOUT_SECONDS
+from qxdb.core.defaults import MIGRATION_DDL_LOCK_TIMEOUT_SECONDS, POSTGRES_MAX_TIMEOUT_MS
 from qxdb.engine import create_engine
 from qxdb.settings import DatabaseSettings
 
@@ -52,8 +52,7 @@ _CONCURRENTLY = re.compile(
     re.I,
 )
 _LIFTED = "qxdb.lock_timeout_lifted"
-# PostgreSQL's lock_timeout is an int4 of milliseconds: 2,147,483,647 ms at most.
-MAX_DDL_LOCK_TIMEOUT = 2_147_483.647
+MAX_DDL_LOCK_TIMEOUT = POSTGRES_MAX_TIMEOUT_MS / 1000
 
 
 def check_ddl_lock_timeout(seconds: float | None) -> None:
