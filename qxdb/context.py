@@ -3,6 +3,11 @@
 It lives in a ``ContextVar``, so concurrent asyncio tasks each see their own. Repositories
 read the tenant from here; the unit of work stamps events with it.
 
+Its ids are checked when it is made (:class:`RequestContext`, :func:`request_scope`,
+:func:`system_scope`): a ``UUID`` or its canonical text (normalised to a ``UUID``), else a
+:class:`~qxdb.errors.ValidationError`, so a wrong id never reaches a driver (where
+PostgreSQL would abort the transaction and SQLite would fail to bind text to a UUID column).
+
 A tenanted repository refuses to run without a tenant. Back-office jobs that really mean
 to touch every tenant say so in code with :func:`system_scope`, which is easy to grep for.
 """
@@ -16,7 +21,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import Uuid
+
+from qxdb.errors import ValidationError
 from qxdb.ids import uuid7
+from qxdb.values import check_value
 
 __all__ = [
     "RequestContext",
@@ -38,9 +47,43 @@ class RequestContext:
     system: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # One check for every way a context is made (also dataclasses.replace), so every
+        # reader (repositories, the unit of work, the outbox) can trust the types.
+        for name in _ID_FIELDS:
+            value = getattr(self, name)
+            if type(value) is UUID:
+                continue
+            if value is None:
+                if name == "correlation_id":
+                    raise ValidationError(
+                        "request context correlation_id cannot be None", details={"field": name}
+                    )
+                continue
+            object.__setattr__(self, name, _checked_id(name, value))
+        if not isinstance(self.system, bool):
+            raise ValidationError(
+                f"request context system must be a bool, got {type(self.system).__name__}",
+                details={"field": "system"},
+            )
+
     @property
     def actor_id(self) -> UUID | None:
         return self.user_id
+
+
+_ID_FIELDS = ("correlation_id", "causation_id", "tenant_id", "user_id")
+_UUID_TYPE = Uuid()
+
+
+def _checked_id(name: str, value: Any) -> UUID:
+    try:
+        checked: UUID = check_value(_UUID_TYPE, value)
+    except ValidationError as exc:
+        raise ValidationError(
+            f"request context {name}: {exc.message}", details={"field": name}
+        ) from None
+    return checked
 
 
 _EMPTY = RequestContext(correlation_id=UUID(int=0))
@@ -70,7 +113,7 @@ def request_scope(
 ) -> Iterator[RequestContext]:
     """Run a block as one request: a fresh context, restored on exit."""
     ctx = RequestContext(
-        correlation_id=correlation_id or uuid7(),
+        correlation_id=uuid7() if correlation_id is None else correlation_id,
         causation_id=causation_id,
         tenant_id=tenant_id,
         user_id=user_id,
@@ -90,7 +133,9 @@ def system_scope(*, user_id: UUID | None = None) -> Iterator[RequestContext]:
     Tenanted repositories stop filtering by tenant inside this block, and only here.
     """
     base = _current.get()
-    ctx = replace(base, system=True, tenant_id=None, user_id=user_id or base.user_id)
+    ctx = replace(
+        base, system=True, tenant_id=None, user_id=base.user_id if user_id is None else user_id
+    )
     token = _current.set(ctx)
     try:
         yield ctx

@@ -692,7 +692,17 @@ class Repository(Generic[TEntity]):
                 "explicitly inside system_scope()",
                 code="tenant_scope.missing",
             )
-        return ctx.tenant_id
+        # The context holds a UUID (checked when it was made); the table's tenant column
+        # must be able to hold it too, else a ValidationError rather than a driver error.
+        try:
+            tenant: UUID = self._plan.checkers["tenant_id"](ctx.tenant_id)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{self._name} tenant_id column cannot hold the request context's tenant: "
+                f"{exc.message}",
+                details={"field": "tenant_id"},
+            ) from None
+        return tenant
 
     def _target_id(self, target: Any) -> UUID:
         """The id of ``target`` (an id or an entity), refusing another tenant's entity."""

@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
@@ -114,7 +114,15 @@ _GUARDED_METHODS = (
     "stream",
     "stream_scalars",
     "connection",
+    # A savepoint cannot commit the unit of work's transaction (the repositories' own
+    # add_many/save/upsert use one), so it is only refused once the scope cannot write.
+    "begin_nested",
 )
+# The session methods that end or start the unit of work's own transaction: refused on the
+# scope's session. A session.commit() would commit the rows without their outbox events
+# (which only tx.commit() writes) and leave the scope "open"; session.begin() would commit
+# at the end of its block the same way; session.rollback() would leave the scope "open".
+_REFUSED_METHODS = ("commit", "rollback", "begin")
 _WHY: dict[str, str] = {
     "committed": "it has committed, so a write now would never be saved",
     "rolled_back": "it was rolled back, so a write now would never be saved",
@@ -156,6 +164,11 @@ class UnitOfWorkScope:
         self._writer: asyncio.Task[Any] | None = None
         self._lock = asyncio.Lock()
         self._token: Token[UnitOfWorkScope | None] | None = None
+        # The scope's own commit and rollback (before they are shadowed below).
+        self._session_commit = session.commit
+        self._session_rollback = session.rollback
+        for name in _REFUSED_METHODS:
+            setattr(session, name, self._refused(name))
         for name in _GUARDED_METHODS:
             # Instance attributes shadow the class's methods: every caller of this session
             # (repositories, handlers, user code) goes through the guard, and the session
@@ -178,10 +191,32 @@ class UnitOfWorkScope:
         if self._state not in _WRITABLE:
             raise _refusal(self.state, action)
 
-    def _guarded(
-        self, name: str, method: Callable[..., Awaitable[Any]]
-    ) -> Callable[..., Awaitable[Any]]:
+    def _refused(self, name: str) -> Callable[..., Any]:
+        instead = "tx.rollback()" if name == "rollback" else "tx.commit()"
+
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            # Raised on the call itself (not when awaited): `session.begin()` is not a
+            # coroutine, and a refused commit must not depend on being awaited.
+            raise UnitOfWorkStateError(
+                self.state,
+                f"cannot call session.{name}() on a unit of work's session: its transaction "
+                "belongs to the unit of work, whose commit writes the outbox events with the "
+                f"rows; use {instead} (or let the `async with uow.begin()` block end)",
+                code="uow.session_transaction",
+            )
+
+        return refused
+
+    def _guarded(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         action = f"run session.{name}()"
+        if name == "begin_nested":
+            # Not a coroutine: it returns the savepoint's context manager, whose SQL runs
+            # through the guarded connection() when the savepoint is entered.
+            def guarded_sync(*args: Any, **kwargs: Any) -> Any:
+                self._require_writable(action)
+                return method(*args, **kwargs)
+
+            return guarded_sync
 
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             if self._state == "writing" and asyncio.current_task() is self._writer:
@@ -279,7 +314,7 @@ class UnitOfWorkScope:
         if events:
             assert self._uow._outbox is not None
             await self._uow._outbox.record(self._session, events)
-        await self._session.commit()
+        await self._session_commit()
 
     async def rollback(self) -> None:
         """Roll back and discard pending events (again: nothing to do; once committed:
@@ -312,7 +347,7 @@ class UnitOfWorkScope:
         """Roll back; if the connection is unusable (killed, cancelled mid-statement),
         invalidate it so the pool never hands it out again."""
         try:
-            await self._session.rollback()
+            await self._session_rollback()
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._session.invalidate()

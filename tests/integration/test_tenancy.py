@@ -12,8 +12,12 @@ from qxdb import (
     Filter,
     NotFoundError,
     OffsetPagination,
+    RequestContext,
     TenantScopeError,
+    ValidationError,
     request_scope,
+    reset_context,
+    set_context,
     system_scope,
     uuid7,
 )
@@ -141,3 +145,48 @@ async def test_system_scope_is_explicit_and_sees_every_tenant(session: AsyncSess
     # Leaving the system scope restores fail-closed behaviour.
     with pytest.raises(TenantScopeError):
         await repo.list(OffsetPagination())
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "", 5, 0, b"\x00" * 16, 1.5])
+@pytest.mark.parametrize("field", ["tenant_id", "user_id", "causation_id", "correlation_id"])
+async def test_a_request_context_id_that_is_no_uuid_is_refused_before_any_statement(
+    session: AsyncSession, field: str, bad: object
+) -> None:
+    # Formerly it reached the driver: a DBAPIError that aborts the PostgreSQL transaction.
+    with (
+        pytest.raises(ValidationError, match=f"request context {field}: expected a UUID"),
+        request_scope(**{field: bad}),
+    ):
+        pass
+    with pytest.raises(ValidationError, match=field):
+        RequestContext(**{field: bad})
+    # Nothing reached the database: the same session still works, in tenant A.
+    with request_scope(tenant_id=A):
+        assert (await UserRepository(session).list()).items == []
+
+
+async def test_a_uuid_as_text_in_the_context_works_alike_on_both_dialects(
+    session: AsyncSession,
+) -> None:
+    # Formerly SQLite could not bind the text to its UUID column (StatementError).
+    repo = UserRepository(session)
+    actor = uuid7()
+    with request_scope(tenant_id=str(A).upper(), user_id=str(actor)) as ctx:
+        assert ctx.tenant_id == A and ctx.user_id == actor
+        user = User(email="text@a.org", name="Text")
+        assert (await repo.add(user)).is_success
+        user.name = "Text 2"
+        assert (await repo.save(user)).is_success
+        listed = (await repo.list()).items
+    assert [(u.email, u.tenant_id, u.created_by, u.updated_by) for u in listed] == [
+        ("text@a.org", A, actor, actor)
+    ]
+    with request_scope(tenant_id=B):
+        assert (await repo.list()).items == []
+    with system_scope(user_id=str(actor)) as ctx:  # type: ignore[arg-type]
+        assert ctx.user_id == actor
+    token = set_context(RequestContext(tenant_id=str(A)))  # type: ignore[arg-type]
+    try:
+        assert [u.email for u in (await repo.list()).items] == ["text@a.org"]
+    finally:
+        reset_context(token)

@@ -393,3 +393,63 @@ async def test_hostile_arguments_raise_only_qxdb_errors(session_factory: Session
         for thing in (None, 1, "user", User, object()):
             with pytest.raises(ValidationError, match="takes an AggregateRoot"):
                 tx.track(thing)
+
+
+@pytest.mark.parametrize("form", ["begin", "uow"])
+async def test_the_scope_session_refuses_to_commit_roll_back_or_begin_on_its_own(
+    engine: AsyncEngine, session_factory: SessionFactory, form: str
+) -> None:
+    """session.commit() inside a unit of work would commit the row without its outbox
+    event (only tx.commit() writes it) and leave the scope "open": refused, as are
+    session.rollback() and session.begin() (whose block would commit the same way)."""
+    await create_tables(engine)
+    uow = make_uow(session_factory, SwitchableDispatcher())
+    calls: dict[str, Callable[[Any], Any]] = {
+        "commit": lambda s: s.commit(),
+        "rollback": lambda s: s.rollback(),
+        "begin": lambda s: s.begin(),
+    }
+    with request_scope(tenant_id=TENANT):
+        before = await counts(engine)
+
+        async def failing_request() -> None:
+            async with uow.begin() if form == "begin" else uow as handle:
+                await handle.users.add(User.register(f"{uuid7()}@x.org", "Bypass"))
+                for name, call in calls.items():
+                    with pytest.raises(UnitOfWorkStateError) as refused:
+                        await call(handle.session)
+                    assert refused.value.code == "uow.session_transaction"
+                    assert refused.value.state == "open"
+                    assert f"session.{name}()" in refused.value.message
+                raise RuntimeError("request fails afterwards")
+
+        with pytest.raises(RuntimeError, match="request fails"):
+            await failing_request()
+        assert await counts(engine) == before  # nothing committed behind the outbox's back
+
+        # The scope stays consistent after a refusal: its own commit writes row and event.
+        async with uow.begin() as tx:
+            user = User.register(f"{uuid7()}@x.org", "Kept")
+            await tx.users.add(user)
+            with pytest.raises(UnitOfWorkStateError):
+                await tx.session.commit()
+            assert tx.state == "open"
+        assert await counts(engine) == (before[0] + 1, before[1] + 1)
+
+
+async def test_a_savepoint_works_while_open_and_is_refused_once_committed(
+    engine: AsyncEngine, session_factory: SessionFactory
+) -> None:
+    # Savepoints cannot commit the unit of work's transaction (add_many and save use one).
+    await create_tables(engine)
+    uow = make_uow(session_factory, SwitchableDispatcher())
+    with request_scope(tenant_id=TENANT):
+        before = await counts(engine)
+        async with uow.begin() as tx:
+            async with tx.session.begin_nested():
+                await tx.users.add(User.register(f"{uuid7()}@x.org", "Nested"))
+            await tx.commit()
+            with pytest.raises(UnitOfWorkStateError) as refused:
+                tx.session.begin_nested()
+            assert refused.value.state == "committed"
+        assert await counts(engine) == (before[0] + 1, before[1] + 1)
