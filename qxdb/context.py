@@ -21,11 +21,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Uuid
-
 from qxdb.errors import ValidationError
 from qxdb.ids import uuid7
-from qxdb.values import check_value
 
 __all__ = [
     "RequestContext",
@@ -73,17 +70,23 @@ class RequestContext:
 
 
 _ID_FIELDS = ("correlation_id", "causation_id", "tenant_id", "user_id")
-_UUID_TYPE = Uuid()
-
-
 def _checked_id(name: str, value: Any) -> UUID:
-    try:
-        checked: UUID = check_value(_UUID_TYPE, value)
-    except ValidationError as exc:
-        raise ValidationError(
-            f"request context {name}: {exc.message}", details={"field": name}
-        ) from None
-    return checked
+    # Standard library only: the context is imported by light code (events, the command)
+    # that must not pay for SQLAlchemy. The same acceptance as a UUID column's check: a
+    # UUID, or its canonical text.
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = UUID(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and str(parsed) == value.lower():
+            return parsed
+    shown = repr(value) if isinstance(value, str | int | float) else type(value).__name__
+    raise ValidationError(
+        f"request context {name}: expected a UUID, got {shown[:60]}", details={"field": name}
+    )
 
 
 _EMPTY = RequestContext(correlation_id=UUID(int=0))
