@@ -79,7 +79,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.type_api import TypeEngine
 
-from qxdb.context import current_context
+from qxdb.context import RequestContext, current_context
 from qxdb.cursor import CursorCodec
 from qxdb.domain import AggregateRoot, Entity
 from qxdb.errors import (
@@ -849,9 +849,15 @@ class Repository(Generic[TEntity]):
         return {k: getattr(entity, k) for k in self._plan.field_columns}
 
     def _insert_values(self, entity: TEntity) -> dict[str, Any]:
+        self._stamp_new(entity, current_context())
+        values = self._entity_to_dict(entity)
+        return {k: self._checked(k, v) if k in self._plan.columns else v for k, v in values.items()}
+
+    def _stamp_new(self, entity: TEntity, ctx: RequestContext) -> None:
+        """Give a new entity its tenant and creation audit values, refusing an entity of
+        another tenant (the rules of ``add``, shared by ``add_many`` and ``upsert_many``)."""
         if not isinstance(entity, Entity):
             raise ValidationError(f"expected a {self._name}, got {type(entity).__name__}")
-        ctx = current_context()
         if self.tenanted and ctx.system and entity.tenant_id is None:
             # A row of no tenant would be invisible to every tenant: refuse it.
             raise TenantScopeError(
@@ -872,8 +878,6 @@ class Repository(Generic[TEntity]):
             entity.created_at = utcnow()
         if entity.created_by is None:
             entity.created_by = ctx.user_id
-        values = self._entity_to_dict(entity)
-        return {k: self._checked(k, v) if k in self._plan.columns else v for k, v in values.items()}
 
     async def _set_deleted(
         self, id: UUID, expected_version: int | None, *, deleted: bool, values: dict[str, Any]
