@@ -91,7 +91,7 @@ from qxdb.errors import (
     ValidationError,
 )
 from qxdb.ids import utcnow
-from qxdb.pagination import keyset_order_by, keyset_rows
+from qxdb.pagination import _keyset_page, keyset_order_by, validate_limit
 from qxdb.query import (
     CursorPage,
     CursorPagination,
@@ -420,13 +420,18 @@ class Repository(Generic[TEntity]):
         stmt, params, applied = self._listing(pagination.filters, include_deleted)
         tenant = self._tenant_id()
         scope = f"{self.table.fullname}|tenant={tenant or '*'}|deleted={include_deleted}"
-        page = await keyset_rows(
+        # The sort is order_spec'd already: the page starts from it.
+        page = await _keyset_page(
             await self._connection(),
             stmt,
             self.table,
-            dataclasses.replace(pagination, sort=sort, filters=applied),
+            validate_limit(pagination.limit),
+            pagination.cursor,
+            sort,
+            applied,
             codec=self.cursor_codec,
             resource=scope,
+            tiebreaker="id",
             params=params,
             # Without filters the base statement is built once: so are its pages.
             cache=None if applied else self._plan.keyset_cache(self._shape(include_deleted)),
