@@ -538,8 +538,12 @@ def _reason_text(exc: Exception) -> str:
     return text[:120] if text else type(exc).__name__
 
 
+# One encoder for every token: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(document).encode()
 
 
 def _encode_text(payload: Any) -> bytes:

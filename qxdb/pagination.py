@@ -451,15 +451,82 @@ async def keyset_rows(
     """
     limit = validate_limit(pagination.limit, max_limit)
     spec = order_spec(pagination.sort, tiebreaker=tiebreaker)
-    columns = _sort_columns(table, spec)
-    fingerprint = sort_fingerprint(resource or _resource_name(table), spec, pagination.filters)
+    return await _keyset_page(
+        executor,
+        stmt,
+        table,
+        limit,
+        pagination.cursor,
+        spec,
+        pagination.filters,
+        codec=codec,
+        resource=resource,
+        tiebreaker=tiebreaker,
+        params=params,
+        cache=cache,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a page of one sort over one statement needs besides the cursor's values."""
+
+    columns: tuple[ColumnElement[Any], ...]
+    fields: tuple[str, ...]
+    reverse: tuple[Sort, ...]
+    # Where each sort column sits in the statement's rows (None: not selected as such).
+    positions: tuple[int, ...] | None
+
+
+def _shape(stmt: Select[Any], table: FromClause, spec: tuple[Sort, ...]) -> _Shape:
+    columns = tuple(_sort_columns(table, spec))
+    selected = list(stmt.selected_columns)
+    positions: list[int] = []
+    for column in columns:
+        # By identity: == on a column builds an SQL expression.
+        at = next((i for i, c in enumerate(selected) if c is column), None)
+        if at is None:
+            break
+        positions.append(at)
+    return _Shape(
+        columns=columns,
+        fields=tuple(key.field for key in spec),
+        reverse=reverse_spec(spec),
+        positions=tuple(positions) if len(positions) == len(columns) else None,
+    )
+
+
+async def _keyset_page(
+    executor: AsyncConnection | AsyncSession,
+    stmt: Select[Any],
+    table: FromClause,
+    limit: int,
+    cursor: str | None,
+    spec: tuple[Sort, ...],
+    filters: Sequence[Filter],
+    *,
+    codec: CursorCodec | None,
+    resource: str | None,
+    tiebreaker: str,
+    params: Mapping[str, Any] | None,
+    cache: dict[Any, Any] | None,
+) -> CursorPage[Row[Any]]:
+    """:func:`keyset_rows` once the limit is checked and ``spec`` is the full
+    :func:`~qxdb.query.order_spec` (the repository has both already)."""
+    shape: _Shape | None = cache.get(("shape", spec)) if cache is not None else None
+    if shape is None:
+        shape = _shape(stmt, table, spec)
+        if cache is not None:
+            cache[("shape", spec)] = shape
+    columns = shape.columns
+    fingerprint = sort_fingerprint(resource or _resource_name(table), spec, filters)
     codec = codec or default_codec()
     given = dict(params or {})
-    position = _read_cursor(codec, pagination.cursor, fingerprint, spec, columns)
+    position = _read_cursor(codec, cursor, fingerprint, spec, columns)
     if position is not None and position.by_row:
         position = await _boundary_values(executor, stmt, columns, position, given)
     backwards = position is not None and position.direction == "previous"
-    walk = reverse_spec(spec) if backwards else tuple(spec)
+    walk = shape.reverse if backwards else spec
     nulls = None if position is None else tuple(value is None for value in position.values)
     key = ("keyset", walk, nulls)
     queries = cache.get(key) if cache is not None else None
@@ -467,7 +534,7 @@ async def keyset_rows(
         queries = _page_queries(stmt, columns, walk, nulls)
         if cache is not None:
             cache[key] = queries
-    values = dict(given)
+    values = given
     if position is not None:
         values.update({_PARAM.format(i): v for i, v in enumerate(position.values) if v is not None})
     rows: list[Row[Any]] = []
@@ -481,7 +548,7 @@ async def keyset_rows(
     rows = rows[:limit]
     if backwards:
         rows.reverse()
-    fields = [k.field for k in spec]
+    fields = shape.fields
 
     def token(values: Sequence[Any], direction: CursorDirection) -> str:
         return codec.encode_position(
@@ -493,8 +560,8 @@ async def keyset_rows(
 
     has_next = True if backwards else more
     has_previous = more if backwards else position is not None
-    first = _row_values(rows[0], columns, spec) if rows else None
-    last = _row_values(rows[-1], columns, spec) if rows else None
+    first = _row_values(rows[0], shape, spec) if rows else None
+    last = _row_values(rows[-1], shape, spec) if rows else None
     if position is not None and not rows:
         # An empty page still knows where it is: the way back starts at the cursor itself.
         first = last = position.values
@@ -508,11 +575,11 @@ async def keyset_rows(
     )
 
 
-def _row_values(
-    row: Row[Any], columns: Sequence[ColumnElement[Any]], spec: Sequence[Sort]
-) -> tuple[Any, ...]:
+def _row_values(row: Row[Any], shape: _Shape, spec: Sequence[Sort]) -> tuple[Any, ...]:
+    if shape.positions is not None:
+        return tuple(row[i] for i in shape.positions)
     values: list[Any] = []
-    for column, key in zip(columns, spec, strict=True):
+    for column, key in zip(shape.columns, spec, strict=True):
         try:
             values.append(row._mapping[column])
         except KeyError:

@@ -79,7 +79,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.type_api import TypeEngine
 
-from qxdb.context import current_context
+from qxdb.context import RequestContext, current_context
 from qxdb.cursor import CursorCodec
 from qxdb.domain import AggregateRoot, Entity
 from qxdb.errors import (
@@ -91,7 +91,7 @@ from qxdb.errors import (
     ValidationError,
 )
 from qxdb.ids import utcnow
-from qxdb.pagination import keyset_order_by, keyset_rows
+from qxdb.pagination import _keyset_page, keyset_order_by, validate_limit
 from qxdb.query import (
     CursorPage,
     CursorPagination,
@@ -420,13 +420,18 @@ class Repository(Generic[TEntity]):
         stmt, params, applied = self._listing(pagination.filters, include_deleted)
         tenant = self._tenant_id()
         scope = f"{self.table.fullname}|tenant={tenant or '*'}|deleted={include_deleted}"
-        page = await keyset_rows(
+        # The sort is order_spec'd already: the page starts from it.
+        page = await _keyset_page(
             await self._connection(),
             stmt,
             self.table,
-            dataclasses.replace(pagination, sort=sort, filters=applied),
+            validate_limit(pagination.limit),
+            pagination.cursor,
+            sort,
+            applied,
             codec=self.cursor_codec,
             resource=scope,
+            tiebreaker="id",
             params=params,
             # Without filters the base statement is built once: so are its pages.
             cache=None if applied else self._plan.keyset_cache(self._shape(include_deleted)),
@@ -859,9 +864,15 @@ class Repository(Generic[TEntity]):
         return {k: getattr(entity, k) for k in self._plan.field_columns}
 
     def _insert_values(self, entity: TEntity) -> dict[str, Any]:
+        self._stamp_new(entity, current_context())
+        values = self._entity_to_dict(entity)
+        return {k: self._checked(k, v) if k in self._plan.columns else v for k, v in values.items()}
+
+    def _stamp_new(self, entity: TEntity, ctx: RequestContext) -> None:
+        """Give a new entity its tenant and creation audit values, refusing an entity of
+        another tenant (the rules of ``add``, shared by ``add_many`` and ``upsert_many``)."""
         if not isinstance(entity, Entity):
             raise ValidationError(f"expected a {self._name}, got {type(entity).__name__}")
-        ctx = current_context()
         if self.tenanted and ctx.system and entity.tenant_id is None:
             # A row of no tenant would be invisible to every tenant: refuse it.
             raise TenantScopeError(
@@ -882,8 +893,6 @@ class Repository(Generic[TEntity]):
             entity.created_at = utcnow()
         if entity.created_by is None:
             entity.created_by = ctx.user_id
-        values = self._entity_to_dict(entity)
-        return {k: self._checked(k, v) if k in self._plan.columns else v for k, v in values.items()}
 
     async def _set_deleted(
         self, id: UUID, expected_version: int | None, *, deleted: bool, values: dict[str, Any]

@@ -181,6 +181,48 @@ async def test_upsert_refuses_bad_arguments_before_sql(session: AsyncSession) ->
     assert await _stored(session) == {}
 
 
+async def test_upsert_checks_every_value_column_by_column(session: AsyncSession) -> None:
+    """Values are checked once per distinct object: a bad value shared by many rows, or
+    one bad row after many good ones, is still refused, naming the entity and field."""
+    repo = ItemRepository(session)
+    too_long, fine = "n" * 101, "x" * 100
+    with request_scope(tenant_id=A):
+        with pytest.raises(ValidationError, match=r"Item\.name: .*over the column's 100"):
+            await repo.upsert_many([Item(sku=f"s{i}", name=too_long) for i in range(3)])
+        with pytest.raises(ValidationError, match=r"Item\.sku: .*over the column's 40"):
+            await repo.upsert_many(
+                [Item(sku=f"g{i}", name=fine) for i in range(50)] + [Item(sku="s" * 41, name=fine)]
+            )
+        nameless = [Item(sku="n1", name=fine), Item(sku="n2", name=None)]  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match=r"Item\.name cannot be None"):
+            await repo.upsert_many(nameless, on=("sku",))
+        bad_qty = [Item(sku="q1", name=fine, qty=1), Item(sku="q2", name=fine, qty="2")]  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match=r"Item\.qty: expected an integer"):
+            await repo.upsert_many(bad_qty)
+        # A valid object shared by every row is checked once and written for each.
+        assert (await repo.upsert_many([Item(sku=f"s{i}", name=fine) for i in range(3)])).is_success
+    stored = await _stored(session)
+    assert sorted(stored) == ["s0", "s1", "s2"] and {v[1] for v in stored.values()} == {fine}
+
+
+class RenamingItemRepository(ItemRepository):
+    """Maps its entity its own way: upsert_many takes the row-by-row path."""
+
+    def _entity_to_dict(self, entity: Item) -> dict[str, object]:
+        values = super()._entity_to_dict(entity)
+        values["name"] = str(values["name"]).upper()
+        return values
+
+
+async def test_upsert_uses_an_overridden_mapping(session: AsyncSession) -> None:
+    repo = RenamingItemRepository(session)
+    with request_scope(tenant_id=A):
+        assert (await repo.upsert_many([Item(sku="m", name="lower")], on=("sku",))).is_success
+        with pytest.raises(ValidationError, match=r"Item\.sku: .*over the column's 40"):
+            await repo.upsert_many([Item(sku="c" * 41, name="x")], on=("sku",))
+    assert (await _stored(session))["m"][1] == "LOWER"
+
+
 async def test_upsert_never_updates_another_tenants_row(session: AsyncSession) -> None:
     repo = ItemRepository(session)
     with request_scope(tenant_id=B):
