@@ -247,8 +247,9 @@ def test_policy_statements_refuse_bad_names() -> None:
 
 
 def test_uow_rls_flag_is_checked() -> None:
+    factory = make_session_factory(create_engine(url="sqlite+aiosqlite:///:memory:"))
     with pytest.raises(ConfigurationError, match="rls"):
-        UnitOfWork(make_session_factory(None), rls="yes")  # type: ignore[arg-type]
+        UnitOfWork(factory, rls="yes")  # type: ignore[arg-type]
 
 
 def test_schema_rule_flags_a_tenant_table_without_rls_only_when_opted_in(postgres_url: str) -> None:
