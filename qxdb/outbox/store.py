@@ -456,6 +456,10 @@ class OutboxStore:
         de-duplicates by delivery id, accepts the re-send. ``expected`` (from
         :meth:`plan_replay`) saves a count for the progress callback.
         """
+        if expected is not None and (
+            isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
+        ):
+            raise ValidationError(f"expected must be a count of rows (0 or more), got {expected!r}")
         t = self.table
         where = selection.where(t)
         key = walk_column(t, selection)

@@ -201,6 +201,9 @@ async def test_selection_edges_alike_on_both_dialects(engine: AsyncEngine) -> No
         with pytest.raises(ValidationError, match="sample"):
             await store.plan_replay(OutboxSelection(), sample=bad)  # type: ignore[arg-type]
     assert (await store.plan_replay(OutboxSelection(), sample=0)).sample == []
+    for wrong in (-5, True, "3"):
+        with pytest.raises(ValidationError, match="expected"):
+            await store.replay(many, expected=wrong)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
