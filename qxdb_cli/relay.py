@@ -44,11 +44,11 @@ def relay(
         float,
         typer.Option("--duplicate-window", min=1, help="Duplicate window of a created stream, s."),
     ] = defaults.RELAY_DUPLICATE_WINDOW_SECONDS,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per claim.")] = (
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per claim (1 to 10,000).")] = (
         defaults.RELAY_BATCH_SIZE
     ),
     max_attempts: Annotated[
-        int, typer.Option("--max-attempts", min=1, help="Attempts before a row is dead.")
+        int, typer.Option("--max-attempts", help="Attempts before a row is dead.")
     ] = defaults.RELAY_MAX_ATTEMPTS,
     ordered: Annotated[
         bool, typer.Option("--ordered", help="Keep recorded order per ordering key.")
@@ -57,11 +57,13 @@ def relay(
         bool, typer.Option("--once", help="Drain what is deliverable now, then exit.")
     ] = False,
     lease_seconds: Annotated[
-        float, typer.Option("--lease-seconds", min=0.1, help="How long a claim is held.")
+        float, typer.Option("--lease-seconds", help="How long a claim is held (0.1 s to a week).")
     ] = defaults.RELAY_LEASE_SECONDS,
     poll_interval: Annotated[
         float,
-        typer.Option("--poll-interval", min=0.01, help="Fallback poll when idle, seconds."),
+        typer.Option(
+            "--poll-interval", help="Fallback poll when idle, seconds (0.01 to 3600)."
+        ),
     ] = defaults.RELAY_POLL_INTERVAL_SECONDS,
     worker_id: Annotated[
         str | None, typer.Option("--worker-id", help="Name of this relay in leases.")
@@ -131,11 +133,9 @@ def relay(
     _check_nats_url(nats_url)
     if stream is not None:
         _check_stream(stream)
-    settings = load_settings()
-    logger = logging.getLogger("qxdb.outbox.relay")
     worker_id = worker_id or default_worker_id()
-    if not json_logs:
-        render.announce_database(settings)
+    # The library owns the ranges (ConfigurationError, exit 2): checked before any
+    # database is looked for.
     config = RelayConfig(
         batch_size=batch_size,
         max_attempts=max_attempts,
@@ -144,6 +144,10 @@ def relay(
         poll_interval_seconds=poll_interval,
         worker_id=worker_id,
     )
+    settings = load_settings()
+    logger = logging.getLogger("qxdb.outbox.relay")
+    if not json_logs:
+        render.announce_database(settings)
     # A machine reading JSON lines gets no live line drawn between them.
     live = sys.stderr.isatty() and not json_logs
     console = _RelayConsole(live=live)

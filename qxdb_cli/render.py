@@ -135,16 +135,32 @@ def one_line(text: str | None) -> str:
 # -- tables -------------------------------------------------------------------------------
 
 
+def cut_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, its middle replaced by ``…``. Dotted
+    names differ at their end (``shop.order.placed``, ``shop.order.paid``), so more of
+    the end than of the start stays: cut at the end, both would read ``shop.order.…``."""
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return "…"[:width]
+    keep = width - 1
+    head = keep * 2 // 5
+    return text[:head] + "…" + text[len(text) - (keep - head) :]
+
+
 def fitted_table(
     columns: list[tuple[str, list[str]]],
     *,
     squeeze: tuple[str, ...],
     right: tuple[str, ...] = (),
+    middle: tuple[str, ...] = (),
     wide: bool = False,
 ) -> Table:
     """A table whose lines never wrap: the columns not in ``squeeze`` keep their width,
     the ``squeeze`` ones share the rest of the terminal in that order (each at least 8)
-    and end in ``…``. Rich would squeeze every column alike, headers and numbers too."""
+    and end in ``…``, or lose their middle (:func:`cut_middle`) when also in ``middle``
+    (names, which must stay told apart). Rich would squeeze every column alike, headers
+    and numbers too."""
     from rich.table import Table
 
     natural = {name: max([len(name), *(len(c) for c in cells)]) for name, cells in columns}
@@ -156,6 +172,12 @@ def fitted_table(
             later = 10 * (len(squeeze) - i - 1)  # keep some room for the next ones
             limits[name] = max(8, min(natural[name], room - later))
             room -= limits[name]
+    columns = [
+        (name, [cut_middle(c, limits[name]) for c in cells])
+        if name in middle and name in limits
+        else (name, cells)
+        for name, cells in columns
+    ]
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name, _ in columns:
         table.add_column(
@@ -174,7 +196,8 @@ def fitted_table(
 def outbox_rows_table(rows: list[OutboxRow], *, wide: bool = False) -> Table:
     """Outbox rows, one line each, fitting the terminal (80 columns): short ids, the time
     without the year, the version and tenant columns only when they say something, and
-    long names ending in ``…`` instead of wrapping. ``wide`` (``--wide``) shows all whole."""
+    long event names cut in the middle and long errors ending in ``…`` instead of
+    wrapping. ``wide`` (``--wide``) shows all whole."""
     ident = (lambda v: "" if v is None else str(v)) if wide else short_id
     stamp = when if wide else (lambda v: "" if v is None else v.strftime("%m-%d %H:%M:%S"))
     columns: list[tuple[str, list[str]]] = [
@@ -191,7 +214,13 @@ def outbox_rows_table(rows: list[OutboxRow], *, wide: bool = False) -> Table:
         ("tries", [number(r.attempts) for r in rows]),
         ("last error", [one_line(r.last_error) for r in rows]),
     ]
-    return fitted_table(columns, squeeze=("event", "last error"), right=("v", "tries"), wide=wide)
+    return fitted_table(
+        columns,
+        squeeze=("event", "last error"),
+        right=("v", "tries"),
+        middle=("event",),
+        wide=wide,
+    )
 
 
 def print_table(table: Table, *, wide: bool = False) -> None:
@@ -231,4 +260,6 @@ def print_stats(report: OutboxStats, *, exact: bool) -> None:
             (name, [number(getattr(c, name) or 0) for c in report.by_event]) for name in names
         ]
         out().print()
-        print_table(fitted_table(columns, squeeze=("event",), right=tuple(names)))
+        print_table(
+            fitted_table(columns, squeeze=("event",), right=tuple(names), middle=("event",))
+        )

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import signal
@@ -135,16 +136,62 @@ class RelayConfig:
     outage_reminder_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigurationError("batch size must be at least 1")
-        if self.max_attempts < 1:
-            raise ConfigurationError("max attempts must be at least 1")
-        if self.lease_seconds <= 0:
-            raise ConfigurationError("lease seconds must be positive")
-        if self.pipeline_depth < 1:
-            raise ConfigurationError("pipeline depth must be at least 1")
-        if self.broker_probe_seconds <= 0 or self.outage_reminder_seconds <= 0:
-            raise ConfigurationError("outage probe and reminder intervals must be positive")
+        # The one place the ranges live (the command passes its options straight here):
+        # a wrong type, NaN, infinity or a value no relay can run with is a
+        # ConfigurationError before anything connects, never a TypeError or an
+        # OverflowError deep in the loop.
+        for name, (low, high) in _INT_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigurationError(
+                    f"relay {name} must be an integer, got {type(value).__name__}"
+                )
+            if not low <= value <= high:
+                raise ConfigurationError(
+                    f"relay {name} {value} is out of range: use {low:,} to {high:,}"
+                )
+        for name, (shortest, longest) in _SECONDS_RANGES.items():
+            seconds = getattr(self, name)
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                raise ConfigurationError(
+                    f"relay {name} must be a number of seconds, got {type(seconds).__name__}"
+                )
+            if not math.isfinite(seconds) or not shortest <= seconds <= longest:
+                raise ConfigurationError(
+                    f"relay {name} {seconds!r} is out of range: use {shortest:g} to {longest:g} seconds"
+                )
+        if self.backoff_base_seconds > self.backoff_max_seconds:
+            raise ConfigurationError(
+                f"relay backoff_base_seconds ({self.backoff_base_seconds:g}) is above "
+                f"backoff_max_seconds ({self.backoff_max_seconds:g})"
+            )
+        if not isinstance(self.ordered, bool):
+            raise ConfigurationError(f"relay ordered must be a bool, got {type(self.ordered).__name__}")
+        if self.worker_id is not None and (
+            not isinstance(self.worker_id, str) or not self.worker_id.strip()
+        ):
+            raise ConfigurationError("relay worker_id must be a non-empty string")
+
+
+# Inclusive ranges of RelayConfig's fields. batch_size: a claim binds its ids one per
+# parameter on SQLite (at most 32,766), and a claim of more than 10,000 rows only holds
+# leases longer. Seconds: at most a week, so every lease and delay stays a valid
+# timestamp and interval on both dialects.
+_WEEK = 7 * 24 * 3600.0
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "batch_size": (1, 10_000),
+    "max_attempts": (1, 1_000_000),
+    "pipeline_depth": (1, 64),
+}
+_SECONDS_RANGES: dict[str, tuple[float, float]] = {
+    "lease_seconds": (0.1, _WEEK),
+    "backoff_base_seconds": (0.0, _WEEK),
+    "backoff_max_seconds": (0.0, _WEEK),
+    "poll_interval_seconds": (0.01, 3600.0),
+    "log_interval_seconds": (0.01, _WEEK),
+    "broker_probe_seconds": (0.01, 3600.0),
+    "outage_reminder_seconds": (0.01, _WEEK),
+}
 
 
 @dataclass(slots=True)

@@ -10,28 +10,49 @@ dead        ``dead_at`` set (and not published): out of attempts, the relay gave
 all         every row
 ==========  ======================================================================
 
-An event name with ``*`` or ``?`` is a glob (``orders.*``): it becomes a ``LIKE`` pattern in
-which ``%``, ``_`` and the escape character of the name itself are escaped, so only the
-glob characters are wild. The occurred-at window is half open: ``since <= occurred_at <
-until``.
+An event name with ``*`` or ``?`` is a glob (``orders.*``), matched case-sensitively on both
+dialects: on PostgreSQL a ``LIKE`` pattern in which ``%``, ``_`` and the escape character
+of the name itself are escaped; on SQLite (whose ``LIKE`` ignores ASCII case) a ``GLOB``
+pattern in which ``[`` is escaped. Only ``*`` and ``?`` are wild. The occurred-at window is
+half open: ``since <= occurred_at < until``; both ends must be convertible to UTC.
+
+Ids go to the database as ONE bound parameter whatever their number (asyncpg allows
+32,767 parameters a statement, SQLite 32,766): ``id = ANY(:ids)`` with a ``uuid[]`` on
+PostgreSQL, ``id IN (SELECT value FROM json_each(:ids))`` with a JSON list of the stored
+32-hex-digit texts on SQLite.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, and_, true
+from sqlalchemy import Boolean, ColumnElement, String, Table, TypeDecorator, and_, bindparam, true
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from qxdb.errors import ValidationError
 from qxdb.outbox.fingerprint import validate_fingerprint
 from qxdb.outbox.table import pending_clause
 from qxdb.outbox.triage import group_of
+from qxdb.types import UTCDateTime
+from qxdb.values import check_value
 
-__all__ = ["OUTBOX_STATUSES", "OutboxSelection", "OutboxStatus", "glob_to_like", "row_status"]
+__all__ = [
+    "OUTBOX_STATUSES",
+    "OutboxSelection",
+    "OutboxStatus",
+    "glob_to_like",
+    "glob_to_sqlite_glob",
+    "row_status",
+]
 
 OutboxStatus = Literal["pending", "failed", "published", "dead", "all"]
 OUTBOX_STATUSES: tuple[str, ...] = get_args(OutboxStatus)
@@ -59,6 +80,101 @@ def glob_to_like(pattern: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def glob_to_sqlite_glob(pattern: str) -> str:
+    """``orders.*`` as an SQLite ``GLOB`` pattern: only ``*`` and ``?`` wild, ``[`` literal."""
+    return pattern.replace("[", "[[]")
+
+
+class _GlobPattern(TypeDecorator[str]):
+    """A user's glob, bound as the pattern the dialect's operator takes (see
+    :class:`_EventGlob`)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return glob_to_sqlite_glob(value)
+        return glob_to_like(value)
+
+
+class _IdList(TypeDecorator[Any]):
+    """A list of UUIDs bound as one parameter: ``uuid[]`` on PostgreSQL, a JSON list of
+    the stored texts (32 hex digits, as :func:`qxdb.types.UUIDType` stores them) elsewhere."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(postgresql.UUID(as_uuid=True)))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.dumps([u.hex for u in value])
+
+
+class _EventGlob(ColumnElement[bool]):
+    """``column`` matches a glob, case-sensitively on every dialect."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("pattern", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], glob: str) -> None:
+        self.column = column
+        self.pattern = bindparam(None, glob, type_=_GlobPattern())
+
+
+class _IdsIn(ColumnElement[bool]):
+    """``column`` is one of ``ids``, as one bound parameter (see the module docstring)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("ids", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], ids: tuple[UUID, ...]) -> None:
+        self.column = column
+        self.ids = bindparam(None, list(ids), type_=_IdList())
+
+
+@compiles(_EventGlob)
+def _like(element: _EventGlob, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return f"{column} LIKE {pattern} ESCAPE '{_ESCAPE}'"
+
+
+@compiles(_EventGlob, "sqlite")
+def _glob(element: _EventGlob, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} GLOB {compiler.process(element.pattern, **kw)}"
+
+
+@compiles(_IdsIn)
+def _ids_json(element: _IdsIn, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    ids = compiler.process(element.ids, **kw)
+    # Both parts are compiled SQL (a column and a bound parameter), never values.
+    return f"{column} IN (SELECT value FROM json_each({ids}))"  # noqa: S608
+
+
+@compiles(_IdsIn, "postgresql")
+def _ids_array(element: _IdsIn, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    return f"{column} = ANY({compiler.process(element.ids, **kw)})"
 
 
 def row_status(published_at: Any, dead_at: Any, last_error: Any) -> str:
@@ -106,8 +222,13 @@ class OutboxSelection:
             value = getattr(self, name)
             if value is not None and not isinstance(value, datetime):
                 raise ValidationError(f"{name} must be a datetime, got {type(value).__name__}")
-            if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-                raise ValidationError(f"{name} must be timezone-aware, got {value.isoformat()}")
+            if value is not None:
+                # The column's own check (timezone-aware, convertible to UTC): the bounds of
+                # datetime near year 1 or 9999 are a ValidationError, not an OverflowError.
+                try:
+                    check_value(UTCDateTime(), value)
+                except ValidationError as exc:
+                    raise ValidationError(f"{name}: {exc}") from None
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValidationError(
                 f"empty window: since ({self.since.isoformat()}) is not before "
@@ -141,7 +262,7 @@ class OutboxSelection:
             parts.extend((c.dead_at.is_not(None), c.published_at.is_(None)))
         if self.event is not None:
             if "*" in self.event or "?" in self.event:
-                parts.append(c.event_name.like(glob_to_like(self.event), escape=_ESCAPE))
+                parts.append(_EventGlob(c.event_name, self.event))
             else:
                 parts.append(c.event_name == self.event)
         if self.tenant_id is not None:
@@ -151,7 +272,7 @@ class OutboxSelection:
         if self.until is not None:
             parts.append(c.occurred_at < self.until)
         if self.ids:
-            parts.append(c.id.in_(self.ids))
+            parts.append(_IdsIn(c.id, self.ids))
         if self.error_group is not None:
             parts.append(group_of(table) == self.error_group)
         return and_(*parts) if parts else true()

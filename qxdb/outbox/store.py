@@ -63,11 +63,19 @@ from qxdb.result import Result
 from qxdb.settings import DatabaseSettings
 from qxdb.types import UTCDateTime
 
-__all__ = ["DEFAULT_BATCH_SIZE", "OutboxStore", "Progress", "open_outbox_store"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "PLAN_SAMPLE_MAX",
+    "OutboxStore",
+    "Progress",
+    "open_outbox_store",
+]
 
 DEFAULT_BATCH_SIZE = BULK_BATCH_SIZE
 # Below this many rows (planner estimate) counting published rows exactly is cheap.
 EXACT_COUNT_BELOW = 200_000
+# The most rows a replay plan shows: a preview, not a read of the selection.
+PLAN_SAMPLE_MAX = 1000
 Progress = Callable[[int, int], None]
 """Called after each batch with (rows done, rows expected)."""
 
@@ -416,7 +424,14 @@ class OutboxStore:
     # -- replay ------------------------------------------------------------------------
 
     async def plan_replay(self, selection: OutboxSelection, *, sample: int = 5) -> ReplayPlan:
-        """How many rows a replay of ``selection`` would touch, and the first few."""
+        """How many rows a replay of ``selection`` would touch, and the first ``sample``
+        (0 to :data:`PLAN_SAMPLE_MAX`; anything else is a ValidationError)."""
+        if isinstance(sample, bool) or not isinstance(sample, int):
+            raise ValidationError(f"sample must be an integer, got {type(sample).__name__}")
+        if not 0 <= sample <= PLAN_SAMPLE_MAX:
+            raise ValidationError(
+                f"sample {sample} is out of range: use 0 to {PLAN_SAMPLE_MAX:,} rows"
+            )
         t = self.table
         where = selection.where(t)
         async with self._connect() as conn:
@@ -441,6 +456,10 @@ class OutboxStore:
         de-duplicates by delivery id, accepts the re-send. ``expected`` (from
         :meth:`plan_replay`) saves a count for the progress callback.
         """
+        if expected is not None and (
+            isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
+        ):
+            raise ValidationError(f"expected must be a count of rows (0 or more), got {expected!r}")
         t = self.table
         where = selection.where(t)
         key = walk_column(t, selection)

@@ -361,3 +361,45 @@ def test_missing_table_is_named(db_url: str) -> None:
     done = qxdb(db_url, "outbox", "stats", env={"QX_DB__OUTBOX_TABLE": "ops_outbox"})
     one_error_line(done, 2, "'ops_outbox'", "does not exist")
     assert "database: " in done.stderr
+
+
+async def _seed_shop(url: str) -> None:
+    table = outbox_table()
+    engine = create_engine(DatabaseSettings(statement_timeout_ms=None), url=url)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": uuid7(),
+            "event_name": name,
+            "payload": {"event_id": str(uuid7())},
+            "occurred_at": now,
+            "tenant_id": TENANT_A,
+            "delivery_id": uuid7(),
+            "attempts": 3,
+            "last_error": "broker timeout after 5 s while publishing the batch " * 2,
+        }
+        for name in ("acme.shop.order.placed", "acme.shop.order.paid", "Acme.Shop.Order.Refunded")
+    ]
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+            await conn.execute(insert(table), rows)
+    finally:
+        await engine.dispose()
+
+
+def test_inspect_keeps_event_names_apart_and_globs_are_case_sensitive(db_url: str) -> None:
+    run_coro(_seed_shop(db_url))
+    # Case-sensitive globs, the same rows on both dialects.
+    assert ok_json(db_url, "outbox", "inspect", "--event", "ACME.*")["rows"] == []
+    assert len(ok_json(db_url, "outbox", "inspect", "--event", "acme.*")["rows"]) == 2
+    assert len(ok_json(db_url, "outbox", "inspect", "--event", "?cme.*")["rows"]) == 3
+
+    # At 80 columns a long name loses its middle, not its end: the names stay distinct.
+    done = qxdb(db_url, "outbox", "inspect", env={"COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), done.stdout
+    events = [line.split()[1] for line in lines[1:]]
+    assert len(set(events)) == 3, done.stdout
+    assert not any(e.endswith(".…") for e in events), done.stdout

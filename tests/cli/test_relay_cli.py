@@ -139,3 +139,25 @@ def test_missing_outbox_table_exits_2(tmp_path: Path) -> None:
     result = run_qxdb("outbox", "relay", "--once", cwd=tmp_path)
     assert result.returncode == 2
     assert "qxdb: error: outbox table 'qx_outbox_events' does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lease-seconds", "nan"),
+        ("--lease-seconds", "inf"),
+        ("--lease-seconds", "-1"),
+        ("--poll-interval", "nan"),
+        ("--batch-size", "1000000000"),
+        ("--batch-size", "0"),
+        ("--max-attempts", "0"),
+    ],
+)
+def test_out_of_range_options_exit_2_before_any_database(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    result = run_qxdb("outbox", "relay", "--once", option, value, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("qxdb: error: relay "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # no database file was created

@@ -164,3 +164,56 @@ def test_durations_are_strict() -> None:
             parse_instant(bad, now=NOW)
     with pytest.raises(ValidationError, match="empty window"):
         OutboxSelection(since=NOW, until=NOW)
+
+
+async def test_selection_edges_alike_on_both_dialects(engine: AsyncEngine) -> None:
+    rows = [_row(i) for i in range(6)]
+    rows += [
+        {**_row(10), "event_name": "shop.order.placed"},
+        {**_row(11), "event_name": "Shop.Order.paid"},
+        {**_row(12), "event_name": "shop[x].a"},
+    ]
+    await _table(engine, rows)
+    store = OutboxStore(engine)
+    # Globs are case-sensitive on both dialects (SQLite's LIKE ignores ASCII case).
+    assert await store.count(OutboxSelection(event="SHOP.*")) == 0
+    assert await store.count(OutboxSelection(event="shop.*")) == 1
+    assert await store.count(OutboxSelection(event="Shop.*")) == 1
+    assert await store.count(OutboxSelection(event="?hop.*")) == 2
+    # "[" is a literal character of a glob, not a GLOB character class.
+    assert await store.count(OutboxSelection(event="shop[x]*")) == 1
+    assert await store.count(OutboxSelection(event="shop[xy]*")) == 0
+    assert await store.count(OutboxSelection(event="odd%name*")) == 1
+
+    # More ids than a statement has parameters (asyncpg 32,767; SQLite 32,766): one
+    # bound parameter, on both dialects; two selections of different ids share the
+    # compiled statement but not their values.
+    wanted = [rows[0]["id"], rows[4]["id"]]
+    many = OutboxSelection(ids=(*wanted, *(uuid7() for _ in range(40_000))))
+    assert await store.count(many) == 2
+    assert await store.count(OutboxSelection(ids=(rows[1]["id"],))) == 1
+    assert (await store.plan_replay(many, sample=1000)).count == 2
+    assert (await store.replay(many)).rows == 2
+    listed = await store.list_rows(OutboxSelection(ids=tuple(wanted)))
+    assert sorted(r.id for r in listed.rows) == sorted(wanted)
+
+    for bad in (-1, 1001, True, "5", 2.0):
+        with pytest.raises(ValidationError, match="sample"):
+            await store.plan_replay(OutboxSelection(), sample=bad)  # type: ignore[arg-type]
+    assert (await store.plan_replay(OutboxSelection(), sample=0)).sample == []
+    for wrong in (-5, True, "3"):
+        with pytest.raises(ValidationError, match="expected"):
+            await store.replay(many, expected=wrong)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("since", datetime.fromisoformat("0001-01-01T00:00+14:00")),
+        ("until", datetime.fromisoformat("9999-12-31T23:59-14:00")),
+        ("since", datetime(2026, 1, 1)),  # naive
+    ],
+)
+def test_selection_window_outside_utc_is_a_validation_error(field: str, value: datetime) -> None:
+    with pytest.raises(ValidationError, match=field):
+        OutboxSelection(**{field: value})  # type: ignore[arg-type]
