@@ -11,5 +11,6 @@ defaults           every default a library entry point and a command option shar
 identifiers        plain SQL identifiers, ``schema.name``, outbox derived names
 env                parsing of settings text (the previous cursor secrets list)
 failures           "the database is unreachable" vs "a statement failed"
+blocking           run a coroutine from synchronous code, even under a running loop
 =================  ============================================================
 """

@@ -32,16 +32,15 @@ database itself unless asked (``--in-place``, which still requires it to be empt
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from qxdb.core.blocking import run_blocking
 from qxdb.errors import DatabaseUnavailableError, Error, ValidationError
 from qxdb.migrations.drift import describe, flatten
 from qxdb.migrations.env import (
@@ -510,31 +509,10 @@ def assert_migrations_healthy(
 ) -> KitReport:
     """The pytest one-liner: run the kit on an empty database, fail listing every problem."""
     settings = (settings or DatabaseSettings()).with_url(url)
-    report = _run_blocking(run_testkit(config=config, settings=settings))
+    report = run_blocking(run_testkit(config=config, settings=settings))
     if not report.ok:
         lines = "\n".join(f"  - {p.line()}" for p in report.problems)
         raise AssertionError(f"{len(report.problems)} migration problem(s):\n{lines}")
     return report
 
 
-def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run``, also from inside a running loop (pytest-asyncio): in a thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    result: T = box["value"]
-    return result

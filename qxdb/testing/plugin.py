@@ -23,7 +23,6 @@ at interpreter exit, so an interrupted run leaves none behind.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import os
 import signal
@@ -35,6 +34,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from qxdb.core.blocking import run_blocking
 from qxdb.testing.servers import NoServer, Server, find_nats, find_postgres, stop_all
 
 T = TypeVar("T")
@@ -52,20 +52,7 @@ def _unavailable(reason: str, env: str) -> None:
 
 def run_coro(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from sync code, even under a running event loop."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    return run_blocking(coro)
 
 
 _pg: dict[str, Any] = {}
