@@ -346,21 +346,44 @@ def _report_line(report: Any) -> str:
     )
 
 
-def _bulk_change(
-    label: str,
-    verb: str,
-    again: str,
-    plan_count: int,
+def _carry_out(
+    plan: Any,
     change: Any,
-) -> Any:
-    """Run ``change(progress)`` with a progress bar; Ctrl-C says how far it got."""
-    progress = common.BatchProgress(label, plan_count)
+    *,
+    action: str,
+    nothing: str,
+    labels: tuple[str, str],
+    again: str,
+    dry_run: bool,
+    as_json: bool,
+    yes: bool,
+) -> None:
+    """What replay and purge share once their plan is shown: a dry run or nothing to do,
+    the question, ``change(progress)`` with a progress bar (Ctrl-C says how far it got),
+    and the report. ``labels``: the bar's "-ing" word and the report's past tense."""
+    if dry_run or plan.count == 0:
+        if as_json:
+            render.print_json({"dry_run": dry_run, "plan": plan.to_dict(), "report": None})
+        else:
+            render.note("dry run: nothing was changed" if dry_run else nothing)
+        return
+    common.confirm_or_refuse(
+        f"{action.capitalize()} {render.plural(plan.count, 'row')}?",
+        what=f"{action} {render.plural(plan.count, 'outbox row')}",
+        yes=yes,
+    )
+    label, done = labels
+    progress = common.BatchProgress(label, plan.count)
 
     def interrupted() -> str:
-        return f"{progress.so_far(verb)}; nothing half-written; {again}"
+        return f"{progress.so_far(done)}; nothing half-written; {again}"
 
     with progress:
-        return common.run(change(progress), interrupted=interrupted)
+        report = common.run(change(progress), interrupted=interrupted)
+    if as_json:
+        render.print_json({"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()})
+    else:
+        render.out().print(_report_line(report), markup=False)
 
 
 @app.command("replay")
@@ -417,17 +440,6 @@ def replay(
         )
         if plan.sample:
             render.print_table(render.outbox_rows_table(plan.sample, wide=wide), wide=wide)
-    if dry_run or plan.count == 0:
-        if as_json:
-            render.print_json({"dry_run": dry_run, "plan": plan.to_dict(), "report": None})
-        else:
-            render.note("dry run: nothing was changed" if dry_run else "nothing to replay")
-        return
-    common.confirm_or_refuse(
-        f"Replay {render.plural(plan.count, 'row')}?",
-        what=f"replay {render.plural(plan.count, 'outbox row')}",
-        yes=yes,
-    )
 
     async def change(progress: common.BatchProgress) -> Any:
         async with open_outbox_store(settings) as store:
@@ -440,11 +452,17 @@ def replay(
         if selection.status in ("failed", "dead", "published")
         else "running it again replays every selected row again"
     )
-    report = _bulk_change("replaying", "replayed", again, plan.count, change)
-    if as_json:
-        render.print_json({"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()})
-    else:
-        render.out().print(_report_line(report), markup=False)
+    _carry_out(
+        plan,
+        change,
+        action="replay",
+        nothing="nothing to replay",
+        labels=("replaying", "replayed"),
+        again=again,
+        dry_run=dry_run,
+        as_json=as_json,
+        yes=yes,
+    )
 
 
 def _describe(selection: dict[str, Any]) -> str:
@@ -501,17 +519,6 @@ def purge(
             f"(before {render.when(plan.cutoff)})",
             markup=False,
         )
-    if dry_run or plan.count == 0:
-        if as_json:
-            render.print_json({"dry_run": dry_run, "plan": plan.to_dict(), "report": None})
-        else:
-            render.note("dry run: nothing was changed" if dry_run else "nothing to purge")
-        return
-    common.confirm_or_refuse(
-        f"Delete {render.plural(plan.count, 'row')}?",
-        what=f"delete {render.plural(plan.count, 'outbox row')}",
-        yes=yes,
-    )
 
     async def change(progress: common.BatchProgress) -> Any:
         async with open_outbox_store(settings) as store:
@@ -519,10 +526,14 @@ def purge(
                 age, include_dead=include_dead, now=now, progress=progress, expected=plan.count
             )
 
-    report = _bulk_change(
-        "purging", "deleted", "run it again to delete the rest", plan.count, change
+    _carry_out(
+        plan,
+        change,
+        action="delete",
+        nothing="nothing to purge",
+        labels=("purging", "deleted"),
+        again="run it again to delete the rest",
+        dry_run=dry_run,
+        as_json=as_json,
+        yes=yes,
     )
-    if as_json:
-        render.print_json({"dry_run": False, "plan": plan.to_dict(), "report": report.to_dict()})
-    else:
-        render.out().print(_report_line(report), markup=False)
