@@ -166,7 +166,9 @@ class RelayConfig:
                 f"backoff_max_seconds ({self.backoff_max_seconds:g})"
             )
         if not isinstance(self.ordered, bool):
-            raise ConfigurationError(f"relay ordered must be a bool, got {type(self.ordered).__name__}")
+            raise ConfigurationError(
+                f"relay ordered must be a bool, got {type(self.ordered).__name__}"
+            )
         if self.worker_id is not None and (
             not isinstance(self.worker_id, str) or not self.worker_id.strip()
         ):
@@ -599,6 +601,22 @@ class OutboxRelay:
             return id_column == any_(literal(list(ids), ARRAY(PG_UUID(as_uuid=True))))
         return id_column.in_(ids)
 
+    def _rows_match(self, rows: Sequence[_Row]) -> list[ColumnElement[bool]]:
+        """Conditions matching exactly these claimed rows.
+
+        On PostgreSQL the ids come with a bound on ``recorded_at``: on a partitioned
+        outbox an id alone is probed in every partition (a mark of 500 rows cost three
+        times the plain table's over 10 partitions); the bound prunes the statement to
+        the one or two partitions a batch lies in. On a plain table it is one more
+        index condition.
+        """
+        t = self.table
+        where = [self._ids_match([r.id for r in rows])]
+        if self.dialect == "postgresql" and rows:
+            stamps = [r.recorded_at for r in rows]
+            where += [t.c.recorded_at >= min(stamps), t.c.recorded_at <= max(stamps)]
+        return where
+
     async def _candidates(
         self, session: AsyncConnection | AsyncSession, *, skip_scan: bool = True
     ) -> Any:
@@ -798,9 +816,24 @@ class OutboxRelay:
         t = self.table
         candidate, c = await self._candidates(session, skip_scan=skip_scan)
         candidate = candidate.limit(limit).with_for_update(skip_locked=True, of=c)
+        if self.dialect == "postgresql":
+            # The rows are picked (and row-locked) once, in a CTE; the UPDATE finds them by
+            # an id array (primary-key probes) within the picked rows' ``recorded_at``
+            # range. Joined to the pick instead (``id IN (SELECT …)``), the planner hashed
+            # every row of a partitioned outbox per claim (a sequential scan of all its
+            # partitions: 30 ms at 100,000 rows, growing with the table); the range lets
+            # the executor prune to the partitions holding the batch.
+            picked = candidate.add_columns(c.c.recorded_at).cte("picked")
+            where = [
+                t.c.id == any_(func.array(select(picked.c.id).scalar_subquery())),
+                t.c.recorded_at >= select(func.min(picked.c.recorded_at)).scalar_subquery(),
+                t.c.recorded_at <= select(func.max(picked.c.recorded_at)).scalar_subquery(),
+            ]
+        else:
+            where = [t.c.id.in_(candidate.scalar_subquery())]
         return (
             update(t)
-            .where(t.c.id.in_(candidate.scalar_subquery()))
+            .where(*where)
             .values(locked_until=self._after(self.config.lease_seconds), locked_by=self.worker_id)
             .returning(
                 t.c.id,
@@ -843,17 +876,19 @@ class OutboxRelay:
         remaining: float = (until - utcnow()).total_seconds()
         return remaining
 
-    def _release_statement(self, ids: Sequence[uuid.UUID] | None) -> Any:
+    def _release_statement(self, rows: Sequence[_Row] | None) -> Any:
         t = self.table
-        where = [t.c.locked_by == self.worker_id, t.c.published_at.is_(None)]
-        if ids is not None:
-            where.append(self._ids_match(ids))
+        # Leased rows are pending: the whole condition lets the pending partial index
+        # find them when every lease is given up at shutdown.
+        where = [t.c.locked_by == self.worker_id, pending_clause(t)]
+        if rows is not None:
+            where += self._rows_match(rows)
         return update(t).where(*where).values(locked_until=None, locked_by=None)
 
-    async def _release(self, ids: Sequence[uuid.UUID] | None) -> int:
-        """Give up leases (``ids``, or every lease this relay holds); how many."""
+    async def _release(self, rows: Sequence[_Row] | None) -> int:
+        """Give up leases (``rows``, or every lease this relay holds); how many."""
         async with self.session_factory() as session, session.begin():
-            result = await session.execute(self._release_statement(ids))
+            result = await session.execute(self._release_statement(rows))
         return int(getattr(result, "rowcount", 0) or 0)
 
     # ------------------------------------------------------------------ delivery
@@ -894,7 +929,7 @@ class OutboxRelay:
                     spans.end([exc.message] * len(rows))
                 # The broker is gone, not the events: released, no attempt counted.
                 self._broker.down(exc.message)
-                await self._retrying(lambda: self._release([r.id for r in rows]))
+                await self._retrying(lambda: self._release(rows))
                 return
             self.metrics.publish.observe(time.monotonic() - started)
             if spans is not None:
@@ -921,9 +956,9 @@ class OutboxRelay:
         return ProducerSpans()
 
     async def _settle(self, rows: list[_Row], outcomes: list[PublishOutcome]) -> None:
-        delivered: list[uuid.UUID] = []
+        delivered: list[_Row] = []
         failures: list[_Failure] = []
-        unavailable: list[uuid.UUID] = []
+        unavailable: list[_Row] = []
         fenced = 0
         duplicates = 0
         oldest: datetime | None = None
@@ -931,7 +966,7 @@ class OutboxRelay:
         event = self.metrics.event
         for row, outcome in zip(rows, outcomes, strict=True):
             if outcome.ok:
-                delivered.append(row.id)
+                delivered.append(row)
                 duplicates += outcome.duplicate
                 totals = event(row.event_name)
                 if outcome.duplicate:
@@ -941,7 +976,7 @@ class OutboxRelay:
                 if oldest is None or row.recorded_at < oldest:
                     oldest = row.recorded_at
             elif outcome.cause == BROKER_FAULT:
-                unavailable.append(row.id)
+                unavailable.append(row)
                 broker_error = outcome.error or "broker unavailable"
             elif outcome.cause == LEASE_EXPIRED:
                 fenced += 1
@@ -961,7 +996,7 @@ class OutboxRelay:
                 result = await conn.execute(
                     update(t)
                     .where(
-                        self._ids_match(delivered),
+                        *self._rows_match(delivered),
                         t.c.locked_by == self.worker_id,
                         t.c.locked_until > now,
                     )
@@ -1035,7 +1070,7 @@ class OutboxRelay:
             values["next_attempt_at"] = self._after(failure.delay)
         return (
             update(t)
-            .where(t.c.id == failure.row.id, t.c.locked_by == self.worker_id)
+            .where(*self._rows_match([failure.row]), t.c.locked_by == self.worker_id)
             .values(**values)
         )
 

@@ -3,6 +3,8 @@ recorder and the store working on it unchanged."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +19,7 @@ from qxdb.ids import uuid7
 from qxdb.outbox.partitions import OutboxPartitions, convert_to_partitioned
 from qxdb.outbox.publishers import NatsJetStreamPublisher
 from qxdb.outbox.recorder import DefaultOutboxRecorder
-from qxdb.outbox.relay import OutboxRelay
+from qxdb.outbox.relay import OutboxRelay, RelayConfig
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.store import OutboxStore
 from qxdb.outbox.table import include_outbox_table, outbox_table
@@ -238,6 +240,84 @@ async def test_relay_delivers_from_the_partitioned_table(
         listed = await OutboxPartitions(engine).list_partitions()
         assert sum(p.pending for p in listed) == 0
     finally:
+        await engine.dispose()
+
+
+async def test_relay_batches_across_partitions_mark_and_fail_only_their_rows(
+    postgres_url: str, qxdb_nats_url: str
+) -> None:
+    """Every claimed batch spans four partitions (three days and the default one): the
+    claim, the mark and a failure find their rows by id within the batch's
+    ``recorded_at`` range, and touch nothing else."""
+    from nats.js.api import StreamConfig
+
+    tag = uuid.uuid4().hex[:8]
+    s = StreamScope(qxdb_nats_url, f"x{tag}", f"X_{tag.upper()}")
+    engine = create_engine(DatabaseSettings(statement_timeout_ms=None), url=postgres_url)
+    table = include_outbox_table(MetaData(), partitioned=True)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+        await OutboxPartitions(engine).create_ahead(3, now=now - timedelta(days=2))
+        places = [now - timedelta(days=2), now - timedelta(days=1), now, now - timedelta(days=40)]
+        # Ids grow in this order, so each batch of four takes one row of every place.
+        rows = [_row(places[i % 4] + timedelta(seconds=i)) for i in range(40)]
+        big = rows[13]
+        big["payload"] = {"blob": "x" * 3_000}
+        # Published long ago in the same partitions: never touched again.
+        done_at = now - timedelta(hours=1)
+        old = [_row(at, published_at=done_at, attempts=1) for at in places]
+        async with engine.begin() as conn:
+            await conn.execute(insert(table), old)
+            await conn.execute(insert(table), rows)
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            await pub.connection.jetstream().add_stream(
+                StreamConfig(name=s.stream, subjects=[f"{s.prefix}.>"], max_msg_size=2_048)
+            )
+            relay = OutboxRelay(
+                make_session_factory(engine),
+                pub,
+                subject_prefix=s.prefix,
+                config=RelayConfig(batch_size=4),
+            )
+            counters = await relay.run(once=True)
+        # The stream's limit was not read (no ensure_stream): the server refuses the big
+        # event, an ordinary failure, retried later.
+        assert (counters.published, counters.retried, counters.lease_lost) == (39, 1, 0)
+        async with engine.connect() as conn:
+            found = {
+                r.id: r
+                for r in (
+                    await conn.execute(
+                        select(
+                            table.c.id,
+                            table.c.published_at,
+                            table.c.dead_at,
+                            table.c.attempts,
+                            table.c.locked_by,
+                            table.c.last_error,
+                            table.c.next_attempt_at,
+                        )
+                    )
+                ).all()
+            }
+        assert len(found) == 44
+        for row in old:
+            assert (found[row["id"]].published_at, found[row["id"]].attempts) == (done_at, 1)
+        failed = found[big["id"]]
+        assert failed.published_at is None and failed.dead_at is None
+        assert failed.next_attempt_at is not None
+        assert "message size exceeds" in (failed.last_error or "")
+        for row in rows:
+            got = found[row["id"]]
+            assert got.locked_by is None and got.attempts == 1
+            assert (got.published_at is not None) == (row is not big)
+        await stream_messages(s, 39)
+    finally:
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            with contextlib.suppress(Exception):
+                await pub.connection.jetstream().delete_stream(s.stream)
         await engine.dispose()
 
 
