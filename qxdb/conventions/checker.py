@@ -6,13 +6,10 @@ This is a read-only operation: a live database is only reflected, never written.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import os
-import sys
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Dialect
@@ -27,6 +24,7 @@ from qxdb.conventions.rules import CheckContext, Rule, Source, Violation
 from qxdb.conventions.snapshot import TableSnapshot
 from qxdb.errors import ConfigurationError
 from qxdb.mapping import NAMING_CONVENTION, make_metadata
+from qxdb.metadata_import import import_models
 from qxdb.outbox.table import include_outbox_table
 from qxdb.settings import DatabaseSettings
 
@@ -221,36 +219,10 @@ def check_import_path(path: str, config: SchemaConfig | None = None) -> CheckRep
 
 
 def load_metadata(path: str) -> tuple[MetaData, str | None]:
-    """Import ``package.module:attribute`` and return the MetaData and its module's file.
-
-    The attribute may be a ``MetaData`` or anything with a ``metadata`` attribute (a
-    registry, a declarative base). The current directory is importable, as for ``python -m``.
-    """
-    module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ConfigurationError(
-            f"metadata import path {path!r} must look like 'package.module:metadata'"
-        )
+    """Import ``package.module:attribute`` (:func:`qxdb.metadata_import.import_models`, from
+    the current directory) and return the MetaData and its module's file."""
+    value, module = import_models(path)
     cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
-    except Exception as exc:
-        raise ConfigurationError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from None
-    value: Any = module
-    for part in attribute.split("."):
-        if not hasattr(value, part):
-            raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}")
-        value = getattr(value, part)
-    if not isinstance(value, MetaData):
-        value = getattr(value, "metadata", None)
-    if not isinstance(value, MetaData):
-        raise ConfigurationError(f"{path!r} is not a SQLAlchemy MetaData (nor has a .metadata)")
     file = inspect.getsourcefile(module) if hasattr(module, "__file__") else None
     if file is not None:
         with contextlib.suppress(ValueError):

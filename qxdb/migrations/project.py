@@ -15,14 +15,12 @@ forgotten ``QX_DB__URL`` does not send a PostgreSQL project to the embedded SQLi
 
 from __future__ import annotations
 
-import importlib
-import re
-import sys
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from qxdb.errors import ConfigurationError, ValidationError
+from qxdb.errors import ConfigurationError
+from qxdb.metadata_import import import_models, parse_metadata_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,7 +44,6 @@ DEFAULT_DIRECTORY = "migrations"
 QXDB_SECTION = "qxdb"
 METADATA_OPTION = "metadata"
 DIALECT_OPTION = "dialect"
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
 def find_config(explicit: str | Path | None = None, *, cwd: Path | None = None) -> Path:
@@ -143,48 +140,11 @@ def _pyproject_config(pyproject: Path) -> Path | None:
     return path if path.is_absolute() else pyproject.parent / path
 
 
-def parse_metadata_path(path: str) -> tuple[str, str]:
-    """Split ``package.module:attribute`` or raise :class:`ValidationError`."""
-    if not _IMPORT_PATH.match(path.strip()):
-        raise ValidationError(
-            f"metadata import path {path!r} must look like package.module:metadata"
-        )
-    module, _, attribute = path.strip().partition(":")
-    return module, attribute
-
-
 def import_metadata(path: str, *, search_path: Path | None = None) -> MetaData:
-    """Import the ``MetaData`` named by ``package.module:attribute``.
-
-    ``search_path`` (the project root) is put first on ``sys.path``, the way Alembic's
-    ``prepend_sys_path`` does. Errors are :class:`ConfigurationError` with one clear line.
-    """
-    from sqlalchemy import MetaData
-
-    module_name, attribute = parse_metadata_path(path)
-    if search_path is not None and str(search_path) not in sys.path:
-        sys.path.insert(0, str(search_path))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"cannot import the models module {module_name!r} named by --metadata {path}: {exc}",
-            details={"metadata": path},
-        ) from None
-    value: Any = module
-    for part in attribute.split("."):
-        if not hasattr(value, part):
-            raise ConfigurationError(
-                f"module {module_name!r} has no attribute {attribute!r} (from --metadata {path})",
-                details={"metadata": path},
-            )
-        value = getattr(value, part)
-    if not isinstance(value, MetaData):
-        raise ConfigurationError(
-            f"{path} is a {type(value).__name__}, not a sqlalchemy MetaData",
-            details={"metadata": path},
-        )
-    return value
+    """Import the ``MetaData`` named by ``package.module:attribute`` (see
+    :func:`qxdb.metadata_import.import_models`); ``search_path`` is the project root, put
+    first on ``sys.path`` the way Alembic's ``prepend_sys_path`` does."""
+    return import_models(path, search_path=search_path)[0]
 
 
 def metadata_path_from_config(config: Config) -> str:

@@ -35,7 +35,24 @@ def test_unknown_revision_exits_2(project: Path, sqlite_url: str) -> None:
 def test_missing_metadata_module_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     proc = run(tmp_path, "migrate", "init", "--metadata", "nosuch.models:metadata", url=None)
     line = one_error(proc, 2)
-    assert "cannot import the models module 'nosuch.models'" in line
+    assert "cannot import 'nosuch.models'" in line
+    assert not (tmp_path / "migrations").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import sys\nsys.exit(0)\n", "called sys.exit(0): a models module must not exit"),
+        ("raise RuntimeError('no config')\n", "failed: RuntimeError: no config"),
+        ("metadata = 42\n", "is not a SQLAlchemy MetaData"),
+    ],
+)
+def test_a_models_module_that_cannot_serve_exits_2_and_writes_nothing(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    (tmp_path / "brokenmodels.py").write_text(body)
+    proc = run(tmp_path, "migrate", "init", "--metadata", "brokenmodels:metadata", url=None)
+    assert message in one_error(proc, 2)
     assert not (tmp_path / "migrations").exists()
 
 

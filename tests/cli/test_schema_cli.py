@@ -106,6 +106,28 @@ def test_bad_usage_exit_2(project: Path, args: list[str], message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("import sys\nsys.exit(0)\n", "called sys.exit(0): a models module must not exit"),
+        ("import sys\nsys.exit('bye')\n", "called sys.exit('bye')"),
+        ("raise RuntimeError('no config')\n", "failed: RuntimeError: no config"),
+    ],
+)
+@pytest.mark.parametrize("json_out", [False, True])
+def test_a_models_module_that_exits_or_raises_is_one_error(
+    project: Path, body: str, message: str, json_out: bool
+) -> None:
+    (project / "exiting.py").write_text(body)
+    args = ["schema", "check", "--metadata", "exiting:metadata"]
+    result = qxdb(*args, *(["--json"] if json_out else []), cwd=project)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("qxdb: error:")]
+    assert len(error_lines) == 1 and message in error_lines[0]
+    assert "Traceback" not in result.stderr
+
+
 async def _create(url: str, attribute: str, project: Path) -> None:
     sys.path.insert(0, str(project))
     try:
