@@ -19,7 +19,14 @@ from datetime import UTC, date, datetime, timedelta
 
 from qxdb.errors import ValidationError
 
-__all__ = ["ago", "format_duration", "parse_duration", "parse_instant", "parse_timestamp"]
+__all__ = [
+    "ago",
+    "format_duration",
+    "parse_age",
+    "parse_duration",
+    "parse_instant",
+    "parse_timestamp",
+]
 
 _UNITS: dict[str, int] = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d{1,9})([wdhms])")
@@ -48,14 +55,32 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
         ) from None
 
 
-def ago(delta: timedelta, *, now: datetime | None = None, what: str = "duration") -> datetime:
-    """The instant ``delta`` before ``now``; a :class:`ValidationError` before year 1."""
+def ago(
+    delta: timedelta,
+    *,
+    now: datetime | None = None,
+    what: str = "duration",
+    typed: str | None = None,
+) -> datetime:
+    """The instant ``delta`` before ``now``; a :class:`ValidationError` before year 1
+    (quoting ``typed``, what the user wrote, when given)."""
     try:
         return (now or datetime.now(UTC)) - delta
     except OverflowError:
-        raise ValidationError(
-            f"invalid {what} {format_duration(delta)!r}: that reaches before year 1"
-        ) from None
+        shown = typed if typed is not None else format_duration(delta)
+        raise ValidationError(f"invalid {what} {shown!r}: that reaches before year 1") from None
+
+
+def parse_age(
+    text: str, *, what: str = "age", now: datetime | None = None, positive: bool = False
+) -> tuple[timedelta, datetime]:
+    """An age as typed (``7d``) and the cutoff it makes (that long before ``now``), both
+    checked before anything is done with them: a malformed age, one reaching before
+    year 1 or (``positive``) a zero age is a :class:`ValidationError` quoting ``text``."""
+    age = parse_duration(text, what=what)
+    if positive and age <= timedelta(0):
+        raise ValidationError(f"invalid {what} {text!r}: must be longer than zero")
+    return age, ago(age, now=now, what=what, typed=text)
 
 
 def parse_timestamp(text: str, *, what: str = "timestamp") -> datetime:
@@ -89,7 +114,7 @@ def parse_instant(text: str, *, now: datetime | None = None, what: str = "time")
     """A timestamp, or a duration meaning that long before ``now`` (``2h`` = two hours ago)."""
     value = text.strip()
     if _WHOLE.fullmatch(value):
-        return ago(parse_duration(value, what=what), now=now, what=what)
+        return ago(parse_duration(value, what=what), now=now, what=what, typed=text)
     if value[:1].isdigit() and "-" not in value:
         # Looks like neither a date nor a valid duration ("7 days", "1.5h", "7"): say both.
         raise ValidationError(

@@ -496,13 +496,12 @@ def purge(
     """
     from datetime import UTC, datetime
 
-    from qxdb.durations import ago, parse_duration
+    from qxdb.durations import parse_age
     from qxdb.outbox.store import open_outbox_store
     from qxdb_cli.state import load_settings
 
-    age = parse_duration(older_than, what="--older-than")
     now = datetime.now(UTC)
-    ago(age, now=now, what="--older-than")  # the cutoff must be a date: checked before connecting
+    age, _ = parse_age(older_than, what="--older-than", now=now)
     settings = load_settings()
     render.announce_database(settings)
 

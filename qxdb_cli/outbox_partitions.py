@@ -146,10 +146,10 @@ def drop(
 
     Example: qxdb outbox partitions drop --older-than 7d --dry-run
     """
-    from qxdb.durations import parse_duration
+    from qxdb.durations import parse_age
     from qxdb_cli.state import load_settings
 
-    age = parse_duration(older_than, what="--older-than")
+    age, _ = parse_age(older_than, what="--older-than", positive=True)
     settings = load_settings()
     render.announce_database(settings)
 

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from qxdb.core.failures import sqlstate_of
+from qxdb.durations import ago
 from qxdb.engine import connect_checked
 from qxdb.errors import ConfigurationError, ValidationError
 from qxdb.outbox.table import include_outbox_table, outbox_table, pending_clause
@@ -292,7 +293,7 @@ class OutboxPartitions:
         """
         if older_than <= timedelta(0):
             raise ValidationError("the age of partitions to drop must be positive")
-        cutoff = (now or datetime.now(UTC)) - older_than
+        cutoff = ago(older_than, now=now, what="age of partitions to drop")
         report = PartitionDropReport(cutoff=cutoff, dry_run=dry_run)
         async with connect_checked(self.engine) as conn:
             await self._check(conn)

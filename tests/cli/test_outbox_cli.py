@@ -344,6 +344,8 @@ _DELIVERY_STATE = {
     ("args", "fragments"),
     [
         (("purge", "--older-than", "7x"), ("--older-than", "7x", "7d")),
+        (("purge", "--older-than", "999999999d"), ("'999999999d': that reaches before year 1",)),
+        (("inspect", "--since", "999999999d"), ("'999999999d': that reaches before year 1",)),
         (("inspect", "--since", "2026-11-27T10:00:00"), ("--since", "UTC offset")),
         (("inspect", "--until", "2026-13-01"), ("--until", "no such date")),
         (("replay", "--yes"), ("say which rows",)),

@@ -72,6 +72,17 @@ def test_partitions_bad_input(sqlite_url: str, postgres_url: str) -> None:
         2,
         "--older-than",
     )
+    # An age that is no cutoff is refused as typed, before anything is read.
+    one_error_line(
+        run_qxdb("outbox", "partitions", "drop", "--older-than", "999999999d", url=postgres_url),
+        2,
+        "invalid --older-than '999999999d': that reaches before year 1",
+    )
+    one_error_line(
+        run_qxdb("outbox", "partitions", "drop", "--older-than", "0d", url=sqlite_url),
+        2,
+        "invalid --older-than '0d': must be longer than zero",
+    )
     one_error_line(
         run_qxdb("outbox", "partitions", "create-ahead", "--interval", "week", url=postgres_url),
         2,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 from qxdb import ConfigurationError, DatabaseSettings, ValidationError, create_engine, display_url
-from qxdb.durations import ago, parse_duration, parse_instant, parse_timestamp
+from qxdb.durations import ago, parse_age, parse_duration, parse_instant, parse_timestamp
 from qxdb.errors import Error
 
 FIELDS = sorted(DatabaseSettings.model_fields)
@@ -173,6 +173,25 @@ def test_a_duration_before_year_one_is_a_validation_error() -> None:
     with pytest.raises(ValidationError, match="longer than"):
         parse_duration("999999999w")
     assert isinstance(ValidationError("x"), Error)
+
+
+@pytest.mark.parametrize("typed", ["999999999d", " 999999999d ", "100000w5000000d"])
+def test_an_age_error_quotes_what_was_typed(typed: str) -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    with pytest.raises(ValidationError) as caught:
+        parse_age(typed, what="--older-than", now=now)
+    assert f"invalid --older-than {typed!r}: that reaches before year 1" == str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        parse_instant(typed, now=now, what="--since")
+    assert repr(typed) in str(caught.value)
+
+
+def test_an_age_is_its_duration_and_cutoff() -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    assert parse_age("1d2h", now=now) == (timedelta(hours=26), now - timedelta(hours=26))
+    assert parse_age("0d", now=now) == (timedelta(0), now)
+    with pytest.raises(ValidationError, match="'0s': must be longer than zero"):
+        parse_age("0s", what="--older-than", positive=True)
 
 
 HOSTILE: st.SearchStrategy[Any] = st.one_of(
