@@ -70,6 +70,8 @@ class RequestContext:
 
 
 _ID_FIELDS = ("correlation_id", "causation_id", "tenant_id", "user_id")
+
+
 def _checked_id(name: str, value: Any) -> UUID:
     # Standard library only: the context is imported by light code (events, the command)
     # that must not pay for SQLAlchemy. The same acceptance as a UUID column's check: a

@@ -102,8 +102,6 @@ def describe_statement(sql: str) -> str | None:
     return f"the effects of {shorten_sql(text, limit=80)}"
 
 
-
-
 @dataclass
 class StepTracker:
     """The live record of a migration run, fed by connection events and the runner."""

@@ -514,5 +514,3 @@ def assert_migrations_healthy(
         lines = "\n".join(f"  - {p.line()}" for p in report.problems)
         raise AssertionError(f"{len(report.problems)} migration problem(s):\n{lines}")
     return report
-
-

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 __all__ = ["LintFinding", "LintReport", "RevisionLint"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class LintFinding:
     rule_id: str
