@@ -57,7 +57,9 @@ RuleOption = Annotated[
 ]
 IgnoreOption = Annotated[
     list[str] | None,
-    typer.Option("--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False),
+    typer.Option(
+        "--ignore", metavar="ID", help="Turn this rule off (repeatable).", show_default=False
+    ),
 ]
 
 
@@ -69,6 +71,7 @@ def github_escape_data(text: str) -> str:
 def github_escape_property(text: str) -> str:
     """A workflow command property (file=, title=), escaped as the runner reads it."""
     return github_escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
 
 # The app's global options, accepted after the command too (``qxdb doctor --debug``):
 # name -> does it take a value.

@@ -230,7 +230,6 @@ def _print_table(report: LintReport) -> None:
 def _print_github(report: LintReport) -> None:
     import sys
 
-
     for f in report.findings:
         props = [
             f"file={github_escape_property(_shown(f.path))}",

@@ -44,9 +44,9 @@ def relay(
         float,
         typer.Option("--duplicate-window", min=1, help="Duplicate window of a created stream, s."),
     ] = defaults.RELAY_DUPLICATE_WINDOW_SECONDS,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per claim (1 to 10,000).")] = (
-        defaults.RELAY_BATCH_SIZE
-    ),
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Rows per claim (1 to 10,000).")
+    ] = (defaults.RELAY_BATCH_SIZE),
     max_attempts: Annotated[
         int, typer.Option("--max-attempts", help="Attempts before a row is dead.")
     ] = defaults.RELAY_MAX_ATTEMPTS,
@@ -61,9 +61,7 @@ def relay(
     ] = defaults.RELAY_LEASE_SECONDS,
     poll_interval: Annotated[
         float,
-        typer.Option(
-            "--poll-interval", help="Fallback poll when idle, seconds (0.01 to 3600)."
-        ),
+        typer.Option("--poll-interval", help="Fallback poll when idle, seconds (0.01 to 3600)."),
     ] = defaults.RELAY_POLL_INTERVAL_SECONDS,
     worker_id: Annotated[
         str | None, typer.Option("--worker-id", help="Name of this relay in leases.")

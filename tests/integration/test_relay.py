@@ -272,9 +272,7 @@ async def test_a_failing_event_type_backs_off_dies_and_replays_without_stalling_
                 assert set(attempts) == {3}
                 # Later failures keep the first one's time (triage tells "failing since").
                 kept = await conn.execute(
-                    select(func.count()).where(
-                        invoice, TABLE.c.first_failed_at < TABLE.c.dead_at
-                    )
+                    select(func.count()).where(invoice, TABLE.c.first_failed_at < TABLE.c.dead_at)
                 )
                 assert kept.scalar_one() == 20
 
