@@ -680,6 +680,28 @@ def history(*, config: ConfigPath = None, rev_range: str | None = None) -> list[
         return [RevisionInfo.of(s) for s in script.walk_revisions(base=base, head=head)]
 
 
+def revision_message(text: str) -> str:
+    """A revision's message, checked: it is written into the revision's docstring by the
+    project's template and into its file name, so it is one line of printable text with
+    no backslash (an escape in a docstring: ``\\N`` does not even compile) and no ``\"\"\"``
+    (it would end the docstring). Undecodable bytes from the command line are refused
+    here, not as an error of the template engine."""
+    value = text.strip()
+    if not value:
+        raise ValidationError("a revision needs a message (-m 'what it does')")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValidationError("the revision message is not valid UTF-8 text")
+    if not value.isprintable():
+        raise ValidationError(
+            "the revision message must be one line of printable text (no control characters)"
+        )
+    if "\\" in value or '"""' in value:
+        raise ValidationError(
+            'the revision message cannot hold a backslash or """ (it becomes a docstring)'
+        )
+    return value
+
+
 def merge(
     message: str | None = None,
     *,
@@ -693,6 +715,7 @@ def merge(
     """
     from alembic import command
 
+    checked = revision_message(message) if message is not None else None
     cfg = _load(config, None)
     script = _scripts(cfg)
     targets = revisions or sorted(script.get_heads())
@@ -700,7 +723,7 @@ def merge(
         raise ValidationError(
             f"nothing to merge: {len(targets)} head(s) ({', '.join(targets) or 'no revisions'})"
         )
-    text = message or f"merge {', '.join(targets)}"
+    text = checked if checked is not None else f"merge {', '.join(targets)}"
     with alembic_errors():
         written = command.merge(cfg, targets, message=text)
     if written is None:
@@ -752,8 +775,7 @@ async def revision(
     from alembic import command
     from alembic.operations.ops import MigrationScript
 
-    if not message.strip():
-        raise ValidationError("a revision needs a message (-m 'what it does')")
+    message = revision_message(message)
     cfg = _load(config, settings)
     _scripts(cfg)  # a broken script folder fails before we connect
     changes: list[Difference] = []

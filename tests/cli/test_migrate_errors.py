@@ -11,7 +11,7 @@ import pytest
 from qxdb.migrations import current, init_project, stamp
 from qxdb.settings import DatabaseSettings
 from qxdb.testing.plugin import run_coro
-from tests.cli.migrate_support import make_project, one_error, run
+from tests.cli.migrate_support import make_project, ok, one_error, run
 
 UNREACHABLE = "postgresql+asyncpg://deploy:s3cret-pw@127.0.0.1:9/app"
 
@@ -54,6 +54,38 @@ def test_a_models_module_that_cannot_serve_exits_2_and_writes_nothing(
     proc = run(tmp_path, "migrate", "init", "--metadata", "brokenmodels:metadata", url=None)
     assert message in one_error(proc, 2)
     assert not (tmp_path / "migrations").exists()
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ("bad \udcff byte", "not valid UTF-8"),  # the byte 0xff on the command line
+        ("two\nlines", "one line of printable text"),
+        ("bell \x07", "one line of printable text"),
+        ('ends """ the docstring', 'cannot hold a backslash or """'),
+        ("a \\N escape", "cannot hold a backslash"),
+        ("   ", "needs a message"),
+    ],
+)
+@pytest.mark.parametrize("command", ["revision", "merge"])
+def test_a_message_that_cannot_be_a_docstring_exits_2_and_writes_nothing(
+    project: Path, sqlite_url: str, message: str, says: str, command: str
+) -> None:
+    if command == "merge" and not message.strip():
+        return  # merge has a default message
+    versions = project / "migrations" / "versions"
+    before = sorted(p.name for p in versions.iterdir())
+    line = one_error(run(project, "migrate", command, "-m", message, url=sqlite_url), 2)
+    assert says in line
+    assert sorted(p.name for p in versions.iterdir()) == before
+
+
+def test_a_plain_unicode_message_is_written(project: Path, sqlite_url: str) -> None:
+    ok(run(project, "migrate", "revision", "-m", "añadir índice ünïcode", url=sqlite_url))
+    written = [p for p in (project / "migrations" / "versions").glob("*.py") if "r1" not in p.name]
+    assert len(written) == 1
+    compile(written[0].read_text(), str(written[0]), "exec")
+    assert "añadir índice ünïcode" in written[0].read_text()
 
 
 def test_init_into_non_empty_folder_exits_2(project: Path) -> None:
