@@ -628,6 +628,7 @@ def _to_row(row: Row[Any]) -> OutboxRow:
         dead_at=m["dead_at"],
         replay_count=int(m["replay_count"]),
         first_failed_at=m["first_failed_at"],
+        headers=dict(m.get("headers") or {}),
     )
 
 

@@ -405,3 +405,40 @@ def test_inspect_keeps_event_names_apart_and_globs_are_case_sensitive(db_url: st
     events = [line.split()[1] for line in lines[1:]]
     assert len(set(events)) == 3, done.stdout
     assert not any(e.endswith(".…") for e in events), done.stdout
+
+
+def test_show_row_includes_the_headers_sent_with_the_event(db_url: str) -> None:
+    table = outbox_table()
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    now = datetime.now(UTC)
+    traced = {
+        "id": uuid7(),
+        "event_name": "orders.placed",
+        "payload": {"event_id": str(uuid7())},
+        "occurred_at": now,
+        "recorded_at": now,
+        "delivery_id": uuid7(),
+        "headers": {"traceparent": parent},
+    }
+    bare = {**traced, "id": uuid7(), "delivery_id": uuid7()}
+    del bare["headers"]  # left to the server default
+
+    async def seed() -> None:
+        engine = create_engine(DatabaseSettings(statement_timeout_ms=None), url=db_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(table.metadata.create_all)
+                await conn.execute(insert(table), [traced])
+                await conn.execute(insert(table), [bare])
+        finally:
+            await engine.dispose()
+
+    run_coro(seed())
+    for flag in ("--row", "--json"):
+        shown = qxdb(db_url, "outbox", "show", str(traced["id"]), flag)
+        assert json.loads(shown.stdout)["headers"] == {"traceparent": parent}, shown.stderr
+        shown = qxdb(db_url, "outbox", "show", str(bare["id"]), flag)
+        assert json.loads(shown.stdout)["headers"] == {}, shown.stderr
+    # Without --row, the envelope alone, as before.
+    shown = qxdb(db_url, "outbox", "show", str(traced["id"]))
+    assert json.loads(shown.stdout) == traced["payload"], shown.stderr
