@@ -31,10 +31,13 @@ def top(
     Read-only, and cheap on a large table: each refresh reads the pending rows through
     the partial index (as stats does) and only the rows recorded since the last one.
     Without a terminal a frame is printed every interval. --once prints one frame,
-    --json one snapshot (with no rate: a rate needs two samples).
+    --json one snapshot: both sample twice, one --interval apart, so they carry the
+    publish rate over that interval.
 
     Example: qxdb outbox top
     """
+    import asyncio
+
     from qxdb.outbox.store import open_outbox_store
     from qxdb.outbox.top import OutboxTop
     from qxdb_cli.state import load_settings
@@ -46,6 +49,9 @@ def top(
         async with open_outbox_store(settings) as store:
             sampler = OutboxTop(store)
             if as_json or once:
+                # A rate needs two samples: the first notes where the table ends.
+                await sampler.sample()
+                await asyncio.sleep(interval)
                 snapshot = await sampler.sample()
                 if as_json:
                     render.print_json(snapshot.to_dict())

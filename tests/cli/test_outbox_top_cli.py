@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -67,7 +68,61 @@ def test_json_is_one_snapshot_with_leases(tmp_path: Path) -> None:
         ("relay-a", 10),
         ("relay-b", 4),
     ]
-    assert doc["published_per_second"] is None  # one sample has no rate
+    # Two samples an interval apart: nothing was published between them.
+    assert (doc["published_per_second"], doc["published_since_last"]) == (0.0, 0)
+
+
+def test_once_and_json_measure_the_rate_over_one_interval(postgres_url: str) -> None:
+    """Rows published while the command runs show as a rate, not as 'no rate'."""
+
+    async def prepare() -> None:
+        engine = await _outbox(postgres_url)
+        await seed(engine, keyed_events(1_000, 5))
+        await engine.dispose()
+
+    async def publish_while(proc: subprocess.Popen[str]) -> int:
+        engine = await make_outbox(postgres_url)
+        done = 0
+        try:
+            while proc.poll() is None:
+                async with engine.begin() as conn:
+                    one = (
+                        sa_select(TABLE.c.id)
+                        .where(TABLE.c.published_at.is_(None), TABLE.c.dead_at.is_(None))
+                        .limit(1)
+                        .scalar_subquery()
+                    )
+                    result = await conn.execute(
+                        update(TABLE).where(TABLE.c.id == one).values(published_at=utcnow())
+                    )
+                    done += result.rowcount
+                await asyncio.sleep(0.01)
+        finally:
+            await engine.dispose()
+        return done
+
+    asyncio.run(prepare())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QX_DB__")}
+    env.update(QX_DB__URL=postgres_url, NO_COLOR="1")
+    for flag in ("--json", "--once"):
+        proc = subprocess.Popen(
+            [QXDB, "outbox", "top", flag, "--interval", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        published = asyncio.run(publish_while(proc))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert published > 0
+        if flag == "--json":
+            doc = json.loads(out)
+            assert 0 < doc["published_since_last"] <= published
+            assert doc["published_per_second"] > 0
+        else:
+            assert re.search(r"[1-9][\d,]*/s", out), out
 
 
 def test_once_with_no_color_is_plain_text(tmp_path: Path) -> None:
