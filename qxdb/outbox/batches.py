@@ -122,6 +122,22 @@ def rows_after(key: ColumnElement[Any], id_col: ColumnElement[Any], k: Any, i: U
     return (key >= k) & ((key > k) | (id_col > i))
 
 
+def picked_by_id(t: Table, ids: ColumnElement[Any], at: ColumnElement[Any]) -> list[Any]:
+    """The rows a CTE picked, for the UPDATE or DELETE that follows it (PostgreSQL): an id
+    array (primary-key probes) within the picked rows' ``recorded_at`` range.
+
+    As an array, not ``IN (SELECT …)``: with IN the planner hashed every row of the
+    selection each batch. The range lets a partitioned outbox prune to the partitions
+    the batch lies in (an id alone is probed in every partition); on a plain table it is
+    one more index condition.
+    """
+    return [
+        t.c.id == any_(func.array(select(ids).scalar_subquery())),
+        t.c.recorded_at >= select(func.min(at)).scalar_subquery(),
+        t.c.recorded_at <= select(func.max(at)).scalar_subquery(),
+    ]
+
+
 async def replay_batch(
     conn: AsyncConnection,
     t: Table,
@@ -133,21 +149,24 @@ async def replay_batch(
     """Reset the next batch after ``last``: (rows changed, rows picked, new last, seconds)."""
     cleared = {**CLEARED, **replay_marks(t)}
     batch = (
-        select(t.c.id.label("rid"), key.label("k")).where(where).order_by(key, t.c.id).limit(size)
+        select(t.c.id.label("rid"), key.label("k"), t.c.recorded_at.label("at"))
+        .where(where)
+        .order_by(key, t.c.id)
+        .limit(size)
     )
     if last is not None:
         batch = batch.where(rows_after(key, t.c.id, *last))
     started = time.perf_counter()
     if conn.dialect.name == "postgresql":
-        # One statement, no ids over the wire: the CTE picks the batch, the UPDATE
-        # re-checks the selection and makes each row a new UUID v7 on the server. The ids
-        # go in as an array (`= ANY(ARRAY(...))`: primary-key lookups); joined to the CTE
-        # instead, the planner misjudges its size and hashes every row of the selection
-        # each batch (a third of the statement on a 100,000-row window).
+        # One statement, no ids over the wire: the CTE picks the batch, the UPDATE finds
+        # it (picked_by_id), re-checks the selection and makes each row a new UUID v7 on
+        # the server. Joined to the CTE instead, the planner misjudged its size and hashed
+        # every row of the selection each batch (a third of the statement on a
+        # 100,000-row window).
         picked_rows = batch.cte("batch")
         changed_rows = (
             update(t)
-            .where(t.c.id == any_(func.array(select(picked_rows.c.rid).scalar_subquery())), where)
+            .where(*picked_by_id(t, picked_rows.c.rid, picked_rows.c.at), where)
             .values(**cleared, delivery_id=SERVER_UUID7)
             .returning(t.c.id)
             .cte("changed")
@@ -191,7 +210,7 @@ async def delete_batch(
     size: int,
 ) -> tuple[int, datetime | None, float]:
     """Delete the next batch at or above ``floor``: (rows, new floor, seconds)."""
-    doomed = select(t.c.id, key).where(where).order_by(key).limit(size)
+    doomed = select(t.c.id, key, t.c.recorded_at.label("at")).where(where).order_by(key).limit(size)
     if floor is not None:
         doomed = doomed.where(key >= floor)
     started = time.perf_counter()
@@ -201,9 +220,7 @@ async def delete_batch(
         picked = doomed.cte("doomed")
         gone = (
             delete(t)
-            # An array, not IN (SELECT …): with IN the planner hashed every row older
-            # than the cutoff each batch (see replay_batch).
-            .where(t.c.id == any_(func.array(select(picked.c.id).scalar_subquery())), where)
+            .where(*picked_by_id(t, picked.c.id, picked.c.at), where)
             .returning(key.label("k"))
             .cte("gone")
         )

@@ -83,6 +83,7 @@ from qxdb.durations import format_duration
 from qxdb.engine import unavailable_error
 from qxdb.errors import BrokerUnavailableError, ConfigurationError, DatabaseUnavailableError
 from qxdb.ids import utcnow
+from qxdb.outbox.batches import picked_by_id
 from qxdb.outbox.metrics import RelayMetrics, RelayMetricsSnapshot
 from qxdb.outbox.publishers import (
     BROKER_FAULT,
@@ -817,18 +818,12 @@ class OutboxRelay:
         candidate, c = await self._candidates(session, skip_scan=skip_scan)
         candidate = candidate.limit(limit).with_for_update(skip_locked=True, of=c)
         if self.dialect == "postgresql":
-            # The rows are picked (and row-locked) once, in a CTE; the UPDATE finds them by
-            # an id array (primary-key probes) within the picked rows' ``recorded_at``
-            # range. Joined to the pick instead (``id IN (SELECT …)``), the planner hashed
-            # every row of a partitioned outbox per claim (a sequential scan of all its
-            # partitions: 30 ms at 100,000 rows, growing with the table); the range lets
-            # the executor prune to the partitions holding the batch.
+            # The rows are picked (and row-locked) once, in a CTE, and found by
+            # picked_by_id. With ``id IN (SELECT …)`` the planner hashed every row of a
+            # partitioned outbox per claim (a sequential scan of all its partitions: 30 ms
+            # at 100,000 rows, growing with the table).
             picked = candidate.add_columns(c.c.recorded_at).cte("picked")
-            where = [
-                t.c.id == any_(func.array(select(picked.c.id).scalar_subquery())),
-                t.c.recorded_at >= select(func.min(picked.c.recorded_at)).scalar_subquery(),
-                t.c.recorded_at <= select(func.max(picked.c.recorded_at)).scalar_subquery(),
-            ]
+            where = picked_by_id(t, picked.c.id, picked.c.recorded_at)
         else:
             where = [t.c.id.in_(candidate.scalar_subquery())]
         return (

@@ -144,6 +144,56 @@ async def test_partitions_made_ahead_refused_and_dropped(pg: AsyncEngine) -> Non
     assert day2 in {p.name for p in await parts.list_partitions()}
 
 
+async def test_replay_and_purge_batches_across_partitions(pg: AsyncEngine) -> None:
+    """Small batches whose rows lie in four partitions each: replay and purge find every
+    row of a batch (by id within the batch's recorded_at range) and nothing else."""
+    table = include_outbox_table(MetaData(), partitioned=True)
+    async with pg.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    now = datetime.now(UTC)
+    await OutboxPartitions(pg).create_ahead(3, now=now - timedelta(days=2))
+    places = [now - timedelta(days=2), now - timedelta(days=1), now, now - timedelta(days=40)]
+    long_ago = now - timedelta(days=30)
+    dead = [
+        _row(
+            places[i % 4] + timedelta(seconds=i),
+            dead_at=long_ago + timedelta(seconds=i),
+            last_error="ValueError: bad",
+        )
+        for i in range(40)
+    ]
+    published = [
+        _row(places[i % 4] + timedelta(minutes=i), published_at=long_ago + timedelta(minutes=i))
+        for i in range(30)
+    ]
+    recent = [_row(at, published_at=now) for at in places]
+    pending = [_row(at) for at in places]
+    async with pg.begin() as conn:
+        for rows in (dead, published, recent, pending):
+            await conn.execute(insert(table), rows)
+    store = OutboxStore(pg, batch_size=3)
+
+    replayed = await store.replay(OutboxSelection(status="dead"))
+    assert replayed.rows == 40
+    purged = await store.purge(timedelta(days=7))
+    assert purged.rows == 30
+    async with pg.connect() as conn:
+        found = {
+            r.id: r
+            for r in (
+                await conn.execute(
+                    select(table.c.id, table.c.dead_at, table.c.published_at, table.c.delivery_id)
+                )
+            ).all()
+        }
+    assert set(found) == {r["id"] for r in (*dead, *recent, *pending)}
+    for row in dead:
+        got = found[row["id"]]
+        assert got.dead_at is None and got.delivery_id != row["delivery_id"]
+    for row in (*recent, *pending):
+        assert found[row["id"]].delivery_id == row["delivery_id"]  # untouched
+
+
 async def test_partitions_refuse_what_they_cannot_serve(pg: AsyncEngine) -> None:
     plain = outbox_table()
     with pytest.raises(ConfigurationError, match="does not exist"):
