@@ -21,7 +21,18 @@ SQLAlchemy or a driver: the cause chain is walked (SQLAlchemy's ``orig``, then
 
 from __future__ import annotations
 
-__all__ = ["UNAVAILABLE_SQLSTATES", "error_code_of", "is_unavailable", "sqlstate_of"]
+__all__ = [
+    "LOCK_NOT_AVAILABLE",
+    "UNAVAILABLE_SQLSTATES",
+    "error_code_of",
+    "is_lock_timeout",
+    "is_unavailable",
+    "sqlstate_of",
+]
+
+# lock_timeout ran out (PostgreSQL): the statement waited too long for a lock, nothing
+# else is wrong; the callers that set a short lock_timeout retry on it.
+LOCK_NOT_AVAILABLE = "55P03"
 
 UNAVAILABLE_SQLSTATES: tuple[str, ...] = ("08", "28", "3D", "53300", "57P01", "57P02", "57P03")
 # SQLite primary result codes (the low byte of an extended code).
@@ -67,6 +78,12 @@ def error_code_of(exc: BaseException) -> str | None:
         if isinstance(name, str) and name:
             return name
     return None
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` (or a cause: SQLAlchemy wraps the driver's error) is a
+    ``lock_timeout`` that ran out."""
+    return error_code_of(exc) == LOCK_NOT_AVAILABLE
 
 
 def _is_dbapi_operational(exc: BaseException) -> bool:

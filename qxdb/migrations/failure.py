@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from qxdb.core.failures import error_code_of
+from qxdb.core.failures import LOCK_NOT_AVAILABLE, error_code_of
 from qxdb.urls import redact_secrets
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ __all__ = [
     "shorten_sql",
 ]
 
-LOCK_NOT_AVAILABLE = "55P03"
 _MAX_STATEMENT = 160
 _ADAPTER_PREFIX = re.compile(r"^<class '[\w.]+'>:\s*")
 _SECRET_LITERAL = re.compile(r"(?i)\b(password|secret|token)(\s+|\s*=\s*)'(?:[^']|'')*'")

@@ -35,10 +35,10 @@ from sqlalchemy import Column, MetaData, Table, func, literal_column, select, te
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from qxdb.core.failures import sqlstate_of
+from qxdb.core.failures import is_lock_timeout
 from qxdb.durations import ago
 from qxdb.engine import connect_checked
-from qxdb.errors import ConfigurationError, ValidationError
+from qxdb.errors import ConfigurationError, DatabaseUnavailableError, ValidationError
 from qxdb.outbox.table import include_outbox_table, outbox_table, pending_clause
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
 PartitionInterval = Literal["day", "hour"]
 LOCK_TIMEOUT_MS = 100
 _LOCK_RETRIES = 50
-_LOCK_NOT_AVAILABLE = "55P03"
 _STEP = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 _SUFFIX = {"day": "%Y%m%d", "hour": "%Y%m%d%H"}
 
@@ -276,10 +275,14 @@ class OutboxPartitions:
                     await conn.execute(text(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}"))
                     return await work()
             except Exception as exc:
-                if sqlstate_of(exc) != _LOCK_NOT_AVAILABLE or attempt == _LOCK_RETRIES - 1:
+                if not is_lock_timeout(exc):
                     raise
             await asyncio.sleep(min(1.0, 0.05 * (attempt + 1)))
-        return None  # pragma: no cover - the loop returns or raises
+        raise DatabaseUnavailableError(
+            f"could not lock {self.table.name} for a partition change: {_LOCK_RETRIES} tries "
+            f"of {LOCK_TIMEOUT_MS} ms each timed out (a long transaction holds the table); "
+            "nothing was changed, run it again later"
+        )
 
     async def drop_older_than(
         self, older_than: timedelta, *, dry_run: bool = False, now: datetime | None = None

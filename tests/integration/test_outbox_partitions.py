@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, insert, select
+from sqlalchemy import MetaData, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.engine import create_engine, make_session_factory
@@ -192,6 +192,68 @@ async def test_replay_and_purge_batches_across_partitions(pg: AsyncEngine) -> No
         assert got.dead_at is None and got.delivery_id != row["delivery_id"]
     for row in (*recent, *pending):
         assert found[row["id"]].delivery_id == row["delivery_id"]  # untouched
+
+
+async def test_a_drop_waits_out_a_transaction_holding_the_table(pg: AsyncEngine) -> None:
+    """A writer's open transaction holds a lock the detach needs: the detach times out
+    after 100 ms, is retried, and goes through once the writer commits; the writer's own
+    statements never wait on it."""
+    import asyncio
+    import time
+
+    table = include_outbox_table(MetaData(), partitioned=True)
+    async with pg.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    parts = OutboxPartitions(pg)
+    now = datetime.now(UTC)
+    old = now - timedelta(days=10)
+    await parts.create_ahead(1, now=old)
+    await parts.create_ahead(1, now=now)
+    async with pg.begin() as conn:
+        await conn.execute(insert(table), [_row(old, published_at=old)])
+
+    holding = asyncio.Event()
+    waits: list[float] = []
+
+    async def writer() -> None:
+        async with pg.connect() as conn:
+            await conn.execute(insert(table), [_row(now)])  # RowExclusiveLock, held
+            holding.set()
+            for _ in range(10):
+                started = time.perf_counter()
+                await conn.execute(select(func.count()).select_from(table))
+                waits.append(time.perf_counter() - started)
+                await asyncio.sleep(0.08)
+            await conn.commit()
+
+    task = asyncio.create_task(writer())
+    await holding.wait()
+    report = await parts.drop_older_than(timedelta(days=7), now=now)
+    await task
+    assert report.dropped == [parts.partition_name(old)] and not report.refused
+    assert max(waits) < 0.5  # the writer's reads were never stuck behind the detach
+
+
+async def test_a_drop_gives_up_cleanly_on_a_table_held_too_long(
+    pg: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qxdb.errors import DatabaseUnavailableError
+    from qxdb.outbox import partitions
+
+    monkeypatch.setattr(partitions, "_LOCK_RETRIES", 3)
+    table = include_outbox_table(MetaData(), partitioned=True)
+    async with pg.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    parts = OutboxPartitions(pg)
+    now = datetime.now(UTC)
+    old = now - timedelta(days=10)
+    await parts.create_ahead(1, now=old)
+    async with pg.connect() as holder:
+        await holder.execute(insert(table), [_row(now)])  # held until the end
+        with pytest.raises(DatabaseUnavailableError, match="3 tries of 100 ms each timed out"):
+            await parts.drop_older_than(timedelta(days=7), now=now)
+        await holder.rollback()
+    assert parts.partition_name(old) in {p.name for p in await parts.list_partitions()}
 
 
 async def test_partitions_refuse_what_they_cannot_serve(pg: AsyncEngine) -> None:
