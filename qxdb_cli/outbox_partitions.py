@@ -96,6 +96,9 @@ def create_ahead(
     """Make the missing partitions from today (this hour) for --days days, and a default
     partition if there is none. Idempotent: run it from cron every day.
 
+    A range whose rows already went to the default partition (cron ran late) is not
+    made: it is named with its row count and the exit code is 1.
+
     Each statement waits at most 100 ms for its lock and is retried, so relays keep
     running.
 
@@ -114,13 +117,22 @@ def create_ahead(
         finally:
             await engine.dispose()
 
-    made = common.run(work())
+    report = common.run(work())
     if as_json:
-        render.print_json({"created": made})
-        return
-    for name in made:
-        render.out().print(f"created {name}", markup=False)
-    render.note(f"{render.plural(len(made), 'partition')} created")
+        render.print_json(report.to_dict())
+    else:
+        for name in report.created:
+            render.out().print(f"created {name}", markup=False)
+        for name, rows in report.blocked.items():
+            render.out().print(
+                f"not created {name}: the default partition already holds "
+                f"{render.plural(rows, 'row')} of its range (create-ahead ran late); "
+                "they stay there",
+                markup=False,
+            )
+        render.note(f"{render.plural(len(report.created), 'partition')} created")
+    if report.blocked:
+        raise typer.Exit(1)
 
 
 @app.command("drop")

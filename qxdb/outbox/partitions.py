@@ -35,7 +35,7 @@ from sqlalchemy import Column, MetaData, Table, func, literal_column, select, te
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from qxdb.core.failures import is_lock_timeout
+from qxdb.core.failures import error_code_of, is_lock_timeout
 from qxdb.durations import ago
 from qxdb.engine import connect_checked
 from qxdb.errors import ConfigurationError, DatabaseUnavailableError, ValidationError
@@ -44,6 +44,7 @@ from qxdb.outbox.table import include_outbox_table, outbox_table, pending_clause
 __all__ = [
     "LOCK_TIMEOUT_MS",
     "OutboxPartitions",
+    "PartitionCreateReport",
     "PartitionDropReport",
     "PartitionInfo",
     "PartitionInterval",
@@ -53,6 +54,7 @@ __all__ = [
 PartitionInterval = Literal["day", "hour"]
 LOCK_TIMEOUT_MS = 100
 _LOCK_RETRIES = 50
+_CHECK_VIOLATION = "23514"  # the default partition holds rows of the new range
 _STEP = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 _SUFFIX = {"day": "%Y%m%d", "hour": "%Y%m%d%H"}
 
@@ -85,6 +87,20 @@ class PartitionDropReport:
     dry_run: bool
     dropped: list[str] = field(default_factory=list)
     refused: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartitionCreateReport:
+    """The partitions made, and those that could not be: their range already has rows in
+    the default partition (``create_ahead`` ran late), with how many. Those rows stay in
+    the default partition (``purge`` removes them once published); later ranges are made
+    as usual."""
+
+    created: list[str] = field(default_factory=list)
+    blocked: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,9 +218,14 @@ class OutboxPartitions:
         far = datetime.max.replace(tzinfo=UTC)
         return sorted(out, key=lambda p: (p.is_default, p.lower or far, p.name))
 
-    async def create_ahead(self, days: int, *, now: datetime | None = None) -> list[str]:
+    async def create_ahead(
+        self, days: int, *, now: datetime | None = None
+    ) -> PartitionCreateReport:
         """Make the missing partitions from the current day (hour) for ``days`` days, and the
-        default partition if there is none; the names created, oldest first."""
+        default partition if there is none (the names created, oldest first). A range
+        whose rows already went to the default partition cannot become a partition
+        (PostgreSQL would have to move them under a lock every writer waits on): it is
+        left out and reported in ``blocked``, and the rest is made."""
         if not 1 <= days <= 366:
             raise ValidationError(f"days must be between 1 and 366, got {days}")
         start = self._floor(now or datetime.now(UTC))
@@ -214,15 +235,17 @@ class OutboxPartitions:
         while at < start + timedelta(days=days):
             wanted.append(at)
             at += step
-        created: list[str] = []
+        report = PartitionCreateReport()
+        created = report.created
         async with connect_checked(self.engine) as conn:
             await self._check(conn)
             existing = await self._list(conn)
             await conn.commit()
             floor = datetime.min.replace(tzinfo=UTC)
             covered = [(p.lower or floor, p.upper) for p in existing if p.upper is not None]
-            if not any(p.is_default for p in existing):
-                name = f"{self.table.name}_pdefault"
+            default = next((p.name for p in existing if p.is_default), None)
+            if default is None:
+                name = default = f"{self.table.name}_pdefault"
                 await self._ddl(
                     conn,
                     "CREATE TABLE %I.%I PARTITION OF %I.%I DEFAULT",
@@ -237,18 +260,40 @@ class OutboxPartitions:
                 if any(lo < upper and lower < up for lo, up in covered):
                     continue
                 name = self.partition_name(lower)
-                await self._ddl(
-                    conn,
-                    "CREATE TABLE %I.%I PARTITION OF %I.%I FOR VALUES FROM (%L) TO (%L)",
-                    self._schema,
-                    name,
-                    self._schema,
-                    self.table.name,
-                    lower,
-                    upper,
-                )
+                try:
+                    await self._ddl(
+                        conn,
+                        "CREATE TABLE %I.%I PARTITION OF %I.%I FOR VALUES FROM (%L) TO (%L)",
+                        self._schema,
+                        name,
+                        self._schema,
+                        self.table.name,
+                        lower,
+                        upper,
+                    )
+                except Exception as exc:
+                    if error_code_of(exc) != _CHECK_VIOLATION:
+                        raise
+                    # Rows of this range are in the default partition.
+                    report.blocked[name] = await self._rows_in(conn, default, lower, upper)
+                    continue
                 created.append(name)
-        return created
+        return report
+
+    async def _rows_in(
+        self, conn: AsyncConnection, partition: str, lower: datetime, upper: datetime
+    ) -> int:
+        query = await self._format(
+            conn,
+            "SELECT count(*) FROM %I.%I WHERE recorded_at >= %L AND recorded_at < %L",
+            self._schema,
+            partition,
+            lower,
+            upper,
+        )
+        count = int((await conn.execute(text(query))).scalar_one())
+        await conn.commit()
+        return count
 
     async def _format(self, conn: AsyncConnection, template: str, *args: Any) -> str:
         """``template`` filled by PostgreSQL's ``format()``: ``%I`` quotes an identifier,

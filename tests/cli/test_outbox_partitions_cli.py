@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,7 +49,7 @@ async def _seed(url: str) -> list[str]:
 def test_partitions_commands(postgres_url: str) -> None:
     old, pending = run_coro(_seed(postgres_url))
     made = ok_json(postgres_url, "outbox", "partitions", "create-ahead", "--days", "2")
-    assert len(made["created"]) == 2
+    assert len(made["created"]) == 2 and made["blocked"] == {}
     listed = ok_json(postgres_url, "outbox", "partitions", "list")["partitions"]
     assert [p["name"] for p in listed][:2] == [old, pending]
     assert listed[1]["pending"] == 1 and listed[-1]["is_default"]
@@ -88,3 +89,35 @@ def test_partitions_bad_input(sqlite_url: str, postgres_url: str) -> None:
         2,
         "unknown partition interval 'week'",
     )
+
+
+async def _late(url: str) -> str:
+    """Only an old partition and the default one; a row of today in the default."""
+    table = include_outbox_table(MetaData(), partitioned=True)
+    engine = create_engine(DatabaseSettings(), url=url)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(table.metadata.create_all)
+        parts = OutboxPartitions(engine)
+        await parts.create_ahead(1, now=OLD)
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(table),
+                [{"id": uuid7(), "event_name": "e", "payload": {}, "occurred_at": now}],
+            )
+        return parts.partition_name(now)
+    finally:
+        await engine.dispose()
+
+
+def test_create_ahead_after_a_missed_day_names_the_blocked_partition(postgres_url: str) -> None:
+    today = run_coro(_late(postgres_url))
+    done = qxdb(postgres_url, "outbox", "partitions", "create-ahead", "--days", "3")
+    assert done.returncode == 1, done.stderr
+    assert f"not created {today}: the default partition already holds 1 row" in done.stdout
+    assert done.stdout.count("created ") - done.stdout.count("not created ") == 2
+    assert "Traceback" not in done.stderr
+    as_json = qxdb(postgres_url, "outbox", "partitions", "create-ahead", "--days", "3", "--json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout) == {"created": [], "blocked": {today: 1}}

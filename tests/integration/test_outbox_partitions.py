@@ -68,15 +68,15 @@ async def test_partitions_made_ahead_refused_and_dropped(pg: AsyncEngine) -> Non
     parts = OutboxPartitions(pg)
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    made = await parts.create_ahead(2)
+    made = (await parts.create_ahead(2)).created
     assert made == [
         "qx_outbox_events_pdefault",
         parts.partition_name(today),
         parts.partition_name(today + timedelta(days=1)),
     ]
-    assert await parts.create_ahead(2) == []  # idempotent: cron may run it every hour
+    assert (await parts.create_ahead(2)).created == []  # idempotent: cron may run it every hour
     old = today - timedelta(days=10)
-    made = await parts.create_ahead(3, now=old)
+    made = (await parts.create_ahead(3, now=old)).created
     assert made == [parts.partition_name(old + timedelta(days=d)) for d in range(3)]
 
     far_future = today + timedelta(days=40)  # no partition: the default one catches it
@@ -256,6 +256,28 @@ async def test_a_drop_gives_up_cleanly_on_a_table_held_too_long(
     assert parts.partition_name(old) in {p.name for p in await parts.list_partitions()}
 
 
+async def test_a_range_already_in_the_default_partition_is_reported_not_fatal(
+    pg: AsyncEngine,
+) -> None:
+    """Cron missed a day: today's rows went to the default partition. create_ahead makes
+    every other partition, names today's with its row count, and the rows stay served."""
+    table = include_outbox_table(MetaData(), partitioned=True)
+    async with pg.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    parts = OutboxPartitions(pg)
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    await parts.create_ahead(1, now=now - timedelta(days=3))  # and the default one
+    async with pg.begin() as conn:
+        await conn.execute(insert(table), [_row(now), _row(now + timedelta(seconds=1))])
+    report = await parts.create_ahead(3)
+    assert report.blocked == {parts.partition_name(today): 2}
+    assert report.created == [parts.partition_name(today + timedelta(days=d)) for d in (1, 2)]
+    assert report.to_dict() == {"created": report.created, "blocked": report.blocked}
+    stats = await OutboxStore(pg).stats()
+    assert stats.pending == 2
+
+
 async def test_partitions_refuse_what_they_cannot_serve(pg: AsyncEngine) -> None:
     plain = outbox_table()
     with pytest.raises(ConfigurationError, match="does not exist"):
@@ -309,7 +331,7 @@ async def test_plain_table_converted_in_a_migration(pg: AsyncEngine) -> None:
         ("qx_outbox_events_legacy", True, 1),
         ("qx_outbox_events_pdefault", True, 0),
     ]
-    assert await parts.create_ahead(2) == [parts.partition_name(listed[0].upper)]  # type: ignore[arg-type]
+    assert (await parts.create_ahead(2)).created == [parts.partition_name(listed[0].upper)]  # type: ignore[arg-type]
     after = await store.stats(exact=True)
     assert (after.pending, after.failed, after.published) == (
         before.pending,
@@ -439,8 +461,8 @@ async def test_hourly_partitions(pg: AsyncEngine) -> None:
         await conn.run_sync(table.metadata.create_all)
     at = datetime(2026, 11, 27, 10, 42, tzinfo=UTC)
     parts = OutboxPartitions(pg, interval="hour")
-    made = await parts.create_ahead(1, now=at)
+    made = (await parts.create_ahead(1, now=at)).created
     assert made[0] == "qx_outbox_events_pdefault" and len(made) == 25
     assert made[1] == "qx_outbox_events_p2026112710" and made[-1] == "qx_outbox_events_p2026112809"
     # A day that hourly partitions already cover in part is left alone (no overlap).
-    assert await OutboxPartitions(pg).create_ahead(1, now=at + timedelta(hours=14)) == []
+    assert (await OutboxPartitions(pg).create_ahead(1, now=at + timedelta(hours=14))).created == []
