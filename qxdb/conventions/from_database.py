@@ -23,6 +23,7 @@ from qxdb.conventions.snapshot import (
     normalize_where,
 )
 from qxdb.core.identifiers import split_qualified
+from qxdb.pg_partitions import partition_tables, partitioned_keys
 
 __all__ = ["snapshot_database", "table_names"]
 
@@ -31,7 +32,13 @@ _INTEGER_KINDS = frozenset({"smallint", "integer", "bigint"})
 
 def table_names(conn: Connection, *, schema: str | None, skip: Callable[[str], bool]) -> list[str]:
     """The tables of ``schema`` that the check looks at."""
-    return [n for n in inspect(conn).get_table_names(schema=schema) if not skip(n)]
+    # A partition is its parent's storage, not a table of the models.
+    partitions = partition_tables(conn, schema)
+    return [
+        n
+        for n in inspect(conn).get_table_names(schema=schema)
+        if not skip(n) and n not in partitions
+    ]
 
 
 def snapshot_database(
@@ -60,6 +67,7 @@ def snapshot_database(
     uniques = inspector.get_multi_unique_constraints(**kw)
     checks = inspector.get_multi_check_constraints(**kw)
     outbox = {split_qualified(name)[1] for name in outbox_tables}
+    partition_keys = partitioned_keys(conn, schema)
     snapshots = []
     for name in names:
         key = (schema, name)
@@ -75,6 +83,7 @@ def snapshot_database(
                 uniques=uniques.get(key, []),
                 checks=checks.get(key, []),
                 is_outbox=name in outbox,
+                partition_key=partition_keys.get(name, ()),
             )
         )
     return snapshots
@@ -92,6 +101,7 @@ def _snapshot(
     uniques: list[Any],
     checks: list[Any],
     is_outbox: bool,
+    partition_key: tuple[str, ...] = (),
 ) -> TableSnapshot:
     pk_cols = tuple(pk.get("constrained_columns") or ())
     cols: dict[str, ColumnInfo] = {}
@@ -138,6 +148,7 @@ def _snapshot(
             for fk in fks
         ],
         check_names=[ck.get("name") for ck in checks],
+        partition_key=partition_key,
         is_outbox=is_outbox,
     )
 

@@ -29,6 +29,7 @@ from qxdb.conventions.snapshot import (
     normalize_where,
 )
 from qxdb.errors import ConfigurationError
+from qxdb.pg_partitions import partition_key_columns
 
 __all__ = ["IGNORE_KEY", "OUTBOX_KEY", "POSTGRESQL", "snapshot_metadata", "snapshot_table"]
 
@@ -111,6 +112,9 @@ def snapshot_table(table: Table, dialect: Dialect = POSTGRESQL) -> TableSnapshot
         foreign_keys=foreign_keys,
         check_names=checks,
         is_outbox=bool(table.info.get(OUTBOX_KEY)),
+        partition_key=partition_key_columns(
+            table.dialect_options["postgresql"].get("partition_by")
+        ),
         ignores=_table_ignores(table),
     )
 

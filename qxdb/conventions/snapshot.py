@@ -130,6 +130,8 @@ class TableSnapshot:
     foreign_keys: list[ForeignKeyInfo]
     check_names: list[str | None]
     is_outbox: bool = False
+    # The columns of its PARTITION BY (PostgreSQL), empty for an ordinary table.
+    partition_key: tuple[str, ...] = ()
     # rule id -> reason, from Table.info["qxdb_schema_ignore"] (models only).
     ignores: dict[str, str] = field(default_factory=dict)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from qxdb.migrations.project import (
     refuse_unchosen_default,
 )
 from qxdb.migrations.types import render_qxdb_type
+from qxdb.pg_partitions import partition_tables
 from qxdb.settings import DatabaseSettings
 
 __all__ = [
@@ -59,6 +60,7 @@ LOCK_TIMEOUT_SECONDS = 300.0
 _WRITING_COMMANDS = frozenset({"upgrade", "downgrade", "stamp"})
 log = logging.getLogger("qxdb.migrations")
 
+IncludeName = Callable[[str | None, str, Mapping[str, str | None]], bool]
 RenderItem = Callable[[str, Any, AutogenContext], str | bool]
 
 
@@ -150,9 +152,33 @@ def run_async_migrations(
 
 def _run(connection: Connection, options: dict[str, Any], render_as_batch: bool | None) -> None:
     batch = connection.dialect.name == "sqlite" if render_as_batch is None else render_as_batch
+    if connection.dialect.name == "postgresql":
+        options = {**options, "include_name": _without_partitions(connection, options)}
     context.configure(connection=connection, render_as_batch=batch, **options)
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _without_partitions(connection: Connection, options: dict[str, Any]) -> IncludeName:
+    """An ``include_name`` hook that leaves partitions (and their indexes) out of the
+    comparison, before the project's own hook if it has one: a partition is its parent's
+    storage, and autogenerate would otherwise write ``op.drop_table`` for every one."""
+    own: IncludeName | None = options.get("include_name")
+    found: dict[str | None, set[str]] = {}
+
+    def partitions(schema: str | None) -> set[str]:
+        if schema not in found:
+            found[schema] = partition_tables(connection, schema)
+        return found[schema]
+
+    def include(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
+        schema = parent_names.get("schema_name")
+        table = name if type_ == "table" else parent_names.get("table_name")
+        if table is not None and table in partitions(schema):
+            return False
+        return own(name, type_, parent_names) if own is not None else True
+
+    return include
 
 
 async def _run_online(

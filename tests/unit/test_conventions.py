@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, String, Table, text
+from sqlalchemy import Column, Date, ForeignKey, Index, Integer, MetaData, String, Table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
@@ -23,6 +23,8 @@ from qxdb.conventions import (
 from qxdb.conventions.naming import expected_name
 from qxdb.errors import ConfigurationError
 from qxdb.mapping import NAMING_CONVENTION, make_metadata, standard_audit_columns, uuid_column
+from qxdb.outbox.table import include_outbox_table
+from qxdb.pg_partitions import partition_key_columns
 from qxdb.types import UUIDType
 
 
@@ -229,3 +231,52 @@ def test_each_part_of_the_column_rules_speaks_plainly() -> None:
         ("QX011", f"column '{'x' * 64}' is 64 bytes long (PostgreSQL truncates at 63)"),
         ("QX011", "column 'offset' is a reserved word in SQL and must be quoted everywhere"),
     }
+
+
+@pytest.mark.parametrize(
+    ("definition", "columns"),
+    [
+        ("RANGE (recorded_at)", ("recorded_at",)),
+        ('LIST ("Region", tenant_id)', ("Region", "tenant_id")),
+        ("HASH (id)", ("id",)),
+        (None, ()),
+        ("", ()),
+    ],
+)
+def test_partition_key_columns(definition: str | None, columns: tuple[str, ...]) -> None:
+    assert partition_key_columns(definition) == columns
+
+
+def test_a_partitioned_table_may_add_its_partition_key_to_the_primary_key() -> None:
+    md = make_metadata()
+    include_outbox_table(md, partitioned=True)
+    Table(
+        "readings",
+        md,
+        uuid_column("id", primary_key=True),
+        Column("taken_on", Date, primary_key=True),
+        *standard_audit_columns(),
+        postgresql_partition_by="RANGE (taken_on)",
+    )
+    Table(
+        "wrong",
+        md,
+        uuid_column("id", primary_key=True),
+        Column("taken_on", Date, primary_key=True),
+        Column("other", Date),
+        *standard_audit_columns(),
+        postgresql_partition_by="RANGE (other)",
+    )
+    found = {(f.table, f.rule_id) for f in check_metadata(md).findings}
+    assert ("readings", "QX001") not in found
+    assert ("qx_outbox_events", "QX001") not in found
+    assert ("qx_outbox_events", "QX015") not in found
+    assert ("wrong", "QX001") in found  # its key does not hold its partition key only
+
+
+def test_an_outbox_partitioned_by_another_column_is_not_the_outbox_shape() -> None:
+    md = make_metadata()
+    table = include_outbox_table(md, partitioned=True)
+    table.dialect_options["postgresql"]["partition_by"] = "RANGE (occurred_at)"
+    messages = [f.message for f in check_metadata(md).findings if f.rule_id == "QX015"]
+    assert any("partitioned by (occurred_at)" in m for m in messages), messages

@@ -27,12 +27,18 @@ def pk_uuid_id(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]:
     key, cursor and URL carry several values.
 
     Fix: ``uuid_column("id", primary_key=True)``; keep a natural key as a unique
-    constraint beside it. A table without any key is QX019's finding.
+    constraint beside it. A table without any key is QX019's finding. A partitioned table
+    (PostgreSQL) may add its partition key's columns after ``id``, as it must.
     """
     pk = table.primary_key
     if pk is None:
         return  # a missing key is QX019's finding
-    if pk.columns != ("id",):
+    # A partitioned table's key must hold its partition key (PostgreSQL's rule): id
+    # plus those columns is still "one id".
+    partitioned = bool(table.partition_key) and (
+        pk.columns[:1] == ("id",) and set(pk.columns[1:]) == set(table.partition_key)
+    )
+    if pk.columns != ("id",) and not partitioned:
         yield Violation(
             f"primary key is ({', '.join(pk.columns)}), not the single column id", pk.name
         )

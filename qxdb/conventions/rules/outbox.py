@@ -36,8 +36,15 @@ def outbox_shape(table: TableSnapshot, ctx: CheckContext) -> Iterator[Violation]
         if have.nullable != want.nullable:
             expected = "nullable" if want.nullable else "NOT NULL"
             yield Violation(f"{name} should be {expected}", name)
-    if table.primary_key is None or table.primary_key.columns != ("id",):
-        yield Violation("primary key should be (id)")
+    if table.partition_key and table.partition_key != ("recorded_at",):
+        yield Violation(
+            f"partitioned by ({', '.join(table.partition_key)}): an outbox is partitioned "
+            "by recorded_at (include_outbox_table(..., partitioned=True))"
+        )
+    # The partitioned layout's key holds its partition key (qxdb.outbox.partitions).
+    want_key = ("id", "recorded_at") if table.partition_key == ("recorded_at",) else ("id",)
+    if table.primary_key is None or table.primary_key.columns != want_key:
+        yield Violation(f"primary key should be ({', '.join(want_key)})")
     present = {ix.name for ix in table.indexes}
     for ix in reference.indexes:
         if ix.name not in present:
