@@ -377,12 +377,14 @@ async def test_relay_delivers_from_the_partitioned_table(
         await engine.dispose()
 
 
+@pytest.mark.parametrize("ordered", [False, True])
 async def test_relay_batches_across_partitions_mark_and_fail_only_their_rows(
-    postgres_url: str, qxdb_nats_url: str
+    postgres_url: str, qxdb_nats_url: str, ordered: bool
 ) -> None:
     """Every claimed batch spans four partitions (three days and the default one): the
     claim, the mark and a failure find their rows by id within the batch's
-    ``recorded_at`` range, and touch nothing else."""
+    ``recorded_at`` range, and touch nothing else. Ordered, the failed event's key waits
+    behind it across partitions, and the other keys go on."""
     from nats.js.api import StreamConfig
 
     tag = uuid.uuid4().hex[:8]
@@ -396,8 +398,16 @@ async def test_relay_batches_across_partitions_mark_and_fail_only_their_rows(
         await OutboxPartitions(engine).create_ahead(3, now=now - timedelta(days=2))
         places = [now - timedelta(days=2), now - timedelta(days=1), now, now - timedelta(days=40)]
         # Ids grow in this order, so each batch of four takes one row of every place.
-        rows = [_row(places[i % 4] + timedelta(seconds=i)) for i in range(40)]
+        rows = [
+            _row(
+                places[i % 4] + timedelta(seconds=i), ordering_key=f"k{i % 3}" if ordered else None
+            )
+            for i in range(40)
+        ]
         big = rows[13]
+        # Ordered: the rows of the failed event's key after it wait for it.
+        held = [r for r in rows[14:] if ordered and r["ordering_key"] == big["ordering_key"]]
+        expected = 40 - 1 - len(held)
         big["payload"] = {"blob": "x" * 3_000}
         # Published long ago in the same partitions: never touched again.
         done_at = now - timedelta(hours=1)
@@ -413,12 +423,12 @@ async def test_relay_batches_across_partitions_mark_and_fail_only_their_rows(
                 make_session_factory(engine),
                 pub,
                 subject_prefix=s.prefix,
-                config=RelayConfig(batch_size=4),
+                config=RelayConfig(batch_size=4, ordered=ordered),
             )
             counters = await relay.run(once=True)
         # The stream's limit was not read (no ensure_stream): the server refuses the big
         # event, an ordinary failure, retried later.
-        assert (counters.published, counters.retried, counters.lease_lost) == (39, 1, 0)
+        assert (counters.published, counters.retried, counters.lease_lost) == (expected, 1, 0)
         async with engine.connect() as conn:
             found = {
                 r.id: r
@@ -445,9 +455,10 @@ async def test_relay_batches_across_partitions_mark_and_fail_only_their_rows(
         assert "message size exceeds" in (failed.last_error or "")
         for row in rows:
             got = found[row["id"]]
-            assert got.locked_by is None and got.attempts == 1
-            assert (got.published_at is not None) == (row is not big)
-        await stream_messages(s, 39)
+            waiting = row in held
+            assert got.locked_by is None and got.attempts == (0 if waiting else 1)
+            assert (got.published_at is not None) == (row is not big and not waiting)
+        await stream_messages(s, expected)
     finally:
         async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
             with contextlib.suppress(Exception):
