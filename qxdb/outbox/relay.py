@@ -69,6 +69,7 @@ from sqlalchemy import (
     cast,
     exists,
     func,
+    inspect as sa_inspect,
     literal,
     or_,
     select,
@@ -338,6 +339,9 @@ class OutboxRelay:
         self._fatal: BaseException | None = None
         self._conns: dict[str, AsyncConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Does the table have first_failed_at (dead-letter triage)? Read at the first
+        # failure: a table not yet migrated for triage is still relayed.
+        self._records_first_failure: bool | None = None
         self._claim_cache: dict[bool, Any] = {}
 
     # ------------------------------------------------------------------ control
@@ -1004,6 +1008,8 @@ class OutboxRelay:
                     )
                 )
                 marked = int(getattr(result, "rowcount", 0) or 0)
+            if failures and self._records_first_failure is None:
+                self._records_first_failure = await conn.run_sync(self._has_first_failed_at)
             for failure in failures:
                 await conn.execute(self._failure_update(failure))
             if unavailable:
@@ -1049,6 +1055,11 @@ class OutboxRelay:
         delay = delay / 2 + random.random() * delay / 2
         return _Failure(row, error, dead=False, delay=delay)
 
+    def _has_first_failed_at(self, sync_conn: Any) -> bool:
+        t = self.table
+        columns = sa_inspect(sync_conn).get_columns(t.name, schema=t.schema)
+        return any(c["name"] == "first_failed_at" for c in columns)
+
     def _failure_update(self, failure: _Failure) -> Any:
         t = self.table
         values: dict[str, Any] = {
@@ -1057,7 +1068,8 @@ class OutboxRelay:
             "locked_until": None,
             "locked_by": None,
         }
-        values.update(failure_marks(t, self._now()))
+        if self._records_first_failure is not False:
+            values.update(failure_marks(t, self._now()))
         if failure.dead:
             values["dead_at"] = self._now()
             values["next_attempt_at"] = None
@@ -1173,7 +1185,7 @@ async def relay_to_nats(
         async with connect_checked(engine):
             pass
         # Also refuses, with one clear line, a missing table or one without delivery state.
-        store = OutboxStore(engine, settings.outbox_table)
+        store = OutboxStore(engine, settings.outbox_table, require_triage=False)
         pending = await store.count(OutboxSelection(status="pending"))
         log.info("relay: %d pending event(s) in %s", pending, store.table_name)
         publisher = NatsJetStreamPublisher(nats_url, stream=stream_name)

@@ -161,3 +161,74 @@ def test_out_of_range_options_exit_2_before_any_database(
     assert result.stderr.startswith("qxdb: error: relay "), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # no database file was created
+
+
+@pytest.mark.postgres_only
+async def test_a_table_not_yet_migrated_for_triage_is_still_relayed(
+    postgres_url: str, qxdb_nats_url: str
+) -> None:
+    """docs/outbox.md: deploy first, migrate for triage later; the relay keeps delivering
+    (and failing events) on the older table meanwhile."""
+    import contextlib
+    import uuid
+
+    from nats.js.api import StreamConfig
+    from sqlalchemy import text
+
+    from qxdb.outbox import outbox_row
+    from qxdb.outbox.publishers import NatsJetStreamPublisher
+    from tests.integration.test_relay import OrderPlaced
+    from tests.integration.test_relay_faults import blob_row
+
+    tag = uuid.uuid4().hex[:8]
+    s = StreamScope(qxdb_nats_url, f"t{tag}", f"T_{tag.upper()}")
+    engine = await make_outbox(postgres_url)
+    try:
+        big = blob_row(OrderPlaced(seq=0).aggregate_id, 4_000)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "ALTER TABLE qx_outbox_events DROP COLUMN error_group, "
+                    "DROP COLUMN replay_count, DROP COLUMN first_failed_at"
+                )
+            )
+        # Rows written as the recorder of the previous release wrote them.
+        rows = [big, *(outbox_row(e) for e in keyed_events(5, 5))]
+        columns = ("id", "event_name", "payload", "occurred_at", "delivery_id")
+        async with engine.begin() as conn:
+            for row in rows:
+                await conn.execute(
+                    text(
+                        "INSERT INTO qx_outbox_events (id, event_name, payload, occurred_at, "
+                        "delivery_id) VALUES (:id, :event_name, CAST(:payload AS jsonb), "
+                        ":occurred_at, :delivery_id)"
+                    ),
+                    {k: (json.dumps(row[k]) if k == "payload" else row[k]) for k in columns},
+                )
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            await pub.connection.jetstream().add_stream(
+                StreamConfig(name=s.stream, subjects=[f"{s.prefix}.>"], max_msg_size=2_048)
+            )
+        proc = await asyncio.create_subprocess_exec(
+            *relay_command(postgres_url, s, "--once", "--json"),
+            env=clean_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 1, err.decode()  # one event went dead
+        done = json.loads(out)
+        assert (done["published"], done["dead"]) == (5, 1)
+        async with engine.connect() as conn:
+            error = (
+                await conn.execute(
+                    text("SELECT last_error FROM qx_outbox_events WHERE dead_at IS NOT NULL")
+                )
+            ).scalar_one()
+        assert "max_msg_size" in error
+        await stream_messages(s, 5)
+    finally:
+        async with NatsJetStreamPublisher(qxdb_nats_url) as pub:
+            with contextlib.suppress(Exception):
+                await pub.connection.jetstream().delete_stream(s.stream)
+        await engine.dispose()
