@@ -123,10 +123,13 @@ class OutboxPartitions:
         self.engine = engine
         self.table = table if isinstance(table, Table) else outbox_table(table)
         self.interval: PartitionInterval = interval
+        self._found_schema: str | None = None
 
     @property
     def _schema(self) -> str:
-        return self.table.schema or "public"
+        """The table's schema: as given, else the one the search path finds it in (read
+        by :meth:`_check`, as unqualified SQL of the store and the relay finds it)."""
+        return self.table.schema or self._found_schema or "public"
 
     def partition_name(self, lower: datetime) -> str:
         return f"{self.table.name}_p{lower.astimezone(UTC).strftime(_SUFFIX[self.interval])}"
@@ -136,15 +139,19 @@ class OutboxPartitions:
         return at if self.interval == "hour" else at.replace(hour=0)
 
     async def _check(self, conn: AsyncConnection) -> None:
-        kind = (
+        found = (
             await conn.execute(
                 text(
-                    "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = :schema AND c.relname = :name"
+                    "SELECT n.nspname, c.relkind::text FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.oid = to_regclass(:qualified)"
                 ),
-                {"schema": self._schema, "name": self.table.name},
+                {"qualified": conn.dialect.identifier_preparer.format_table(self.table)},
             )
-        ).scalar()
+        ).first()
+        kind = None if found is None else found[1]
+        if found is not None:
+            self._found_schema = str(found[0])
         if kind is None:
             raise ConfigurationError(
                 f"outbox table {self.table.fullname!r} does not exist in this database",

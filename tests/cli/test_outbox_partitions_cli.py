@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import MetaData, insert
+from sqlalchemy import MetaData, insert, text
 
 from qxdb.engine import create_engine
 from qxdb.ids import uuid7
@@ -162,3 +162,34 @@ def test_partitions_are_not_drift_nor_tables_of_their_own(
     report = json.loads(checked.stdout)
     assert (report["tables_checked"], report["findings"]) == (1, [])
     ok(run(tmp_path, "schema", "check", "--metadata", models, url=None))
+
+
+def test_partitions_follow_the_search_path_like_the_store(postgres_url: str) -> None:
+    """The table lives in schema app, found through the database's search_path (as the
+    store and the relay find it): the partitions commands find it there too."""
+
+    async def prepare() -> None:
+        engine = create_engine(DatabaseSettings(), url=postgres_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("CREATE SCHEMA app"))
+                name = (await conn.execute(text("SELECT current_database()"))).scalar_one()
+                await conn.execute(text(f'ALTER DATABASE "{name}" SET search_path = app'))
+        finally:
+            await engine.dispose()
+        engine = create_engine(DatabaseSettings(), url=postgres_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(include_outbox_table(MetaData(), partitioned=True).create)
+                assert (await conn.execute(text("SELECT current_schema()"))).scalar() == "app"
+        finally:
+            await engine.dispose()
+
+    run_coro(prepare())
+    made = ok_json(postgres_url, "outbox", "partitions", "create-ahead", "--days", "2")
+    assert len(made["created"]) == 3  # the default one and two days
+    listed = ok_json(postgres_url, "outbox", "partitions", "list")["partitions"]
+    assert len(listed) == 3 and listed[-1]["is_default"]
+    assert ok_json(postgres_url, "outbox", "stats")["pending"] == 0
+    dry = qxdb(postgres_url, "outbox", "partitions", "drop", "--older-than", "1d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
