@@ -71,7 +71,10 @@ def list_partitions(as_json: JsonOption = False) -> None:
             name, no_wrap=True, justify="left" if name in ("partition", "from UTC") else "right"
         )
     for p in found:
-        start = "default" if p.lower is None else p.lower.strftime("%m-%d %H:%M")
+        if p.is_default:
+            start = "default"
+        else:
+            start = "MINVALUE" if p.lower is None else p.lower.strftime("%m-%d %H:%M")
         table.add_row(
             p.name,
             start,
@@ -123,6 +126,12 @@ def create_ahead(
     else:
         for name in report.created:
             render.out().print(f"created {name}", markup=False)
+        for name in report.partial:
+            render.out().print(
+                f"not created {name}: partitions made with another --interval cover part "
+                "of its range; rows of the rest go to the default partition",
+                markup=False,
+            )
         for name, rows in report.blocked.items():
             render.out().print(
                 f"not created {name}: the default partition already holds "
@@ -131,7 +140,7 @@ def create_ahead(
                 markup=False,
             )
         render.note(f"{render.plural(len(report.created), 'partition')} created")
-    if report.blocked:
+    if report.blocked or report.partial:
         raise typer.Exit(1)
 
 
@@ -158,17 +167,22 @@ def drop(
 
     Example: qxdb outbox partitions drop --older-than 7d --dry-run
     """
+    from datetime import UTC, datetime
+
     from qxdb.durations import parse_age
     from qxdb_cli.state import load_settings
 
-    age, _ = parse_age(older_than, what="--older-than", positive=True)
+    # One instant for the plan and the drop: a question answered after midnight must not
+    # drop a partition the plan did not show.
+    now = datetime.now(UTC)
+    age, _ = parse_age(older_than, what="--older-than", now=now, positive=True)
     settings = load_settings()
     render.announce_database(settings)
 
     async def plan_it(dry: bool) -> Any:
         engine, parts = await _partitions(settings)
         try:
-            return await parts.drop_older_than(age, dry_run=dry)
+            return await parts.drop_older_than(age, dry_run=dry, now=now)
         finally:
             await engine.dispose()
 

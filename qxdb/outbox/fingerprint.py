@@ -7,7 +7,8 @@ this order:
 =====================================  ===========  ===========================================
 what                                   becomes      example
 =====================================  ===========  ===========================================
-a single-quoted value                  ``'?'``      ``'ord-17'`` -> ``'?'``
+a single-quoted value (a quote after   ``'?'``      ``'ord-17'`` -> ``'?'``
+a letter or digit is an apostrophe)
 a double-quoted value                  ``"?"``      ``"orders.placed"`` -> ``"?"``
 a UUID                                 ``<uuid>``   ``0193a1b2-7c4d-…`` -> ``<uuid>``
 a word holding a digit (numbers, hex   ``<n>``      ``42``, ``3.5``, ``ord_8f3a1``, ``v2`` ->
@@ -20,7 +21,7 @@ normalised text (not a security use: a short, stable name to type).
 
 The rules are written once, here, as patterns that mean the same in Python's ``re`` and in
 PostgreSQL's regular expressions (no alternation, no word boundaries, no backslash
-escapes in the replacements): :func:`normalise_error` applies them in Python (SQLite gets it
+escapes in the replacements; a negative lookbehind, which both have): :func:`normalise_error` applies them in Python (SQLite gets it
 as a registered function), and :mod:`qxdb.outbox.triage` compiles the same list into nested
 ``regexp_replace`` calls, so PostgreSQL groups 100,000 rows without sending them over the
 wire. A test runs a corpus of awkward messages through both and compares.
@@ -41,6 +42,7 @@ __all__ = [
     "FINGERPRINT_LENGTH",
     "NORMALISE_RULES",
     "FailureGrouping",
+    "describe_error",
     "error_class",
     "error_fingerprint",
     "fingerprint_of_normalised",
@@ -56,7 +58,10 @@ FAILURE_GROUPINGS: tuple[str, ...] = get_args(FailureGrouping)
 FINGERPRINT_LENGTH = 12
 
 NORMALISE_RULES: tuple[tuple[str, str], ...] = (
-    ("'[^']*'", "'?'"),
+    # A quote right after a letter or digit is an apostrophe (can't, users'), not the
+    # start of a value: were it paired with the next quote, the value after it would
+    # stay and split one class of error into a group per value.
+    ("(?<![A-Za-z0-9])'[^']*'", "'?'"),
     ('"[^"]*"', '"?"'),
     (
         "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
@@ -95,10 +100,27 @@ def error_fingerprint(text: str | None) -> str:
 
 
 def error_class(text: str | None) -> str | None:
-    """The error's class name: the part before the first ``": "`` when it is a (dotted)
-    Python name, as the relay writes it (``TimeoutError: …``); else None."""
-    head, sep, _ = (text or "").partition(": ")
-    return head if sep and _CLASS.fullmatch(head) else None
+    """The error's class name, from the raw (not normalised) text: the part before the
+    first ``": "`` when it is a (dotted) Python name, as the relay writes it
+    (``TimeoutError: …``), or the whole text when it is a class name alone (an exception
+    without a message: ``TimeoutError``); else None."""
+    head, sep, _ = (text or "").strip().partition(": ")
+    if not _CLASS.fullmatch(head):
+        return None
+    # Alone, only a CapWords name reads as a class: "timeout" is a message.
+    return head if sep or head.rpartition(".")[2][:1].isupper() else None
+
+
+def describe_error(text: str | None) -> str:
+    """The normalised error as shown to an operator: the class name kept as written
+    (normalising would turn ``Http2Error`` into ``<n>``), the message normalised. The
+    fingerprint is always of the whole :func:`normalise_error` text."""
+    raw = (text or "").strip()
+    cls = error_class(raw)
+    if cls is None:
+        return normalise_error(raw)
+    rest = raw[len(cls) :].removeprefix(": ")
+    return f"{cls}: {normalise_error(rest)}" if rest else cls
 
 
 def validate_fingerprint(value: str) -> str:

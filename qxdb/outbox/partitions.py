@@ -39,6 +39,7 @@ from qxdb.core.failures import error_code_of, is_lock_timeout
 from qxdb.durations import ago
 from qxdb.engine import connect_checked
 from qxdb.errors import ConfigurationError, DatabaseUnavailableError, ValidationError
+from qxdb.mapping import make_metadata
 from qxdb.outbox.table import include_outbox_table, outbox_table, pending_clause
 
 __all__ = [
@@ -95,12 +96,16 @@ class PartitionDropReport:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PartitionCreateReport:
     """The partitions made, and those that could not be: their range already has rows in
-    the default partition (``create_ahead`` ran late), with how many. Those rows stay in
-    the default partition (``purge`` removes them once published); later ranges are made
-    as usual."""
+    the default partition (``create_ahead`` ran late), with how many (``blocked``), or is
+    partly covered by partitions of another interval (``partial``). Those rows stay in the
+    default partition (``purge`` removes them once published); later ranges are made as
+    usual."""
 
     created: list[str] = field(default_factory=list)
     blocked: dict[str, int] = field(default_factory=dict)
+    # Ranges partly covered by existing partitions (made with another interval): not
+    # made, so rows of their uncovered part go to the default partition.
+    partial: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,8 +227,9 @@ class OutboxPartitions:
             )
             for r in parts
         ]
-        far = datetime.max.replace(tzinfo=UTC)
-        return sorted(out, key=lambda p: (p.is_default, p.lower or far, p.name))
+        # Oldest first: a partition from MINVALUE (the legacy one of a conversion) leads.
+        first = datetime.min.replace(tzinfo=UTC)
+        return sorted(out, key=lambda p: (p.is_default, p.lower or first, p.name))
 
     async def create_ahead(
         self, days: int, *, now: datetime | None = None
@@ -264,9 +270,14 @@ class OutboxPartitions:
                 created.append(name)
             for lower in wanted:
                 upper = lower + step
-                if any(lo < upper and lower < up for lo, up in covered):
-                    continue
                 name = self.partition_name(lower)
+                overlapping = sorted((lo, up) for lo, up in covered if lo < upper and lower < up)
+                if overlapping:
+                    if not _covers(overlapping, lower, upper):
+                        # Partitions of another interval hold part of it (hourly ones
+                        # under a day): the rest would silently go to the default one.
+                        report.partial.append(name)
+                    continue
                 try:
                     await self._ddl(
                         conn,
@@ -333,7 +344,7 @@ class OutboxPartitions:
         raise DatabaseUnavailableError(
             f"could not lock {self.table.name} for a partition change: {_LOCK_RETRIES} tries "
             f"of {LOCK_TIMEOUT_MS} ms each timed out (a long transaction holds the table); "
-            "nothing was changed, run it again later"
+            "that statement did not run (what was done before it stays): run it again later"
         )
 
     async def drop_older_than(
@@ -401,6 +412,16 @@ class OutboxPartitions:
         return 0
 
 
+def _covers(ranges: list[tuple[datetime, datetime]], lower: datetime, upper: datetime) -> bool:
+    """Do the sorted ``ranges`` cover ``[lower, upper)`` without a gap?"""
+    reached = lower
+    for lo, up in ranges:
+        if lo > reached:
+            return False
+        reached = max(reached, up)
+    return reached >= upper
+
+
 def convert_to_partitioned(
     bind: Connection, name: str | None = None, *, now: datetime | None = None
 ) -> str:
@@ -431,6 +452,23 @@ def convert_to_partitioned(
         statement = bind.execute(text(f"SELECT format(CAST(:t AS text), {casts})"), params)
         bind.execute(text(statement.scalar_one()))
 
+    have = set(
+        bind.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = :schema AND table_name = :name"
+            ),
+            {"schema": schema, "name": table.name},
+        ).scalars()
+    )
+    missing = sorted(set(table.c.keys()) - have)
+    if missing:
+        # A partition must have every column of its parent: say which, before any change.
+        raise ConfigurationError(
+            f"outbox table {table.fullname!r} lacks columns {', '.join(missing)}: bring it "
+            "up to date first (an earlier revision; see docs/outbox.md), then convert it",
+            details={"table": table.fullname, "missing_columns": missing},
+        )
     run("ALTER TABLE %I.%I RENAME TO %I", schema, table.name, legacy)
     indexes = bind.execute(
         text(
@@ -449,7 +487,8 @@ def convert_to_partitioned(
             run("ALTER TABLE %I.%I DROP CONSTRAINT %I", schema, legacy, constraint)
         else:
             run("ALTER INDEX %I.%I RENAME TO %I", schema, index, f"{index[:58]}_lgcy")
-    include_outbox_table(MetaData(), table.fullname, partitioned=True).create(bind)
+    # make_metadata: the key gets the convention's name (pk_<table>), as in the models.
+    include_outbox_table(make_metadata(), table.fullname, partitioned=True).create(bind)
     run(
         "ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (MINVALUE) TO (%L)",
         schema,

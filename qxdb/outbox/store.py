@@ -42,8 +42,8 @@ from qxdb.errors import ConfigurationError, NotFoundError, ValidationError
 from qxdb.outbox.batches import BatchSizer, delete_batch, replay_batch, rows_after, walk_column
 from qxdb.outbox.fingerprint import (
     FailureGrouping,
+    describe_error,
     error_class,
-    normalise_error,
     validate_grouping,
 )
 from qxdb.outbox.reports import (
@@ -413,12 +413,12 @@ class OutboxStore:
             value = r[1] if split is not None else None
             sample = samples.get(UUID(str(r.rid)))
             # Every row of a group normalises to the same text: the sample's is the group's.
-            text_ = normalise_error(sample.last_error if sample is not None else None)
+            raw = sample.last_error if sample is not None else None
             groups.append(
                 FailureGroup(
                     fingerprint=r.fp,
-                    error_class=error_class(text_),
-                    error=text_,
+                    error_class=error_class(raw),
+                    error=describe_error(raw),
                     event_name=value if by == "event" else None,
                     tenant_id=value if by == "tenant" else None,
                     count=int(r.n),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, func, insert, select
+from sqlalchemy import MetaData, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.engine import create_engine, make_session_factory
@@ -273,7 +273,11 @@ async def test_a_range_already_in_the_default_partition_is_reported_not_fatal(
     report = await parts.create_ahead(3)
     assert report.blocked == {parts.partition_name(today): 2}
     assert report.created == [parts.partition_name(today + timedelta(days=d)) for d in (1, 2)]
-    assert report.to_dict() == {"created": report.created, "blocked": report.blocked}
+    assert report.to_dict() == {
+        "created": report.created,
+        "blocked": report.blocked,
+        "partial": [],
+    }
     stats = await OutboxStore(pg).stats()
     assert stats.pending == 2
 
@@ -332,6 +336,19 @@ async def test_plain_table_converted_in_a_migration(pg: AsyncEngine) -> None:
         ("qx_outbox_events_pdefault", True, 0),
     ]
     assert (await parts.create_ahead(2)).created == [parts.partition_name(listed[0].upper)]  # type: ignore[arg-type]
+    # Oldest first: the legacy partition (from MINVALUE) leads, the default one ends.
+    names = [p.name for p in await parts.list_partitions()]
+    assert names[0] == "qx_outbox_events_legacy" and names[-1] == "qx_outbox_events_pdefault"
+    async with pg.connect() as conn:  # the key named by the convention, as in the models
+        key = (
+            await conn.execute(
+                text(
+                    "SELECT conname FROM pg_constraint "
+                    "WHERE conrelid = 'qx_outbox_events'::regclass AND contype = 'p'"
+                )
+            )
+        ).scalar_one()
+    assert key == "pk_qx_outbox_events"
     after = await store.stats(exact=True)
     assert (after.pending, after.failed, after.published) == (
         before.pending,
@@ -351,6 +368,25 @@ async def test_plain_table_converted_in_a_migration(pg: AsyncEngine) -> None:
     gone = await parts.drop_older_than(timedelta(days=7), now=later)
     assert gone.dropped == ["qx_outbox_events_legacy"]
     assert (await store.stats(exact=True)).total == 0
+
+
+async def test_converting_a_table_older_than_triage_says_what_to_do_first(
+    pg: AsyncEngine,
+) -> None:
+    plain = outbox_table()
+    async with pg.begin() as conn:
+        await conn.run_sync(plain.metadata.create_all)
+        await conn.execute(text("ALTER TABLE qx_outbox_events DROP COLUMN replay_count"))
+    with pytest.raises(ConfigurationError, match="lacks columns replay_count: bring it up"):
+        async with pg.begin() as conn:
+            await conn.run_sync(lambda c: convert_to_partitioned(c))
+    async with pg.connect() as conn:  # nothing was changed
+        kind = (
+            await conn.execute(
+                text("SELECT relkind::text FROM pg_class WHERE relname = 'qx_outbox_events'")
+            )
+        ).scalar_one()
+    assert kind == "r"
 
 
 async def test_relay_delivers_from_the_partitioned_table(
@@ -475,5 +511,12 @@ async def test_hourly_partitions(pg: AsyncEngine) -> None:
     made = (await parts.create_ahead(1, now=at)).created
     assert made[0] == "qx_outbox_events_pdefault" and len(made) == 25
     assert made[1] == "qx_outbox_events_p2026112710" and made[-1] == "qx_outbox_events_p2026112809"
-    # A day that hourly partitions already cover in part is left alone (no overlap).
-    assert (await OutboxPartitions(pg).create_ahead(1, now=at + timedelta(hours=14))).created == []
+    # A day that hourly partitions cover in part is not made (no overlap) and is said
+    # to be partial: rows of its other hours would go to the default partition.
+    daily = await OutboxPartitions(pg).create_ahead(1, now=at + timedelta(hours=14))
+    assert daily.created == [] and daily.partial == ["qx_outbox_events_p20261128"]
+    # A day the hourly ones cover whole is simply there; a day nobody covers is made.
+    midnight = datetime(2026, 11, 25, tzinfo=UTC)
+    assert len((await parts.create_ahead(1, now=midnight)).created) == 24
+    whole = await OutboxPartitions(pg).create_ahead(2, now=midnight)
+    assert whole.partial == [] and whole.created == ["qx_outbox_events_p20261126"]

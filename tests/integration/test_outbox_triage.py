@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from qxdb.errors import ConfigurationError, ValidationError
 from qxdb.ids import uuid7
-from qxdb.outbox.fingerprint import error_class, error_fingerprint, normalise_error
+from qxdb.outbox.fingerprint import (
+    describe_error,
+    error_class,
+    error_fingerprint,
+    normalise_error,
+)
 from qxdb.outbox.recorder import DefaultOutboxRecorder
 from qxdb.outbox.selection import OutboxSelection
 from qxdb.outbox.store import OutboxStore
@@ -49,6 +54,9 @@ CORPUS = (
     "multi: a1b2 c3 d e4 5f6 _7_ 8",
     "unicode: café 42 ünïcödé 'ß' naïve9",
     "percent % underscore _ backslash \\ 5 ampersand & 6",
+    "ConnectionError: can't reach 'db-primary'",
+    "users' data: 'x' and it's 'y' o'clock",
+    "'leading' quote and trailing 'value'",
 )
 
 
@@ -263,12 +271,56 @@ async def test_a_table_without_the_triage_columns_is_reported_then_migrated(
     assert replayed.rows == 2
 
 
+def test_an_apostrophe_does_not_split_a_group() -> None:
+    assert error_fingerprint("ConnectionError: can't reach 'db-primary'") == error_fingerprint(
+        "ConnectionError: can't reach 'cache'"
+    )
+    assert normalise_error("can't reach 'db-primary'") == "can't reach '?'"
+
+
 def test_error_class_reads_only_a_python_name() -> None:
     assert error_class("TimeoutError: x") == "TimeoutError"
     assert error_class("nats.errors.NoRespondersError: x") == "nats.errors.NoRespondersError"
     assert error_class("lease ran out before publishing") is None
     assert error_class("bad thing: happened") is None
     assert error_class(None) is None
+    # An exception without a message: the relay writes its class name alone.
+    assert error_class("TimeoutError") == "TimeoutError"
+    assert error_class("asyncio.exceptions.CancelledError") == "asyncio.exceptions.CancelledError"
+    assert error_class("timeout") is None  # a message, not a class
+    # A digit in the class name is kept (normalising the whole text would not keep it).
+    assert error_class("Http2Error: stream 7 reset") == "Http2Error"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("Http2Error: stream 7 reset", "Http2Error: stream <n> reset"),
+        ("S3UploadError: key 'a/b/9' refused", "S3UploadError: key '?' refused"),
+        ("TimeoutError", "TimeoutError"),
+        ("no class here 42", "no class here <n>"),
+        (None, ""),
+    ],
+)
+def test_a_group_shows_its_class_as_written_and_its_message_normalised(
+    raw: str | None, shown: str
+) -> None:
+    assert describe_error(raw) == shown
+
+
+async def test_groups_name_classes_with_digits_and_bare_classes(engine: AsyncEngine) -> None:
+    await _seed(
+        engine,
+        [
+            *(_dead(i, f"Http2Error: stream {i} reset") for i in range(3)),
+            *(_dead(10 + i, "TimeoutError") for i in range(2)),
+        ],
+    )
+    groups = (await OutboxStore(engine).failure_groups()).groups
+    assert [(g.count, g.error_class, g.error) for g in groups] == [
+        (3, "Http2Error", "Http2Error: stream <n> reset"),
+        (2, "TimeoutError", "TimeoutError"),
+    ]
 
 
 async def test_failure_marks_keep_the_first_failure(engine: AsyncEngine) -> None:
