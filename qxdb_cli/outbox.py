@@ -42,7 +42,10 @@ _EVENT = Annotated[
     ),
 ]
 _TENANT = Annotated[
-    str | None, typer.Option("--tenant", help="Tenant id (UUID).", show_default=False)
+    str | None,
+    typer.Option(
+        "--tenant", help="Tenant id (UUID), or none for rows without a tenant.", show_default=False
+    ),
 ]
 _SINCE = Annotated[
     str | None,
@@ -83,6 +86,10 @@ def _uuid(value: str, what: str) -> Any:
         raise ValidationError(f"invalid {what} {value!r}: expected a UUID") from None
 
 
+def _no_tenant(value: str) -> bool:
+    return value.strip().lower() == "none"
+
+
 def _selection(
     status: str | None,
     event: str | None,
@@ -102,7 +109,9 @@ def _selection(
         # OutboxSelection checks the value and names the valid ones.
         status=cast("OutboxStatus", (status or "all").strip().lower()),
         event=event,
-        tenant_id=None if tenant is None else _uuid(tenant, "tenant id"),
+        # "none": the rows recorded without a tenant (a group of --group-by tenant).
+        tenant_id=None if tenant is None or _no_tenant(tenant) else _uuid(tenant, "tenant id"),
+        no_tenant=tenant is not None and _no_tenant(tenant),
         since=None if since is None else parse_instant(since, now=now, what="--since"),
         until=None if until is None else parse_instant(until, now=now, what="--until"),
         ids=tuple(_uuid(i, "row id") for i in ids or ()),
@@ -247,8 +256,14 @@ def _groups_table(report: Any, *, wide: bool) -> Any:
     if split == "event":
         columns.append(("event", [g.event_name for g in report.groups]))
     elif split == "tenant":
-        ident = (lambda v: "" if v is None else str(v)) if wide else render.short_id
-        columns.append(("tenant", [ident(g.tenant_id) for g in report.groups]))
+        ident = str if wide else render.short_id
+        # "none" is what --tenant takes for the rows recorded without a tenant.
+        columns.append(
+            (
+                "tenant",
+                ["none" if g.tenant_id is None else ident(g.tenant_id) for g in report.groups],
+            )
+        )
     columns.append(("error", [render.one_line(g.error) for g in report.groups]))
     natural = {name: max([len(name), *(len(c) for c in cells)]) for name, cells in columns}
     room = render.out().width - 2 * (len(columns) - 1)

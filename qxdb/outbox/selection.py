@@ -198,6 +198,8 @@ class OutboxSelection:
     ids: tuple[UUID, ...] = ()
     # A failure group (fingerprint of last_error, see qxdb.outbox.fingerprint).
     error_group: str | None = None
+    # Only rows recorded without a tenant (``--tenant none``); excludes ``tenant_id``.
+    no_tenant: bool = False
 
     def __post_init__(self) -> None:
         # Every value is checked here, before any SQL: a wrong type or a text the database
@@ -218,6 +220,10 @@ class OutboxSelection:
                 )
         if self.tenant_id is not None and not isinstance(self.tenant_id, UUID):
             raise ValidationError(f"tenant_id must be a UUID, got {type(self.tenant_id).__name__}")
+        if not isinstance(self.no_tenant, bool):
+            raise ValidationError(f"no_tenant must be a bool, got {type(self.no_tenant).__name__}")
+        if self.no_tenant and self.tenant_id is not None:
+            raise ValidationError("give a tenant or no tenant, not both")
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, datetime):
@@ -267,6 +273,8 @@ class OutboxSelection:
                 parts.append(c.event_name == self.event)
         if self.tenant_id is not None:
             parts.append(c.tenant_id == self.tenant_id)
+        if self.no_tenant:
+            parts.append(c.tenant_id.is_(None))
         if self.since is not None:
             parts.append(c.occurred_at >= self.since)
         if self.until is not None:
@@ -284,6 +292,8 @@ class OutboxSelection:
             out["event"] = self.event
         if self.tenant_id is not None:
             out["tenant_id"] = str(self.tenant_id)
+        if self.no_tenant:
+            out["tenant_id"] = None
         if self.since is not None:
             out["since"] = self.since.isoformat()
         if self.until is not None:

@@ -119,3 +119,23 @@ def test_bad_triage_options_exit_2(sqlite_url: str) -> None:
     ]
     for args, fragments in cases:
         one_error_line(run_qxdb("outbox", *args, url=sqlite_url), 2, *fragments)
+
+
+def test_a_group_without_a_tenant_is_replayed_with_tenant_none(db_url: str) -> None:
+    run_coro(_seed(db_url))  # tenant on odd rows, none on even ones
+    timeout = error_fingerprint(TIMEOUT.format(uuid7(), 1))
+    human = qxdb(db_url, "outbox", "inspect", "--group-by", "tenant")
+    assert human.returncode == 0, human.stderr
+    assert "none" in human.stdout  # what to type for the groups without a tenant
+    groups = ok_json(db_url, "outbox", "inspect", "--group-by", "tenant")["groups"]
+    untenanted = [g for g in groups if g["fingerprint"] == timeout and g["tenant_id"] is None]
+    assert [g["count"] for g in untenanted] == [3]  # TIMEOUT rows 0, 2, 4
+
+    dry = ok_json(db_url, "outbox", "replay", "--group", timeout, "--tenant", "none", "--dry-run")
+    assert dry["plan"]["count"] == 3
+    assert dry["plan"]["selection"] == {"status": "dead", "tenant_id": None, "group": timeout}
+    done = ok_json(db_url, "outbox", "replay", "--group", timeout, "--tenant", "None", "--yes")
+    assert done["report"]["rows"] == 3
+    left = ok_json(db_url, "outbox", "inspect", "--group-by", "tenant")["groups"]
+    assert all(g["tenant_id"] is not None for g in left if g["fingerprint"] == timeout)
+    one_error_line(qxdb(db_url, "outbox", "replay", "--tenant", "nobody", "--yes"), 2, "tenant")
