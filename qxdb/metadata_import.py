@@ -9,6 +9,7 @@ which would otherwise end the command with status 0 and no output).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -53,7 +54,10 @@ def import_models(path: str, *, search_path: Path | None = None) -> tuple[MetaDa
         sys.path.insert(0, root)
     details = {"metadata": path}
     try:
-        module = importlib.import_module(module_name)
+        # Whatever the module prints goes to stderr: stdout belongs to the command's
+        # --json document.
+        with contextlib.redirect_stdout(sys.stderr):
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigurationError(
             f"cannot import {module_name!r} (--metadata {path}): {exc}", details=details
@@ -70,15 +74,24 @@ def import_models(path: str, *, search_path: Path | None = None) -> tuple[MetaDa
             details=details,
         ) from None
     value: Any = module
-    for part in attribute.split("."):
-        if not hasattr(value, part):
-            raise ConfigurationError(
-                f"{module_name!r} has no attribute {attribute!r} (--metadata {path})",
-                details=details,
-            )
-        value = getattr(value, part)
-    if not isinstance(value, MetaData):
-        value = getattr(value, "metadata", None)
+    try:
+        for part in attribute.split("."):
+            if not hasattr(value, part):
+                raise ConfigurationError(
+                    f"{module_name!r} has no attribute {attribute!r} (--metadata {path})",
+                    details=details,
+                )
+            value = getattr(value, part)
+        if not isinstance(value, MetaData):
+            value = getattr(value, "metadata", None)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # a property or module __getattr__ of the user's that raised
+        raise ConfigurationError(
+            f"reading {attribute!r} of {module_name!r} (--metadata {path}) failed: "
+            f"{type(exc).__name__}: {exc}",
+            details=details,
+        ) from None
     if not isinstance(value, MetaData):
         raise ConfigurationError(
             f"{path} is not a SQLAlchemy MetaData, nor has a .metadata", details=details

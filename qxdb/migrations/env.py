@@ -165,10 +165,20 @@ def _without_partitions(connection: Connection, options: dict[str, Any]) -> Incl
     storage, and autogenerate would otherwise write ``op.drop_table`` for every one."""
     own: IncludeName | None = options.get("include_name")
     found: dict[str | None, set[str]] = {}
+    target = options.get("target_metadata")
+    metadatas = target if isinstance(target, list | tuple) else [target]
+    # A partition the models declare themselves is compared like any table.
+    modelled = {
+        (t.schema, t.name) for md in metadatas if md is not None for t in md.tables.values()
+    }
 
     def partitions(schema: str | None) -> set[str]:
         if schema not in found:
-            found[schema] = partition_tables(connection, schema)
+            found[schema] = {
+                name
+                for name in partition_tables(connection, schema)
+                if (schema, name) not in modelled
+            }
         return found[schema]
 
     def include(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:

@@ -899,7 +899,9 @@ class OutboxRelay:
                 self.subject_prefix, row.event_name
             )
         msg_id = str(row.delivery_id or row.id)
-        headers: Mapping[str, str] = row.headers or {}
+        # Only an object is headers (the recorder writes one); anything written by hand
+        # instead is not sent, rather than failing the whole batch.
+        headers: Mapping[str, str] = row.headers if isinstance(row.headers, dict) else {}
         if spans is not None:
             headers = spans.start(headers, subject, msg_id)
         return OutboundMessage(

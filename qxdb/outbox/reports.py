@@ -49,8 +49,9 @@ class OutboxRow:
     dead_at: datetime | None
     replay_count: int = 0
     first_failed_at: datetime | None = None
-    # Sent with the message (trace context): the row's whole state includes them.
-    headers: dict[str, str] = field(default_factory=dict)
+    # Sent with the message (trace context): the row's whole state includes them. An
+    # object as written by the recorder; a value written by hand is kept as it is.
+    headers: Any = field(default_factory=dict)
 
     @property
     def status(self) -> str:

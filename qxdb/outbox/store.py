@@ -634,8 +634,16 @@ def _to_row(row: Row[Any]) -> OutboxRow:
         dead_at=m["dead_at"],
         replay_count=int(m["replay_count"]),
         first_failed_at=m["first_failed_at"],
-        headers=dict(m.get("headers") or {}),
+        headers=_headers(m.get("headers")),
     )
+
+
+def _headers(value: Any) -> Any:
+    """The stored headers: an object as a dict, NULL as ``{}``, anything else (written by
+    hand: a string, a list) as it is, to be seen rather than break the listing."""
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, dict) else value
 
 
 @asynccontextmanager

@@ -442,3 +442,36 @@ def test_show_row_includes_the_headers_sent_with_the_event(db_url: str) -> None:
     # Without --row, the envelope alone, as before.
     shown = qxdb(db_url, "outbox", "show", str(traced["id"]))
     assert json.loads(shown.stdout) == traced["payload"], shown.stderr
+
+
+@pytest.mark.postgres_only
+def test_headers_written_by_hand_are_shown_as_stored(postgres_url: str) -> None:
+    """A row whose headers are not an object (an UPDATE by hand) is shown, not a crash
+    of the whole listing."""
+    from sqlalchemy import text
+
+    table = outbox_table()
+    now = datetime.now(UTC)
+    row = {
+        "id": uuid7(),
+        "event_name": "orders.placed",
+        "payload": {"event_id": str(uuid7())},
+        "occurred_at": now,
+        "delivery_id": uuid7(),
+    }
+
+    async def seed() -> None:
+        engine = create_engine(DatabaseSettings(statement_timeout_ms=None), url=postgres_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(table.metadata.create_all)
+                await conn.execute(insert(table), [row])
+                await conn.execute(text("UPDATE qx_outbox_events SET headers = '\"x\"'"))
+        finally:
+            await engine.dispose()
+
+    run_coro(seed())
+    shown = ok_json(postgres_url, "outbox", "show", str(row["id"]))
+    assert shown["headers"] == "x"
+    listed = ok_json(postgres_url, "outbox", "inspect")
+    assert [r["headers"] for r in listed["rows"]] == ["x"]

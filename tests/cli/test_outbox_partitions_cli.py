@@ -193,3 +193,58 @@ def test_partitions_follow_the_search_path_like_the_store(postgres_url: str) -> 
     assert ok_json(postgres_url, "outbox", "stats")["pending"] == 0
     dry = qxdb(postgres_url, "outbox", "partitions", "drop", "--older-than", "1d", "--dry-run")
     assert dry.returncode == 0, dry.stderr
+
+
+USER_PARTITIONED_MODELS = """
+from sqlalchemy import Column, String, Table
+
+from qxdb.mapping import make_metadata, standard_audit_columns, uuid_column
+
+metadata = make_metadata()
+for name, kw in (("orders", {"postgresql_partition_by": "LIST (region)"}), ("orders_eu", {})):
+    Table(
+        name,
+        metadata,
+        uuid_column("id", primary_key=True),
+        Column("region", String(8), primary_key=True),
+        *standard_audit_columns(),
+        **kw,
+    )
+"""
+
+
+def test_a_partition_the_models_declare_is_compared_like_any_table(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Only partitions the models do not know are left out of the comparison: one they
+    declare is in the database, so it is no drift and autogenerate creates nothing."""
+    from tests.cli.migrate_support import make_project, ok, run
+
+    package = make_project(tmp_path, USER_PARTITIONED_MODELS)
+
+    async def prepare() -> None:
+        engine = create_engine(DatabaseSettings(), url=postgres_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "CREATE TABLE orders (id uuid NOT NULL, region varchar(8) NOT NULL, "
+                        "created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz, "
+                        "created_by uuid, updated_by uuid, version integer NOT NULL DEFAULT 1, "
+                        "CONSTRAINT pk_orders PRIMARY KEY (id, region)) PARTITION BY LIST (region)"
+                    )
+                )
+                await conn.execute(
+                    text("CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu')")
+                )
+        finally:
+            await engine.dispose()
+
+    run_coro(prepare())
+    ok(run(tmp_path, "migrate", "init", "--metadata", f"{package}.models:metadata", url=None))
+    ok(run(tmp_path, "migrate", "stamp", "base", url=postgres_url))
+    written = ok(
+        run(tmp_path, "migrate", "revision", "--autogenerate", "-m", "none", url=postgres_url)
+    )
+    body = next((tmp_path / "migrations" / "versions").glob("*_none.py")).read_text()
+    assert "create_table" not in body and "drop_table" not in body, (written.stdout, body)

@@ -112,6 +112,11 @@ def test_bad_usage_exit_2(project: Path, args: list[str], message: str) -> None:
         ("import sys\nsys.exit(0)\n", "called sys.exit(0): a models module must not exit"),
         ("import sys\nsys.exit('bye')\n", "called sys.exit('bye')"),
         ("raise RuntimeError('no config')\n", "failed: RuntimeError: no config"),
+        (
+            "def __getattr__(name):\n    raise ValueError('lazy ' + name)\n",
+            "reading 'metadata' of 'exiting' (--metadata exiting:metadata) failed: "
+            "ValueError: lazy metadata",
+        ),
     ],
 )
 @pytest.mark.parametrize("json_out", [False, True])
@@ -190,3 +195,13 @@ def test_rules_lists_every_rule(project: Path) -> None:
     document = json.loads(qxdb("schema", "rules", "--json", cwd=project).stdout)
     assert [r["id"] for r in document] == [f"QX{n:03d}" for n in range(1, 27)]
     assert all(r["rationale"] and r["hint"] for r in document)
+
+
+def test_a_models_module_that_prints_leaves_stdout_to_the_json(project: Path) -> None:
+    (project / "chatty.py").write_text(
+        "print('hello from import')\nfrom models import good as metadata\n", encoding="utf-8"
+    )
+    result = qxdb("schema", "check", "--metadata", "chatty:metadata", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True  # one document, nothing before it
+    assert "hello from import" in result.stderr
