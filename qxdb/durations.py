@@ -29,9 +29,10 @@ __all__ = [
 ]
 
 _UNITS: dict[str, int] = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d{1,9})([wdhms])")
-_WHOLE = re.compile(r"(?:\d{1,9}[wdhms])+")
-_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# [0-9], not \d: a duration is ASCII digits (a fullwidth or Arabic-Indic 7 is refused).
+_PART = re.compile(r"([0-9]{1,9})([wdhms])")
+_WHOLE = re.compile(r"(?:[0-9]{1,9}[wdhms])+")
+_BARE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DURATION_HINT = "a whole number and a unit (s, m, h, d, w), e.g. 30m, 7d or 1h30m"
 
 

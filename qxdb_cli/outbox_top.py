@@ -20,7 +20,13 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 
 def top(
     interval: Annotated[
-        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes.")
+        float,
+        typer.Option(
+            "--interval",
+            min=defaults.TOP_INTERVAL_MIN_SECONDS,
+            max=defaults.TOP_INTERVAL_MAX_SECONDS,
+            help="Seconds between refreshes.",
+        ),
     ] = defaults.TOP_INTERVAL_SECONDS,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
     as_json: JsonOption = False,

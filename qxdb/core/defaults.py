@@ -26,6 +26,8 @@ __all__ = [
     "RELAY_METRICS_HOST",
     "RELAY_POLL_INTERVAL_SECONDS",
     "SUBJECT_PREFIX",
+    "TOP_INTERVAL_MAX_SECONDS",
+    "TOP_INTERVAL_MIN_SECONDS",
     "TOP_INTERVAL_SECONDS",
 ]
 
@@ -56,8 +58,11 @@ RELAY_DUPLICATE_WINDOW_SECONDS = 120.0
 RELAY_METRICS_HOST = "0.0.0.0"
 # How the relay command writes its log lines ("text" or "json"; QX_DB__LOG_FORMAT).
 RELAY_LOG_FORMAT = "text"
-# Seconds between two refreshes of `qxdb outbox top`.
+# Seconds between two refreshes of `qxdb outbox top`, and the range it takes (--once and
+# --json wait one interval for their rate: an hour is the most a script should wait).
 TOP_INTERVAL_SECONDS = 1.0
+TOP_INTERVAL_MIN_SECONDS = 0.2
+TOP_INTERVAL_MAX_SECONDS = 3600.0
 # Orders `qxdb demo` places.
 DEMO_ORDERS = 36
 # PostgreSQL's largest statement_timeout / lock_timeout (an int4 of milliseconds): a larger

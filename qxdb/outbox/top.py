@@ -101,11 +101,14 @@ class OutboxTop:
             ]
             # Not max(id): PostgreSQL has no max(uuid); the primary key read backwards.
             newest = select(t.c.id).order_by(t.c.id.desc()).limit(1).scalar_subquery()
-            if last_id is None:
+            if self._last is None:
                 # The first sample only notes where the table ends (no count over it all).
                 max_id, recorded = (await conn.execute(select(newest))).scalar(), 0
             else:
-                since = select(func.count()).select_from(t).where(t.c.id > last_id)
+                # An empty table at the last sample: every row is new since.
+                since = select(func.count()).select_from(t)
+                if last_id is not None:
+                    since = since.where(t.c.id > last_id)
                 head = (await conn.execute(select(newest, since.scalar_subquery()))).one()
                 max_id, recorded = head[0], int(head[1])
         now = time.monotonic()

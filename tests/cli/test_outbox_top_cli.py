@@ -134,9 +134,11 @@ def test_once_with_no_color_is_plain_text(tmp_path: Path) -> None:
         assert shown in result.stdout
 
 
-def test_bad_interval_exits_2(tmp_path: Path) -> None:
-    result = run_qxdb("outbox", "top", "--interval", "0", cwd=tmp_path)
-    assert result.returncode == 2
+@pytest.mark.parametrize("value", ["0", "0.1", "3601", "inf", "1e308", "nan"])
+def test_bad_interval_exits_2(tmp_path: Path, value: str) -> None:
+    """--once and --json wait one interval: one that never ends is refused up front."""
+    result = run_qxdb("outbox", "top", "--json", "--interval", value, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
 
 
 def test_missing_table_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -292,3 +294,24 @@ def test_without_a_terminal_a_frame_is_printed_every_interval(tmp_path: Path) ->
             proc.wait()
     assert "\x1b" not in seen
     assert "/s" in seen  # frames after the first carry a rate
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+async def test_a_table_empty_at_the_first_sample_still_gets_its_rate(
+    tmp_path: Path, postgres_url: str, dialect: str
+) -> None:
+    """--json and --once are exactly two samples: a fresh (or fully purged) outbox that
+    fills and publishes between them must show it, not 0/s."""
+    url = postgres_url if dialect == "postgresql" else f"sqlite+aiosqlite:///{tmp_path / 'e.db'}"
+    engine = await make_outbox(url)
+    try:
+        sampler = OutboxTop(OutboxStore(engine))
+        await sampler.sample()
+        await seed(engine, keyed_events(10, 2))
+        async with engine.begin() as conn:
+            await conn.execute(update(TABLE).values(published_at=utcnow()))
+        second = await sampler.sample()
+        assert second.published_since_last == 10
+        assert second.published_per_second is not None and second.published_per_second > 0
+    finally:
+        await engine.dispose()

@@ -186,6 +186,12 @@ def test_an_age_error_quotes_what_was_typed(typed: str) -> None:
     assert repr(typed) in str(caught.value)
 
 
+@pytest.mark.parametrize("text", ["\uff17d", "\u0661d", "1\u0660m"])
+def test_a_duration_is_ascii_digits(text: str) -> None:
+    with pytest.raises(ValidationError, match="use a whole number and a unit"):
+        parse_duration(text)
+
+
 def test_an_age_is_its_duration_and_cutoff() -> None:
     now = datetime(2026, 11, 27, tzinfo=UTC)
     assert parse_age("1d2h", now=now) == (timedelta(hours=26), now - timedelta(hours=26))
