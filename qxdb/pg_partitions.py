@@ -38,26 +38,38 @@ def partition_tables(conn: Connection, schema: str | None = None) -> set[str]:
 
 
 def partitioned_keys(conn: Connection, schema: str | None = None) -> dict[str, tuple[str, ...]]:
-    """Partitioned tables of ``schema`` -> their partition key columns (PostgreSQL)."""
-    return {
-        name: partition_key_columns(definition)
-        for name, _, definition in _rows(conn, schema)
-        if definition is not None
-    }
+    """Partitioned tables of ``schema`` -> their partition key columns (PostgreSQL), with
+    those of their partitioned partitions after them: a primary key must hold every
+    level's key (sub-partitioning), so every level's key is the table's."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for name, _, definitions in _rows(conn, schema):
+        if not definitions:
+            continue
+        columns: list[str] = []
+        for definition in definitions:
+            columns += [c for c in partition_key_columns(definition) if c not in columns]
+        keys[name] = tuple(columns)
+    return keys
 
 
-def _rows(conn: Connection, schema: str | None) -> list[tuple[str, bool, str | None]]:
-    """(name, is a partition, partition key of a partitioned table) of every table of
-    ``schema`` that takes part in partitioning."""
+def _rows(conn: Connection, schema: str | None) -> list[tuple[str, bool, list[str]]]:
+    """(name, is a partition, partition keys of its tree, top level first; empty unless it
+    is a partitioned table) of every table of ``schema`` that takes part in partitioning."""
     if conn.dialect.name != "postgresql":
         return []
     from sqlalchemy import text
 
     query = text(
         "SELECT c.relname, c.relispartition, "
-        "CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END "
+        "CASE WHEN c.relkind = 'p' THEN ARRAY("
+        "  SELECT pg_get_partkeydef(t.relid) FROM pg_partition_tree(c.oid) t "
+        "  JOIN pg_class k ON k.oid = t.relid WHERE k.relkind = 'p' "
+        "  ORDER BY t.level, t.relid) END "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE (c.relispartition OR c.relkind = 'p') "
         "AND n.nspname = coalesce(CAST(:schema AS text), current_schema())"
     )
-    return [(str(r[0]), bool(r[1]), r[2]) for r in conn.execute(query, {"schema": schema})]
+    return [
+        (str(r[0]), bool(r[1]), [str(d) for d in r[2] or ()])
+        for r in conn.execute(query, {"schema": schema})
+    ]

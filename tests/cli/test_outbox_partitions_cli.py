@@ -248,3 +248,30 @@ def test_a_partition_the_models_declare_is_compared_like_any_table(
     )
     body = next((tmp_path / "migrations" / "versions").glob("*_none.py")).read_text()
     assert "create_table" not in body and "drop_table" not in body, (written.stdout, body)
+
+
+def test_a_sub_partitioned_table_may_hold_every_levels_key(postgres_url: str) -> None:
+    """PostgreSQL makes a sub-partitioned table's key hold the keys of every level: QX001
+    accepts id plus all of them, and still flags a key that holds anything else."""
+
+    async def prepare() -> None:
+        engine = create_engine(DatabaseSettings(), url=postgres_url)
+        try:
+            async with engine.begin() as conn:
+                for sql in (
+                    "CREATE TABLE events (id uuid, at timestamptz, kind text, "
+                    "CONSTRAINT pk_events PRIMARY KEY (id, at, kind)) PARTITION BY RANGE (at)",
+                    "CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM "
+                    "('2026-01-01') TO ('2027-01-01') PARTITION BY LIST (kind)",
+                    "CREATE TABLE events_2026_a PARTITION OF events_2026 FOR VALUES IN ('a')",
+                    "CREATE TABLE other (id uuid, at timestamptz, x text, "
+                    "CONSTRAINT pk_other PRIMARY KEY (id, at, x)) PARTITION BY RANGE (at)",
+                ):
+                    await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    run_coro(prepare())
+    done = run_qxdb("schema", "check", "--database", "--rule", "QX001", "--json", url=postgres_url)
+    flagged = {f["table"] for f in json.loads(done.stdout)["findings"]}
+    assert flagged == {"other"}, done.stdout
