@@ -125,7 +125,8 @@ def short_id(value: UUID | str | None) -> str:
 
 
 def when(value: datetime | None) -> str:
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%SZ")
+    # The year padded by hand: strftime's %Y gives "3" for the year 3 on glibc.
+    return "" if value is None else f"{value.year:04d}" + value.strftime("-%m-%d %H:%M:%SZ")
 
 
 def one_line(text: str | None) -> str:
