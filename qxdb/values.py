@@ -72,6 +72,7 @@ __all__ = [
     "check_value",
     "checker_for",
     "comparable",
+    "is_unicode",
     "write_checker_for",
 ]
 
@@ -175,6 +176,16 @@ def _numeric(precision: int | None, scale: int | None) -> Checker:
     return check
 
 
+def is_unicode(text: str) -> bool:
+    """Is ``text`` valid Unicode (no lone surrogate, as undecodable bytes from a command
+    line or a file name become), so that UTF-8 can encode it?"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(value: Any, length: int | None = None) -> str:
     """``value`` if it is text a database column can hold (no NUL, no lone surrogate)."""
     if not isinstance(value, str):
@@ -183,10 +194,8 @@ def check_text(value: Any, length: int | None = None) -> str:
         raise _refuse(f"the text is {len(value)} characters, over the column's {length}")
     if "\x00" in value:
         raise _refuse("the text contains a NUL character, which a database column cannot hold")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _refuse("the text contains a lone surrogate, which is not valid Unicode") from None
+    if not is_unicode(value):
+        raise _refuse("the text contains a lone surrogate, which is not valid Unicode")
     return value
 
 

@@ -54,6 +54,7 @@ from qxdb.migrations.failure import LOCK_NOT_AVAILABLE, MigrationFailure, StepTr
 from qxdb.migrations.lock import WaitCallback, migration_lock
 from qxdb.migrations.project import find_config
 from qxdb.settings import DatabaseSettings
+from qxdb.values import is_unicode
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -689,7 +690,7 @@ def revision_message(text: str) -> str:
     value = text.strip()
     if not value:
         raise ValidationError("a revision needs a message (-m 'what it does')")
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+    if not is_unicode(value):
         raise ValidationError("the revision message is not valid UTF-8 text")
     if not value.isprintable():
         raise ValidationError(

@@ -43,7 +43,7 @@ from qxdb.outbox.fingerprint import validate_fingerprint
 from qxdb.outbox.table import pending_clause
 from qxdb.outbox.triage import group_of
 from qxdb.types import UTCDateTime
-from qxdb.values import check_value
+from qxdb.values import check_value, is_unicode
 
 __all__ = [
     "OUTBOX_STATUSES",
@@ -57,14 +57,6 @@ __all__ = [
 OutboxStatus = Literal["pending", "failed", "published", "dead", "all"]
 OUTBOX_STATUSES: tuple[str, ...] = get_args(OutboxStatus)
 _ESCAPE = "\\"
-
-
-def _unencodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate
-        return True
-    return False
 
 
 def glob_to_like(pattern: str) -> str:
@@ -214,7 +206,7 @@ class OutboxSelection:
                 raise ValidationError(f"event must be a string, got {type(self.event).__name__}")
             if not self.event.strip():
                 raise ValidationError("event name is empty: give a name or a glob such as orders.*")
-            if "\x00" in self.event or not self.event.isprintable() or _unencodable(self.event):
+            if "\x00" in self.event or not self.event.isprintable() or not is_unicode(self.event):
                 raise ValidationError(
                     f"event name {self.event!r} holds characters no event name has"
                 )
