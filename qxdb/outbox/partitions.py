@@ -26,7 +26,7 @@ Identifiers and bounds go through PostgreSQL's own ``format('%I', '%L')``, never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -34,6 +34,7 @@ from typing import Any, Literal
 from sqlalchemy import Column, MetaData, Table, func, literal_column, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import TextClause
 
 from qxdb.core.failures import error_code_of, is_lock_timeout
 from qxdb.durations import ago
@@ -316,12 +317,7 @@ class OutboxPartitions:
     async def _format(self, conn: AsyncConnection, template: str, *args: Any) -> str:
         """``template`` filled by PostgreSQL's ``format()``: ``%I`` quotes an identifier,
         ``%L`` a literal (timestamps as timestamptz), so nothing is pasted by us."""
-        casts = ", ".join(
-            f"CAST(:a{i} AS {'timestamptz' if isinstance(a, datetime) else 'text'})"
-            for i, a in enumerate(args)
-        )
-        params = {"t": template, **{f"a{i}": a for i, a in enumerate(args)}}
-        query = text(f"SELECT format(CAST(:t AS text), {casts})")
+        query, params = _format_query(template, args)
         return str((await conn.execute(query, params)).scalar_one())
 
     async def _ddl(self, conn: AsyncConnection, template: str, *args: Any) -> None:
@@ -412,6 +408,18 @@ class OutboxPartitions:
         return 0
 
 
+def _format_query(template: str, args: Sequence[Any]) -> tuple[TextClause, dict[str, Any]]:
+    """``SELECT format(template, args…)``: PostgreSQL quotes each argument (``%I`` an
+    identifier, ``%L`` a literal; datetimes bound as timestamptz), nothing is pasted by us.
+    One builder for the async methods and the migration helper."""
+    casts = ", ".join(
+        f"CAST(:a{i} AS {'timestamptz' if isinstance(a, datetime) else 'text'})"
+        for i, a in enumerate(args)
+    )
+    params = {"t": template, **{f"a{i}": a for i, a in enumerate(args)}}
+    return text(f"SELECT format(CAST(:t AS text), {casts})"), params
+
+
 def _covers(ranges: list[tuple[datetime, datetime]], lower: datetime, upper: datetime) -> bool:
     """Do the sorted ``ranges`` cover ``[lower, upper)`` without a gap?"""
     reached = lower
@@ -444,12 +452,7 @@ def convert_to_partitioned(
     cutover = day.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
 
     def run(template: str, *args: Any) -> None:
-        casts = ", ".join(
-            f"CAST(:a{i} AS {'timestamptz' if isinstance(a, datetime) else 'text'})"
-            for i, a in enumerate(args)
-        )
-        params = {"t": template, **{f"a{i}": a for i, a in enumerate(args)}}
-        statement = bind.execute(text(f"SELECT format(CAST(:t AS text), {casts})"), params)
+        statement = bind.execute(*_format_query(template, args))
         bind.execute(text(statement.scalar_one()))
 
     have = set(
