@@ -641,9 +641,7 @@ def _to_row(row: Row[Any]) -> OutboxRow:
 def _headers(value: Any) -> Any:
     """The stored headers: an object as a dict, NULL as ``{}``, anything else (written by
     hand: a string, a list) as it is, to be seen rather than break the listing."""
-    if value is None:
-        return {}
-    return dict(value) if isinstance(value, dict) else value
+    return {} if value is None else value
 
 
 @asynccontextmanager
